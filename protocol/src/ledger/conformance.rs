@@ -1,0 +1,1 @@
+//! The ledger conformance suite: property tests any [`super::Ledger`] backend runs.

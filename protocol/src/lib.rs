@@ -1,0 +1,34 @@
+//! Agora's market rules as pure logic.
+//!
+//! Identities and signed envelopes, the validated wire messages (offers,
+//! orders, bids, leases, receipts, jobs), the offer book and its query
+//! language, matching and scoring, receipt rules, and the [`ledger::Ledger`]
+//! trait with the invariants every backend must keep.
+//!
+//! Nothing here touches the network or reads a clock: time is an argument,
+//! so every rule is unit- and property-testable. The one exception is the
+//! key file, which [`identity::Keypair`] reads and writes.
+
+pub mod amount;
+pub mod envelope;
+pub mod identity;
+pub mod job;
+pub mod lease;
+pub mod ledger;
+pub mod message;
+pub mod offer;
+pub mod order;
+pub mod receipt;
+pub mod time;
+
+pub use amount::{Amount, cost};
+pub use envelope::{CoSigned, EnvelopeError, Kind, SignedEnvelope};
+pub use identity::{AccountId, IdentityError, Keypair, PublicKey, Signature};
+pub use job::{InputFile, JobAction, JobControl, JobPayload};
+pub use lease::{Lease, LeaseId, LeaseTerms};
+pub use ledger::{Ledger, LedgerError};
+pub use message::{MessageError, Signed, ValidationError, WireMessage};
+pub use offer::{Benchmark, BenchmarkMethod, Energy, Offer, OfferId};
+pub use order::{Bid, Decline, DeclineReason, Order, OrderId};
+pub use receipt::{ReceiptClaim, ReceiptError, UsageReceipt};
+pub use time::Timestamp;
