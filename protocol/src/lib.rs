@@ -10,18 +10,22 @@
 //! key file, which [`identity::Keypair`] reads and writes.
 
 pub mod amount;
+pub mod book;
 pub mod envelope;
 pub mod identity;
 pub mod job;
 pub mod lease;
 pub mod ledger;
+pub mod matching;
 pub mod message;
 pub mod offer;
 pub mod order;
+pub mod query;
 pub mod receipt;
 pub mod time;
 
 pub use amount::{Amount, cost};
+pub use book::{InsertOutcome, OfferBook};
 pub use envelope::{CoSigned, EnvelopeError, Kind, SignedEnvelope};
 pub use identity::{AccountId, IdentityError, Keypair, PublicKey, Signature};
 pub use job::{InputFile, JobAction, JobControl, JobPayload};
@@ -30,5 +34,6 @@ pub use ledger::{Ledger, LedgerError};
 pub use message::{MessageError, Signed, ValidationError, WireMessage};
 pub use offer::{Benchmark, BenchmarkMethod, Energy, Offer, OfferId};
 pub use order::{Bid, Decline, DeclineReason, Order, OrderId};
+pub use query::{Query, QueryError, SortKey};
 pub use receipt::{ReceiptClaim, ReceiptError, UsageReceipt};
 pub use time::Timestamp;
