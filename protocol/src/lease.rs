@@ -174,11 +174,11 @@ impl Lease {
     pub fn countersign(proposal: &Signed<LeaseTerms>, key: &Keypair) -> Result<Self, MessageError> {
         let terms = proposal.message().clone();
         if terms.provider != key.public() {
-            return Err(MessageError::SignerMismatch {
-                kind: Kind::LeaseTerms,
-                signer: key.public(),
-                named: terms.provider,
-            });
+            return Err(MessageError::signer_mismatch(
+                Kind::LeaseTerms,
+                &key.public(),
+                &terms.provider,
+            ));
         }
         let cosigned = CoSigned::countersign(proposal.envelope(), key, true);
         Ok(Self {

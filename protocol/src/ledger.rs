@@ -129,8 +129,8 @@ pub enum LedgerError {
     /// The payer cannot cover the escrow.
     #[error("account {account} has {available} but the escrow needs {needed}")]
     InsufficientFunds {
-        /// The payer.
-        account: AccountId,
+        /// The payer (hex key).
+        account: String,
         /// Its balance.
         available: Amount,
         /// The escrow.

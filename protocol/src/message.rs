@@ -45,15 +45,26 @@ pub enum MessageError {
         error: ValidationError,
     },
     /// The envelope's signer is not the party the body names.
-    #[error("{kind:?} is signed by {signer:?} but names {named:?}")]
+    #[error("{kind:?} is signed by {signer} but names {named}")]
     SignerMismatch {
         /// The message kind.
         kind: Kind,
-        /// Who signed.
-        signer: PublicKey,
-        /// Who the body says should have.
-        named: PublicKey,
+        /// Who signed (hex key).
+        signer: String,
+        /// Who the body says should have (hex key).
+        named: String,
     },
+}
+
+impl MessageError {
+    /// `signer` signed a message of `kind` that names `named`.
+    pub fn signer_mismatch(kind: Kind, signer: &PublicKey, named: &PublicKey) -> Self {
+        Self::SignerMismatch {
+            kind,
+            signer: signer.to_string(),
+            named: named.to_string(),
+        }
+    }
 }
 
 /// A message type of the wire protocol.
@@ -86,11 +97,7 @@ impl<T: WireMessage> Signed<T> {
         if let Some(named) = message.signer()
             && *named != key.public()
         {
-            return Err(MessageError::SignerMismatch {
-                kind: T::KIND,
-                signer: key.public(),
-                named: *named,
-            });
+            return Err(MessageError::signer_mismatch(T::KIND, &key.public(), named));
         }
         let envelope = SignedEnvelope::seal(T::KIND, &message.to_proto(), key);
         Ok(Self { envelope, message })
@@ -115,11 +122,11 @@ impl<T: WireMessage> Signed<T> {
         if let Some(named) = message.signer()
             && named != envelope.signer()
         {
-            return Err(MessageError::SignerMismatch {
-                kind: T::KIND,
-                signer: *envelope.signer(),
-                named: *named,
-            });
+            return Err(MessageError::signer_mismatch(
+                T::KIND,
+                envelope.signer(),
+                named,
+            ));
         }
         Ok(Self { envelope, message })
     }

@@ -403,7 +403,8 @@ pub(crate) mod tests {
     fn every_bad_field_is_named() {
         let key = Keypair::from_seed(&[1; 32]);
         let good = sample_offer(&key).to_proto();
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::Offer)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut pb::Offer)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("gpu_free", Box::new(|p| p.gpu_free = 9)),
             ("gpu_total", Box::new(|p| p.gpu_total = 0)),
             (

@@ -259,18 +259,18 @@ impl ReceiptClaim {
     ) -> Result<Self, MessageError> {
         signed.expect_kind(Kind::UsageReceipt)?;
         if signed.signer() != &lease.terms().provider {
-            return Err(MessageError::SignerMismatch {
-                kind: Kind::UsageReceipt,
-                signer: *signed.signer(),
-                named: lease.terms().provider,
-            });
+            return Err(MessageError::signer_mismatch(
+                Kind::UsageReceipt,
+                signed.signer(),
+                &lease.terms().provider,
+            ));
         }
         if key.public() != lease.terms().requester {
-            return Err(MessageError::SignerMismatch {
-                kind: Kind::UsageReceipt,
-                signer: key.public(),
-                named: lease.terms().requester,
-            });
+            return Err(MessageError::signer_mismatch(
+                Kind::UsageReceipt,
+                &key.public(),
+                &lease.terms().requester,
+            ));
         }
         signed.verify()?;
         Self::from_cosigned(CoSigned::countersign(signed, key, false))

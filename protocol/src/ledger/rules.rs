@@ -37,7 +37,7 @@ pub fn plan_lock(
         payer_balance
             .checked_sub(terms.escrow)
             .ok_or(LedgerError::InsufficientFunds {
-                account: terms.requester,
+                account: terms.requester.to_string(),
                 available: payer_balance,
                 needed: terms.escrow,
             })?;
