@@ -1,0 +1,240 @@
+//! A [`Ledger`] on sled with group commit.
+//!
+//! One writer thread owns the ledger's state in memory. Callers send it
+//! operations over a bounded channel; it takes every operation waiting (up
+//! to `max_batch`), verifies the batch's receipt signatures together,
+//! applies each operation in order through `agora_protocol::ledger::rules`
+//! (a refused operation changes nothing), writes every changed key in one
+//! sled batch, fsyncs, and only then replies. An acknowledged operation is
+//! therefore on disk, and many concurrent operations share one fsync.
+//!
+//! Reads go through the same queue, so they see exactly the acknowledged
+//! state and never a half-applied batch.
+//!
+//! Key layout (one sled tree):
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `a` ‖ account (32 bytes) | balance, u64 big-endian |
+//! | `l` ‖ lease id (32 bytes) | the co-signed lease, wire bytes |
+//! | `e` ‖ lease id (32 bytes) | `EscrowState`, JSON |
+//! | `m:deposited` | all deposits ever, u128 big-endian |
+
+mod store;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use agora_protocol::ledger::{Closure, EscrowState, Settlement, Supply};
+use agora_protocol::{
+    AccountId, Amount, CoSigned, Lease, LeaseId, Ledger, LedgerError, Timestamp, ledger,
+};
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use writer::{Command, Reply};
+
+/// Settings of a [`SledLedger`].
+#[derive(Debug, Clone)]
+pub struct SledConfig {
+    /// After a lease's end, how long before anyone may close it.
+    pub close_grace_ms: u64,
+    /// Most operations applied under one fsync.
+    pub max_batch: usize,
+    /// Operations that may wait for the writer (the channel bound).
+    pub queue: usize,
+    /// Simulated block time: acknowledge only at block boundaries. `None`
+    /// acknowledges as soon as the batch is on disk.
+    pub block_time_ms: Option<u64>,
+}
+
+impl Default for SledConfig {
+    fn default() -> Self {
+        Self {
+            close_grace_ms: 60_000,
+            max_batch: 4096,
+            queue: 16_384,
+            block_time_ms: None,
+        }
+    }
+}
+
+/// Why the ledger could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// sled could not open the directory.
+    #[error("cannot open the ledger at {path}: {source} (is another agora-mock-chain using it?)")]
+    Sled {
+        /// The directory.
+        path: String,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// The stored state does not add up.
+    #[error("the ledger at {path} is inconsistent: {reason}")]
+    Corrupt {
+        /// The directory.
+        path: String,
+        /// What does not add up.
+        reason: String,
+    },
+    /// The writer thread could not start.
+    #[error("cannot start the ledger writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A durable ledger on sled. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct SledLedger {
+    tx: mpsc::Sender<Command>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SledLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledLedger").finish_non_exhaustive()
+    }
+}
+
+impl SledLedger {
+    /// Opens (or creates) the ledger in `path`, loads its state, checks that
+    /// money adds up, and starts the writer thread.
+    pub fn open(path: &Path, config: SledConfig, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
+        let shown = path.display().to_string();
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| OpenError::Sled {
+                path: shown.clone(),
+                source,
+            })?;
+        let state = store::load(&db).map_err(|reason| OpenError::Corrupt {
+            path: shown.clone(),
+            reason,
+        })?;
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        writer::spawn(db, state, rx, config, clock.clone()).map_err(OpenError::Thread)?;
+        Ok(Self { tx, clock })
+    }
+
+    async fn call(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Reply>) -> Command,
+    ) -> Result<Reply, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(command(reply))
+            .await
+            .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?;
+        rx.await.map_err(|_| {
+            LedgerError::Unavailable("the ledger writer stopped before replying".into())
+        })
+    }
+}
+
+fn unexpected(reply: &Reply) -> LedgerError {
+    LedgerError::Storage(format!("internal: unexpected reply {reply:?}"))
+}
+
+#[async_trait]
+impl Ledger for SledLedger {
+    async fn now(&self) -> Result<Timestamp, LedgerError> {
+        Ok(self.clock.now())
+    }
+
+    async fn balance(&self, account: &AccountId) -> Result<Amount, LedgerError> {
+        match self
+            .call(|reply| Command::Balance {
+                account: *account,
+                reply,
+            })
+            .await?
+        {
+            Reply::Amount(result) => result,
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn deposit(&self, account: &AccountId, amount: Amount) -> Result<Amount, LedgerError> {
+        if amount == Amount::ZERO {
+            return Err(LedgerError::BadRequest("a deposit must be positive".into()));
+        }
+        match self
+            .call(|reply| Command::Deposit {
+                account: *account,
+                amount,
+                reply,
+            })
+            .await?
+        {
+            Reply::Amount(result) => result,
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn lock_escrow(&self, lease: &CoSigned) -> Result<EscrowState, LedgerError> {
+        // Verified here, in the caller's task, so many callers verify in parallel.
+        let lease = Lease::verify(lease.clone()).map_err(ledger::invalid_lease)?;
+        match self
+            .call(|reply| Command::Lock {
+                lease: Box::new(lease),
+                reply,
+            })
+            .await?
+        {
+            Reply::Escrow(result) => result,
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn settle(&self, receipt: &CoSigned) -> Result<Settlement, LedgerError> {
+        let claim = agora_protocol::ReceiptClaim::from_cosigned(receipt.clone())
+            .map_err(ledger::invalid_receipt)?;
+        match self
+            .call(|reply| Command::Settle {
+                claim: Box::new(claim),
+                reply,
+            })
+            .await?
+        {
+            Reply::Settlement(result) => result,
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn close(&self, lease: &LeaseId) -> Result<Closure, LedgerError> {
+        match self
+            .call(|reply| Command::Close {
+                lease: *lease,
+                reply,
+            })
+            .await?
+        {
+            Reply::Closure(result) => result,
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn escrow(&self, lease: &LeaseId) -> Result<Option<EscrowState>, LedgerError> {
+        match self
+            .call(|reply| Command::Escrow {
+                lease: *lease,
+                reply,
+            })
+            .await?
+        {
+            Reply::MaybeEscrow(state) => Ok(state),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn supply(&self) -> Result<Supply, LedgerError> {
+        match self.call(|reply| Command::Supply { reply }).await? {
+            Reply::Supply(supply) => Ok(supply),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The writer thread: batches operations, applies them, fsyncs, replies.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_protocol::ledger::{Closure, EscrowState, LedgerError, Settlement, Supply, rules};
+use agora_protocol::receipt::verify_claims;
+use agora_protocol::{AccountId, Amount, Lease, LeaseId, ReceiptClaim};
+use tokio::sync::{mpsc, oneshot};
+
+use super::SledConfig;
+use super::store::{self, State};
+use crate::clock::Clock;
+
+/// An operation for the writer, with where to send its result.
+pub(super) enum Command {
+    Balance {
+        account: AccountId,
+        reply: oneshot::Sender<Reply>,
+    },
+    Deposit {
+        account: AccountId,
+        amount: Amount,
+        reply: oneshot::Sender<Reply>,
+    },
+    Lock {
+        lease: Box<Lease>,
+        reply: oneshot::Sender<Reply>,
+    },
+    Settle {
+        claim: Box<ReceiptClaim>,
+        reply: oneshot::Sender<Reply>,
+    },
+    Close {
+        lease: LeaseId,
+        reply: oneshot::Sender<Reply>,
+    },
+    Escrow {
+        lease: LeaseId,
+        reply: oneshot::Sender<Reply>,
+    },
+    Supply {
+        reply: oneshot::Sender<Reply>,
+    },
+}
+
+/// A result from the writer.
+#[derive(Debug)]
+pub(super) enum Reply {
+    Amount(Result<Amount, LedgerError>),
+    Escrow(Result<EscrowState, LedgerError>),
+    Settlement(Result<Settlement, LedgerError>),
+    Closure(Result<Closure, LedgerError>),
+    MaybeEscrow(Option<EscrowState>),
+    Supply(Supply),
+}
+
+/// Keys a batch changed; written together before any reply goes out.
+#[derive(Default)]
+struct Dirty {
+    accounts: HashSet<AccountId>,
+    escrows: HashSet<LeaseId>,
+    new_leases: Vec<LeaseId>,
+    deposited: bool,
+}
+
+impl Dirty {
+    fn is_empty(&self) -> bool {
+        self.accounts.is_empty() && self.escrows.is_empty() && !self.deposited
+    }
+}
+
+pub(super) fn spawn(
+    db: sled::Db,
+    state: State,
+    rx: mpsc::Receiver<Command>,
+    config: SledConfig,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || {
+            Writer {
+                db,
+                state,
+                config,
+                clock,
+            }
+            .run(rx)
+        })
+        .map(|_| ())
+}
+
+struct Writer {
+    db: sled::Db,
+    state: State,
+    config: SledConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let max = self.config.max_batch.max(1);
+        let mut batch = Vec::with_capacity(max);
+        while let Some(first) = rx.blocking_recv() {
+            if let Some(block) = self.config.block_time_ms.filter(|b| *b > 0) {
+                // Everything that arrives before the next block boundary
+                // lands in that block.
+                let now = self.clock.now().0;
+                std::thread::sleep(Duration::from_millis(block - now % block));
+            }
+            batch.push(first);
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            if !self.apply_batch(&mut batch) {
+                tracing::error!(
+                    "ledger storage failed; the writer stops and the ledger refuses further operations"
+                );
+                return;
+            }
+        }
+    }
+
+    /// Applies, persists and answers one batch. Returns false if storage
+    /// failed, after answering every operation with the error.
+    fn apply_batch(&mut self, batch: &mut Vec<Command>) -> bool {
+        let bad_claims = self.verify_claims(batch);
+        let now = self.clock.now();
+        let mut dirty = Dirty::default();
+        let mut replies = Vec::with_capacity(batch.len());
+        for (index, command) in batch.drain(..).enumerate() {
+            let (reply, result) = match command {
+                Command::Balance { account, reply } => {
+                    (reply, Reply::Amount(Ok(self.state.balance(&account))))
+                }
+                Command::Deposit {
+                    account,
+                    amount,
+                    reply,
+                } => (
+                    reply,
+                    Reply::Amount(self.deposit(account, amount, &mut dirty)),
+                ),
+                Command::Lock { lease, reply } => {
+                    (reply, Reply::Escrow(self.lock(*lease, now, &mut dirty)))
+                }
+                Command::Settle { claim, reply } => {
+                    let result = match bad_claims.get(&index) {
+                        Some(error) => Err(error.clone()),
+                        None => self.settle(&claim, &mut dirty),
+                    };
+                    (reply, Reply::Settlement(result))
+                }
+                Command::Close { lease, reply } => {
+                    (reply, Reply::Closure(self.close(lease, now, &mut dirty)))
+                }
+                Command::Escrow { lease, reply } => (
+                    reply,
+                    Reply::MaybeEscrow(self.state.leases.get(&lease).map(|(_, e)| e.clone())),
+                ),
+                Command::Supply { reply } => (reply, Reply::Supply(self.state.supply())),
+            };
+            replies.push((reply, result));
+        }
+        let persisted = if dirty.is_empty() {
+            Ok(())
+        } else {
+            self.persist(&dirty)
+        };
+        match persisted {
+            Ok(()) => {
+                for (reply, result) in replies {
+                    // The caller may have given up waiting; the op stands.
+                    let _ = reply.send(result);
+                }
+                true
+            }
+            Err(e) => {
+                let error = LedgerError::Storage(e.to_string());
+                for (reply, result) in replies {
+                    let _ = reply.send(fail(result, &error));
+                }
+                false
+            }
+        }
+    }
+
+    /// Batch-verifies the signatures of every receipt claim in the batch
+    /// against its stored lease. Returns the errors of the bad ones, by
+    /// position; unknown leases are left for `settle` to report.
+    fn verify_claims(&self, batch: &[Command]) -> BTreeMap<usize, LedgerError> {
+        let mut items = Vec::new();
+        for (index, command) in batch.iter().enumerate() {
+            if let Command::Settle { claim, .. } = command
+                && let Some((lease, _)) = self.state.leases.get(&claim.receipt().lease_id)
+            {
+                items.push((index, claim.as_ref(), lease.terms()));
+            }
+        }
+        let mut bad = BTreeMap::new();
+        if items.is_empty() {
+            return bad;
+        }
+        // Verify in parallel chunks, one per core; a chunk that fails is
+        // re-checked one by one to find the culprits.
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let chunk = items.len().div_ceil(threads).max(32);
+        let failed: Vec<Vec<(usize, LedgerError)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = items
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let pairs: Vec<_> = part.iter().map(|(_, c, t)| (*c, *t)).collect();
+                        if verify_claims(&pairs).is_ok() {
+                            return Vec::new();
+                        }
+                        part.iter()
+                            .filter_map(|(i, c, t)| {
+                                c.verify(t)
+                                    .err()
+                                    .map(|e| (*i, agora_protocol::ledger::invalid_receipt(e)))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        bad.extend(failed.into_iter().flatten());
+        bad
+    }
+
+    fn deposit(
+        &mut self,
+        account: AccountId,
+        amount: Amount,
+        dirty: &mut Dirty,
+    ) -> Result<Amount, LedgerError> {
+        let balance = self
+            .state
+            .balance(&account)
+            .checked_add(amount)
+            .ok_or_else(|| {
+                LedgerError::Overflow(format!("balance of {account} would exceed u64"))
+            })?;
+        self.state.balances.insert(account, balance);
+        self.state.balance_total += u128::from(amount.0);
+        self.state.deposited += u128::from(amount.0);
+        dirty.accounts.insert(account);
+        dirty.deposited = true;
+        Ok(balance)
+    }
+
+    fn lock(
+        &mut self,
+        lease: Lease,
+        now: agora_protocol::Timestamp,
+        dirty: &mut Dirty,
+    ) -> Result<EscrowState, LedgerError> {
+        if let Some((_, existing)) = self.state.leases.get(&lease.id()) {
+            return Ok(existing.clone());
+        }
+        let payer = lease.terms().requester;
+        let plan = rules::plan_lock(
+            &lease,
+            self.state.balance(&payer),
+            now,
+            self.config.close_grace_ms,
+        )?;
+        let escrow = plan.state.escrow;
+        self.state.balances.insert(payer, plan.payer_balance);
+        self.state.balance_total -= u128::from(escrow.0);
+        self.state.escrow_total += u128::from(escrow.0);
+        let id = lease.id();
+        self.state.leases.insert(id, (lease, plan.state.clone()));
+        dirty.accounts.insert(payer);
+        dirty.escrows.insert(id);
+        dirty.new_leases.push(id);
+        Ok(plan.state)
+    }
+
+    fn settle(
+        &mut self,
+        claim: &ReceiptClaim,
+        dirty: &mut Dirty,
+    ) -> Result<Settlement, LedgerError> {
+        let id = claim.receipt().lease_id;
+        let (lease, escrow) = self
+            .state
+            .leases
+            .get(&id)
+            .ok_or(LedgerError::UnknownLease(id))?;
+        let (next, settlement) = rules::plan_settle(lease, escrow, claim)?;
+        if let Some(next) = next {
+            let provider = next.provider;
+            let paid = settlement.paid;
+            let balance = self
+                .state
+                .balance(&provider)
+                .checked_add(paid)
+                .ok_or_else(|| {
+                    LedgerError::Overflow(format!("balance of {provider} would exceed u64"))
+                })?;
+            self.state.balances.insert(provider, balance);
+            self.state.balance_total += u128::from(paid.0);
+            self.state.escrow_total -= u128::from(paid.0);
+            if let Some(entry) = self.state.leases.get_mut(&id) {
+                entry.1 = next;
+            }
+            dirty.accounts.insert(provider);
+            dirty.escrows.insert(id);
+        }
+        Ok(settlement)
+    }
+
+    fn close(
+        &mut self,
+        id: LeaseId,
+        now: agora_protocol::Timestamp,
+        dirty: &mut Dirty,
+    ) -> Result<Closure, LedgerError> {
+        let (_, escrow) = self
+            .state
+            .leases
+            .get(&id)
+            .ok_or(LedgerError::UnknownLease(id))?;
+        let (next, closure) = rules::plan_close(escrow, now)?;
+        let requester = next.requester;
+        let balance = self
+            .state
+            .balance(&requester)
+            .checked_add(closure.refunded)
+            .ok_or_else(|| {
+                LedgerError::Overflow(format!("balance of {requester} would exceed u64"))
+            })?;
+        self.state.balances.insert(requester, balance);
+        self.state.balance_total += u128::from(closure.refunded.0);
+        self.state.escrow_total -= u128::from(closure.refunded.0);
+        if let Some(entry) = self.state.leases.get_mut(&id) {
+            entry.1 = next;
+        }
+        dirty.accounts.insert(requester);
+        dirty.escrows.insert(id);
+        Ok(closure)
+    }
+
+    /// Writes every changed key in one atomic batch and fsyncs.
+    fn persist(&self, dirty: &Dirty) -> sled::Result<()> {
+        let mut batch = sled::Batch::default();
+        for account in &dirty.accounts {
+            batch.insert(
+                store::account_key(account),
+                &self.state.balance(account).0.to_be_bytes(),
+            );
+        }
+        for id in &dirty.new_leases {
+            if let Some((lease, _)) = self.state.leases.get(id) {
+                batch.insert(store::lease_key(id), lease.encode());
+            }
+        }
+        for id in &dirty.escrows {
+            if let Some((_, escrow)) = self.state.leases.get(id) {
+                batch.insert(store::escrow_key(id), store::encode_escrow(escrow));
+            }
+        }
+        if dirty.deposited {
+            batch.insert(store::DEPOSITED, &self.state.deposited.to_be_bytes());
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// The reply an operation gets when its batch could not be stored.
+fn fail(result: Reply, error: &LedgerError) -> Reply {
+    match result {
+        Reply::Amount(_) => Reply::Amount(Err(error.clone())),
+        Reply::Escrow(_) => Reply::Escrow(Err(error.clone())),
+        Reply::Settlement(_) => Reply::Settlement(Err(error.clone())),
+        Reply::Closure(_) => Reply::Closure(Err(error.clone())),
+        other => other,
+    }
+}
