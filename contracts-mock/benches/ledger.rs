@@ -1,1 +1,117 @@
-fn main() {}
+//! Durable settlements per second on the sled ledger: many requesters'
+//! receipts settled concurrently, each acknowledged only after fsync.
+//! Run with `cargo bench -p agora-contracts-mock --bench ledger`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_contracts_mock::{ManualClock, SledConfig, SledLedger};
+use agora_protocol::ledger::conformance::lease;
+use agora_protocol::{
+    Amount, CoSigned, Keypair, Ledger, ReceiptClaim, Timestamp, UsageReceipt, cost,
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// Leases settled concurrently (one task each), receipts per lease.
+const LEASES: usize = 1000;
+const RECEIPTS: u64 = 5;
+
+struct Round {
+    /// Per lease: its receipts in sequence order.
+    receipts: Vec<Vec<CoSigned>>,
+}
+
+/// Locks `LEASES` fresh leases and signs their receipts (not timed).
+async fn prepare(ledger: &SledLedger, round: u32) -> Round {
+    let now = ledger.now().await.unwrap();
+    let mut receipts = Vec::with_capacity(LEASES);
+    for i in 0..LEASES {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&round.to_le_bytes());
+        seed[4..12].copy_from_slice(&(i as u64).to_le_bytes());
+        let requester = Keypair::from_seed(&seed);
+        seed[31] = 1;
+        let provider = Keypair::from_seed(&seed);
+        ledger
+            .deposit(&requester.public(), Amount(10_000_000))
+            .await
+            .unwrap();
+        let lease = lease(&requester, &provider, Amount(3_600_000), 1, 3600, now, 1);
+        ledger.lock_escrow(lease.cosigned()).await.unwrap();
+        let list = (1..=RECEIPTS)
+            .map(|sequence| {
+                let receipt = UsageReceipt {
+                    lease_id: lease.id(),
+                    sequence,
+                    gpu_seconds: sequence * 10,
+                    cumulative_amount: cost(lease.terms().price_per_gpu_hour, sequence * 10)
+                        .unwrap(),
+                    issued_at: Timestamp(0),
+                    is_final: false,
+                    result_hash: None,
+                    exit_status: None,
+                };
+                let signed = ReceiptClaim::sign_as_provider(receipt, &provider).unwrap();
+                ReceiptClaim::countersign(signed.envelope(), &lease, &requester)
+                    .unwrap()
+                    .cosigned()
+                    .clone()
+            })
+            .collect();
+        receipts.push(list);
+    }
+    Round { receipts }
+}
+
+/// Settles every receipt, each lease's in order on its own task.
+async fn settle_all(ledger: &SledLedger, round: Round) {
+    let tasks: Vec<_> = round
+        .receipts
+        .into_iter()
+        .map(|list| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                for receipt in list {
+                    let settlement = ledger.settle(&receipt).await.unwrap();
+                    assert!(settlement.paid > Amount::ZERO);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+fn durable_settlements(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(1_700_000_000_000));
+    let ledger = SledLedger::open(dir.path(), SledConfig::default(), Arc::new(clock)).unwrap();
+    let mut round = 0u32;
+    let mut group = c.benchmark_group("ledger");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(LEASES as u64 * RECEIPTS));
+    group.bench_function("durable_settlements", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let prepared = runtime.block_on(prepare(&ledger, round));
+                let started = Instant::now();
+                runtime.block_on(settle_all(&ledger, prepared));
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, durable_settlements);
+criterion_main!(benches);

@@ -1,0 +1,150 @@
+//! Every acknowledged operation survives `kill -9` of the mock chain.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agora_protocol::ledger::conformance::lease;
+use agora_protocol::{
+    Amount, CoSigned, Keypair, Lease, LeaseId, Ledger, ReceiptClaim, UsageReceipt, cost,
+};
+
+use crate::support::ChainProcess;
+
+/// What the chain acknowledged before it was killed.
+#[derive(Default)]
+struct Acks {
+    deposited: u128,
+    locked: Vec<LeaseId>,
+    /// Highest acknowledged cumulative amount per lease.
+    settled: HashMap<LeaseId, Amount>,
+    count: usize,
+}
+
+fn receipt(
+    lease: &Lease,
+    requester: &Keypair,
+    provider: &Keypair,
+    sequence: u64,
+) -> (CoSigned, Amount) {
+    let gpu_seconds = sequence * 10;
+    let amount = cost(lease.terms().price_per_gpu_hour, gpu_seconds).unwrap();
+    let receipt = UsageReceipt {
+        lease_id: lease.id(),
+        sequence,
+        gpu_seconds,
+        cumulative_amount: amount,
+        issued_at: agora_protocol::Timestamp(0),
+        is_final: false,
+        result_hash: None,
+        exit_status: None,
+    };
+    let signed = ReceiptClaim::sign_as_provider(receipt, provider).unwrap();
+    (
+        ReceiptClaim::countersign(signed.envelope(), lease, requester)
+            .unwrap()
+            .cosigned()
+            .clone(),
+        amount,
+    )
+}
+
+/// One client's stream: deposit, lock a lease, settle a few receipts,
+/// again and again, recording each acknowledgement. Stops at the first
+/// error (the chain is dead).
+async fn stream(chain: agora_contracts_mock::HttpLedger, worker: u8, acks: Arc<Mutex<Acks>>) {
+    let requester = Keypair::from_seed(&[worker + 1; 32]);
+    let provider = Keypair::from_seed(&[worker + 101; 32]);
+    let Ok(start) = chain.now().await else { return };
+    for round in 0u8..=255 {
+        let amount = Amount(2_000_000);
+        if chain.deposit(&requester.public(), amount).await.is_err() {
+            return;
+        }
+        {
+            let mut a = acks.lock().unwrap();
+            a.deposited += u128::from(amount.0);
+            a.count += 1;
+        }
+        // 3.6 AGR per GPU-hour × 1 GPU × 1000 s = 1 AGR of escrow.
+        let lease = lease(
+            &requester,
+            &provider,
+            Amount(3_600_000),
+            1,
+            1000,
+            start,
+            round,
+        );
+        if chain.lock_escrow(lease.cosigned()).await.is_err() {
+            return;
+        }
+        {
+            let mut a = acks.lock().unwrap();
+            a.locked.push(lease.id());
+            a.count += 1;
+        }
+        for sequence in 1..=4 {
+            let (receipt, amount) = receipt(&lease, &requester, &provider, sequence);
+            if chain.settle(&receipt).await.is_err() {
+                return;
+            }
+            let mut a = acks.lock().unwrap();
+            a.settled.insert(lease.id(), amount);
+            a.count += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_operations_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = ChainProcess::start(dir.path());
+    let acks = Arc::new(Mutex::new(Acks::default()));
+    let workers: Vec<_> = (0..6u8)
+        .map(|w| tokio::spawn(stream(chain.client.clone(), w, acks.clone())))
+        .collect();
+
+    // Kill it in the middle of the stream, with requests in flight.
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if acks.lock().unwrap().count >= 150 {
+            break;
+        }
+    }
+    chain.kill9();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let acks = std::mem::take(&mut *acks.lock().unwrap());
+    assert!(acks.count >= 150 && !acks.locked.is_empty() && !acks.settled.is_empty());
+
+    // Restart on the same store: everything acknowledged is there.
+    let chain = ChainProcess::start(dir.path());
+    let ledger = &chain.client;
+    let supply = ledger.supply().await.unwrap();
+    assert!(
+        supply.conserved(),
+        "money not conserved after kill -9: {supply:?}"
+    );
+    assert!(
+        supply.deposited >= acks.deposited,
+        "acknowledged deposits lost: {} < {}",
+        supply.deposited,
+        acks.deposited
+    );
+    for id in &acks.locked {
+        assert!(
+            ledger.escrow(id).await.unwrap().is_some(),
+            "acknowledged lock of {id} lost"
+        );
+    }
+    for (id, amount) in &acks.settled {
+        let state = ledger.escrow(id).await.unwrap().unwrap();
+        assert!(
+            state.settled >= *amount,
+            "lease {id}: acknowledged {amount} but {} settled",
+            state.settled
+        );
+    }
+}
