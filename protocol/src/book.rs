@@ -15,8 +15,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::identity::PublicKey;
 use crate::message::Signed;
-use crate::offer::{Offer, OfferId};
-use crate::query::{Query, SortKey};
+use crate::offer::{Energy, Offer, OfferId};
+use crate::query::{
+    Clause, Field, Numbers, Query, SortKey, clause_matches, number_matches, text_matches,
+};
 use crate::time::Timestamp;
 
 /// What [`OfferBook::insert`] did.
@@ -48,13 +50,85 @@ impl InsertOutcome {
     }
 }
 
+/// The searchable fields of one offer, compact, so a search scans a dense
+/// array instead of chasing every signed offer through memory. Text fields
+/// are interned lowercase; a text clause is evaluated once per distinct
+/// value, then per row it is a table lookup.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    numbers: Numbers,
+    expires_at: Timestamp,
+    id: OfferId,
+    model: u32,
+    region: u32,
+    jurisdiction: u32,
+    energy: Energy,
+    simulated: bool,
+    verified: bool,
+}
+
+/// Lowercase strings to small integers.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn intern(&mut self, name: &str) -> u32 {
+        let key = name.to_ascii_lowercase();
+        if let Some(id) = self.ids.get(&key) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(key.clone());
+        self.ids.insert(key, id);
+        id
+    }
+
+    /// For each interned name, whether `op value` holds.
+    fn table(&self, op: crate::query::Op, value: &str) -> Vec<bool> {
+        self.names
+            .iter()
+            .map(|name| text_matches(op, name, value))
+            .collect()
+    }
+}
+
+/// A clause compiled against the book's interners.
+enum Compiled<'q> {
+    Number(Field, crate::query::Op, u128),
+    Model(Vec<bool>),
+    Region(Vec<bool>),
+    Jurisdiction(Vec<bool>),
+    Energy([bool; 4]),
+    Verified(bool),
+    Simulated(bool),
+    /// Evaluated on the full offer (provider, runtime).
+    Slow(&'q Clause),
+}
+
+fn energy_index(energy: Energy) -> usize {
+    match energy {
+        Energy::Unknown => 0,
+        Energy::Renewable => 1,
+        Energy::Mixed => 2,
+        Energy::Fossil => 3,
+    }
+}
+
 /// A bounded book of verified offers.
 #[derive(Debug)]
 pub struct OfferBook {
-    offers: HashMap<OfferId, Signed<Offer>>,
+    rows: Vec<Row>,
+    offers: Vec<Signed<Offer>>,
+    index: HashMap<OfferId, usize>,
     /// (expires_at, id) of every offer, soonest first.
     by_expiry: BTreeSet<(Timestamp, OfferId)>,
     per_provider_count: HashMap<PublicKey, usize>,
+    models: Interner,
+    regions: Interner,
+    jurisdictions: Interner,
     capacity: usize,
     per_provider: usize,
 }
@@ -63,9 +137,14 @@ impl OfferBook {
     /// A book of at most `capacity` offers, `per_provider` per provider.
     pub fn new(capacity: usize, per_provider: usize) -> Self {
         Self {
-            offers: HashMap::new(),
+            rows: Vec::new(),
+            offers: Vec::new(),
+            index: HashMap::new(),
             by_expiry: BTreeSet::new(),
             per_provider_count: HashMap::new(),
+            models: Interner::default(),
+            regions: Interner::default(),
+            jurisdictions: Interner::default(),
             capacity: capacity.max(1),
             per_provider: per_provider.max(1),
         }
@@ -78,8 +157,8 @@ impl OfferBook {
             return InsertOutcome::Expired;
         }
         let id = offer.id();
-        if let Some(current) = self.offers.get(&id) {
-            let held = current.message().sequence;
+        if let Some(&at) = self.index.get(&id) {
+            let held = self.offers[at].message().sequence;
             if offer.sequence <= held {
                 return InsertOutcome::Stale(held);
             }
@@ -115,15 +194,59 @@ impl OfferBook {
     }
 
     fn put(&mut self, id: OfferId, signed: Signed<Offer>) {
+        self.compact_interners();
         let offer = signed.message();
+        let row = Row {
+            numbers: Numbers::of(offer),
+            expires_at: offer.expires_at,
+            id,
+            model: self.models.intern(&offer.gpu_model),
+            region: self.regions.intern(&offer.region),
+            jurisdiction: self
+                .jurisdictions
+                .intern(offer.jurisdiction.as_deref().unwrap_or("")),
+            energy: offer.energy,
+            simulated: offer.simulated,
+            verified: offer.verified(),
+        };
         self.by_expiry.insert((offer.expires_at, id));
         *self.per_provider_count.entry(offer.provider).or_insert(0) += 1;
-        self.offers.insert(id, signed);
+        self.index.insert(id, self.offers.len());
+        self.rows.push(row);
+        self.offers.push(signed);
+    }
+
+    /// Interned names are never removed one by one; when the tables grow
+    /// well past the live offers (peers churning through unique names),
+    /// rebuild them from the offers held. Amortised O(1) per insert.
+    fn compact_interners(&mut self) {
+        let limit = 4 * self.offers.len() + 64;
+        if self.models.names.len() + self.regions.names.len() + self.jurisdictions.names.len()
+            <= limit
+        {
+            return;
+        }
+        self.models = Interner::default();
+        self.regions = Interner::default();
+        self.jurisdictions = Interner::default();
+        for (row, signed) in self.rows.iter_mut().zip(&self.offers) {
+            let offer = signed.message();
+            row.model = self.models.intern(&offer.gpu_model);
+            row.region = self.regions.intern(&offer.region);
+            row.jurisdiction = self
+                .jurisdictions
+                .intern(offer.jurisdiction.as_deref().unwrap_or(""));
+        }
     }
 
     /// Removes an offer; returns it if it was there.
     pub fn remove(&mut self, id: &OfferId) -> Option<Signed<Offer>> {
-        let signed = self.offers.remove(id)?;
+        let at = self.index.remove(id)?;
+        self.rows.swap_remove(at);
+        let signed = self.offers.swap_remove(at);
+        if let Some(moved) = self.rows.get(at) {
+            self.index.insert(moved.id, at);
+        }
         let offer = signed.message();
         self.by_expiry.remove(&(offer.expires_at, *id));
         if let Some(n) = self.per_provider_count.get_mut(&offer.provider) {
@@ -148,6 +271,64 @@ impl OfferBook {
         dropped
     }
 
+    fn compile<'q>(&self, query: &'q Query) -> Vec<Compiled<'q>> {
+        query
+            .clauses()
+            .iter()
+            .map(|clause| match clause {
+                Clause::Number {
+                    field, op, value, ..
+                } => Compiled::Number(*field, *op, *value),
+                Clause::Text {
+                    field: Field::Gpu,
+                    op,
+                    value,
+                } => Compiled::Model(self.models.table(*op, value)),
+                Clause::Text {
+                    field: Field::Region,
+                    op,
+                    value,
+                } => Compiled::Region(self.regions.table(*op, value)),
+                Clause::Text {
+                    field: Field::Jurisdiction,
+                    op,
+                    value,
+                } => Compiled::Jurisdiction(self.jurisdictions.table(*op, value)),
+                Clause::Text {
+                    field: Field::Energy,
+                    op,
+                    value,
+                } => Compiled::Energy(
+                    [
+                        Energy::Unknown,
+                        Energy::Renewable,
+                        Energy::Mixed,
+                        Energy::Fossil,
+                    ]
+                    .map(|e| text_matches(*op, e.as_str(), value)),
+                ),
+                Clause::Verified(want) => Compiled::Verified(*want),
+                Clause::Simulated(want) => Compiled::Simulated(*want),
+                other => Compiled::Slow(other),
+            })
+            .collect()
+    }
+
+    fn row_matches(&self, at: usize, compiled: &[Compiled<'_>]) -> bool {
+        let row = &self.rows[at];
+        let lookup = |table: &Vec<bool>, id: u32| table.get(id as usize).copied().unwrap_or(false);
+        compiled.iter().all(|c| match c {
+            Compiled::Number(field, op, value) => number_matches(*field, *op, *value, &row.numbers),
+            Compiled::Model(table) => lookup(table, row.model),
+            Compiled::Region(table) => lookup(table, row.region),
+            Compiled::Jurisdiction(table) => lookup(table, row.jurisdiction),
+            Compiled::Energy(table) => table[energy_index(row.energy)],
+            Compiled::Verified(want) => row.verified == *want,
+            Compiled::Simulated(want) => row.simulated == *want,
+            Compiled::Slow(clause) => clause_matches(clause, self.offers[at].message()),
+        })
+    }
+
     /// Offers matching `query` and live at `now`, sorted by `sort` (else by
     /// id), at most `limit`.
     pub fn search(
@@ -157,27 +338,35 @@ impl OfferBook {
         limit: usize,
         now: Timestamp,
     ) -> Vec<&Signed<Offer>> {
-        let mut hits: Vec<&Signed<Offer>> = self
-            .offers
-            .values()
-            .filter(|s| !s.message().expired(now) && query.matches(s.message()))
+        let compiled = self.compile(query);
+        let mut hits: Vec<usize> = (0..self.rows.len())
+            .filter(|&at| self.rows[at].expires_at > now && self.row_matches(at, &compiled))
             .collect();
-        let order = |a: &&Signed<Offer>, b: &&Signed<Offer>| match sort {
-            Some(key) => key.compare(a.message(), b.message()),
-            None => a.message().id().cmp(&b.message().id()),
+        let rows = &self.rows;
+        let order = |a: &usize, b: &usize| {
+            let (ra, rb) = (&rows[*a], &rows[*b]);
+            match sort {
+                Some(key) => key
+                    .compare_numbers(&ra.numbers, &rb.numbers)
+                    .then_with(|| ra.id.cmp(&rb.id)),
+                None => ra.id.cmp(&rb.id),
+            }
         };
         if hits.len() > limit {
+            if limit == 0 {
+                return Vec::new();
+            }
             // Partition the best `limit` first, then sort only those.
-            hits.select_nth_unstable_by(limit, order);
+            hits.select_nth_unstable_by(limit - 1, order);
             hits.truncate(limit);
         }
         hits.sort_unstable_by(order);
-        hits
+        hits.into_iter().map(|at| &self.offers[at]).collect()
     }
 
     /// The offer with this id.
     pub fn get(&self, id: &OfferId) -> Option<&Signed<Offer>> {
-        self.offers.get(id)
+        self.index.get(id).map(|&at| &self.offers[at])
     }
 
     /// How many offers are held.
@@ -192,7 +381,7 @@ impl OfferBook {
 
     /// All offers, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Signed<Offer>> {
-        self.offers.values()
+        self.offers.iter()
     }
 }
 
@@ -319,5 +508,92 @@ mod tests {
         assert_eq!(prices, vec![1_600_000, 1_400_000]);
         let all = book.search(&query, Some("price".parse().unwrap()), 100, now);
         assert_eq!(all.len(), 4);
+    }
+}
+
+#[cfg(test)]
+mod equivalence {
+    use super::*;
+    use crate::identity::Keypair;
+    use crate::offer::tests::sample_offer;
+    use proptest::prelude::*;
+
+    const QUERIES: [&str; 10] = [
+        "",
+        "gpu=h100",
+        "gpu~10 region!=eu",
+        "region=US-east vram>=40",
+        "jurisdiction=DE price<=2",
+        "energy=renewable tflops>30",
+        "!verified count>=2 tflop_price<0.05",
+        "provider~0 runtime=process",
+        "cc>=8.9 bandwidth<2500",
+        "gpu!=A100 simulated total<=4",
+    ];
+
+    proptest! {
+        /// The compact index answers exactly what `Query::matches` says,
+        /// through inserts, supersedes, removals and interner rebuilds.
+        #[test]
+        fn index_agrees_with_the_query_on_full_offers(
+            offers in prop::collection::vec((0usize..4, 0usize..4, 0u32..6, 1u64..4_000_000, 1u64..100_000, 0u32..9, prop::bool::ANY), 1..60),
+            removals in prop::collection::vec(0usize..60, 0..20),
+        ) {
+            let models = ["H100", "h100", "A100", "L40S"];
+            let regions = ["EU", "US-EAST", "us-east", "APAC"];
+            let keys: Vec<Keypair> = (0..3u8).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+            let mut book = OfferBook::new(1000, 1000);
+            let now = Timestamp(2_000);
+            let mut ids = Vec::new();
+            for (i, (m, r, slot, price, tflops, free, renewable)) in offers.iter().enumerate() {
+                let key = &keys[i % 3];
+                let mut offer = sample_offer(key);
+                offer.slot = *slot;
+                offer.sequence = i as u64 + 1;
+                offer.gpu_model = models[*m].into();
+                offer.region = regions[*r].into();
+                offer.price_per_gpu_hour = crate::Amount(*price);
+                offer.benchmark.fp32_mtflops = *tflops;
+                offer.gpu_free = (*free).min(offer.gpu_total);
+                offer.jurisdiction = if *r == 0 { Some("DE".into()) } else { None };
+                offer.energy = if *renewable { Energy::Renewable } else { Energy::Fossil };
+                ids.push(offer.id());
+                book.insert(Signed::sign(offer, key).unwrap(), now);
+            }
+            for r in removals {
+                if let Some(id) = ids.get(r) {
+                    book.remove(id);
+                }
+            }
+            for text in QUERIES {
+                let query = Query::parse(text).unwrap();
+                let mut expected: Vec<OfferId> = book.iter().filter(|s| query.matches(s.message())).map(|s| s.message().id()).collect();
+                expected.sort();
+                let got: Vec<OfferId> = book.search(&query, None, usize::MAX, now).iter().map(|s| s.message().id()).collect();
+                prop_assert_eq!(got, expected, "{}", text);
+            }
+            for id in &ids {
+                if let Some(signed) = book.get(id) {
+                    prop_assert_eq!(signed.message().id(), *id);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interners_are_rebuilt_when_names_churn() {
+        let key = Keypair::from_seed(&[1; 32]);
+        let mut book = OfferBook::new(4, 4);
+        let now = Timestamp(2_000);
+        for i in 0..500u64 {
+            let mut offer = sample_offer(&key);
+            offer.sequence = i + 1;
+            offer.gpu_model = format!("M{i}");
+            book.insert(Signed::sign(offer, &key).unwrap(), now);
+        }
+        assert_eq!(book.len(), 1);
+        assert!(book.models.names.len() <= 4 * book.len() + 64 + 1);
+        let hits = book.search(&Query::parse("gpu=M499").unwrap(), None, 10, now);
+        assert_eq!(hits.len(), 1);
     }
 }

@@ -143,26 +143,57 @@ impl Field {
         }
     }
 
-    /// The offer's value of a numeric field as a fraction `num / den` in the
+    /// The value of a numeric field as a fraction `num / den` in the
     /// query's scale.
-    fn value(self, offer: &Offer) -> (u128, u128) {
-        let b = &offer.benchmark;
+    pub(crate) fn value(self, n: &Numbers) -> (u128, u128) {
         match self {
-            Field::Vram => (u128::from(offer.vram_mib) * 1000, 1),
-            Field::Count => (u128::from(offer.gpu_free), 1),
-            Field::Total => (u128::from(offer.gpu_total), 1),
-            Field::Price => (u128::from(offer.price_per_gpu_hour.0), 1),
-            Field::Tflops => (u128::from(b.fp32_mtflops), 1),
+            Field::Vram => (u128::from(n.vram_mib) * 1000, 1),
+            Field::Count => (u128::from(n.gpu_free), 1),
+            Field::Total => (u128::from(n.gpu_total), 1),
+            Field::Price => (u128::from(n.price), 1),
+            Field::Tflops => (u128::from(n.fp32_mtflops), 1),
             // base units per TFLOP-hour = price × 1000 / mTFLOPS.
             Field::TflopPrice => (
-                u128::from(offer.price_per_gpu_hour.0) * 1000,
-                u128::from(b.fp32_mtflops.max(1)),
+                u128::from(n.price) * 1000,
+                u128::from(n.fp32_mtflops.max(1)),
             ),
-            Field::Bandwidth => (u128::from(b.memory_bandwidth_mbps), 1),
-            Field::Cc => (u128::from(offer.compute_capability), 1),
+            Field::Bandwidth => (u128::from(n.bandwidth_mbps), 1),
+            Field::Cc => (u128::from(n.compute_capability), 1),
             _ => (0, 1),
         }
     }
+}
+
+/// The numeric fields of an offer, compact, for fast evaluation and sorting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Numbers {
+    pub(crate) vram_mib: u64,
+    pub(crate) price: u64,
+    pub(crate) fp32_mtflops: u64,
+    pub(crate) bandwidth_mbps: u64,
+    pub(crate) gpu_free: u32,
+    pub(crate) gpu_total: u32,
+    pub(crate) compute_capability: u32,
+}
+
+impl Numbers {
+    pub(crate) fn of(offer: &Offer) -> Self {
+        Self {
+            vram_mib: offer.vram_mib,
+            price: offer.price_per_gpu_hour.0,
+            fp32_mtflops: offer.benchmark.fp32_mtflops,
+            bandwidth_mbps: offer.benchmark.memory_bandwidth_mbps,
+            gpu_free: offer.gpu_free,
+            gpu_total: offer.gpu_total,
+            compute_capability: offer.compute_capability,
+        }
+    }
+}
+
+/// Whether `numbers` satisfy `field op value`.
+pub(crate) fn number_matches(field: Field, op: Op, value: u128, numbers: &Numbers) -> bool {
+    let (num, den) = field.value(numbers);
+    op.holds(num.cmp(&(value * den)))
 }
 
 /// A comparison operator.
@@ -561,7 +592,7 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
     n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
-fn text_matches(op: Op, actual: &str, wanted: &str) -> bool {
+pub(crate) fn text_matches(op: Op, actual: &str, wanted: &str) -> bool {
     match op {
         Op::Eq => actual.eq_ignore_ascii_case(wanted),
         Op::Ne => !actual.eq_ignore_ascii_case(wanted),
@@ -570,14 +601,11 @@ fn text_matches(op: Op, actual: &str, wanted: &str) -> bool {
     }
 }
 
-fn clause_matches(clause: &Clause, offer: &Offer) -> bool {
+pub(crate) fn clause_matches(clause: &Clause, offer: &Offer) -> bool {
     match clause {
         Clause::Number {
             field, op, value, ..
-        } => {
-            let (num, den) = field.value(offer);
-            op.holds(num.cmp(&(value * den)))
-        }
+        } => number_matches(*field, *op, *value, &Numbers::of(offer)),
         Clause::Text { field, op, value } => match field {
             Field::Gpu => text_matches(*op, &offer.gpu_model, value),
             Field::Region => text_matches(*op, &offer.region, value),
@@ -613,12 +641,17 @@ impl SortKey {
     /// Orders two offers by this key; ties broken by offer id, so the order
     /// is total and deterministic.
     pub fn compare(&self, a: &Offer, b: &Offer) -> Ordering {
+        self.compare_numbers(&Numbers::of(a), &Numbers::of(b))
+            .then_with(|| a.id().cmp(&b.id()))
+    }
+
+    /// Orders by this key alone (no tie-break).
+    pub(crate) fn compare_numbers(&self, a: &Numbers, b: &Numbers) -> Ordering {
         let (an, ad) = self.field.value(a);
         let (bn, bd) = self.field.value(b);
         // an/ad vs bn/bd, exactly.
         let ord = (an * bd).cmp(&(bn * ad));
-        let ord = if self.descending { ord.reverse() } else { ord };
-        ord.then_with(|| a.id().cmp(&b.id()))
+        if self.descending { ord.reverse() } else { ord }
     }
 }
 
