@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use agora_protocol::ledger::{Closure, EscrowState, LedgerError, Settlement, Supply, rules};
 use agora_protocol::receipt::verify_claims;
-use agora_protocol::{AccountId, Amount, Lease, LeaseId, ReceiptClaim};
+use agora_protocol::{AccountId, Amount, Lease, LeaseId, LeaseTerms, ReceiptClaim};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SledConfig;
@@ -129,7 +129,7 @@ impl Writer {
     /// Applies, persists and answers one batch. Returns false if storage
     /// failed, after answering every operation with the error.
     fn apply_batch(&mut self, batch: &mut Vec<Command>) -> bool {
-        let bad_claims = self.verify_claims(batch);
+        let checked = self.verify_claims(batch);
         let now = self.clock.now();
         let mut dirty = Dirty::default();
         let mut replies = Vec::with_capacity(batch.len());
@@ -150,9 +150,12 @@ impl Writer {
                     (reply, Reply::Escrow(self.lock(*lease, now, &mut dirty)))
                 }
                 Command::Settle { claim, reply } => {
-                    let result = match bad_claims.get(&index) {
-                        Some(error) => Err(error.clone()),
-                        None => self.settle(&claim, &mut dirty),
+                    let result = match checked.get(&index) {
+                        Some(Err(error)) => Err(error.clone()),
+                        Some(Ok(())) => self.settle(&claim, true, &mut dirty),
+                        // Its lease was unknown when the batch was checked
+                        // (perhaps locked earlier in this very batch).
+                        None => self.settle(&claim, false, &mut dirty),
                     };
                     (reply, Reply::Settlement(result))
                 }
@@ -191,9 +194,10 @@ impl Writer {
     }
 
     /// Batch-verifies the signatures of every receipt claim in the batch
-    /// against its stored lease. Returns the errors of the bad ones, by
-    /// position; unknown leases are left for `settle` to report.
-    fn verify_claims(&self, batch: &[Command]) -> BTreeMap<usize, LedgerError> {
+    /// whose lease is already stored. Returns, by position, the outcome for
+    /// each claim it checked; a claim missing from the map was not checked
+    /// and `settle` verifies it on its own.
+    fn verify_claims(&self, batch: &[Command]) -> BTreeMap<usize, Result<(), LedgerError>> {
         let mut items = Vec::new();
         for (index, command) in batch.iter().enumerate() {
             if let Command::Settle { claim, .. } = command
@@ -202,9 +206,10 @@ impl Writer {
                 items.push((index, claim.as_ref(), lease.terms()));
             }
         }
-        let mut bad = BTreeMap::new();
+        let mut checked: BTreeMap<usize, Result<(), LedgerError>> =
+            items.iter().map(|(i, _, _)| (*i, Ok(()))).collect();
         if items.is_empty() {
-            return bad;
+            return checked;
         }
         // Verify in parallel chunks, one per core; a chunk that fails is
         // re-checked one by one to find the culprits.
@@ -212,32 +217,39 @@ impl Writer {
             .map(|n| n.get())
             .unwrap_or(1);
         let chunk = items.len().div_ceil(threads).max(32);
-        let failed: Vec<Vec<(usize, LedgerError)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = items
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let pairs: Vec<_> = part.iter().map(|(_, c, t)| (*c, *t)).collect();
-                        if verify_claims(&pairs).is_ok() {
-                            return Vec::new();
-                        }
-                        part.iter()
-                            .filter_map(|(i, c, t)| {
-                                c.verify(t)
-                                    .err()
-                                    .map(|e| (*i, agora_protocol::ledger::invalid_receipt(e)))
-                            })
-                            .collect()
+        let failed: Vec<(usize, LedgerError)> = if items.len() <= chunk {
+            verify_chunk(&items)
+        } else {
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = items
+                    .chunks(chunk)
+                    .map(|part| (part, scope.spawn(move || verify_chunk(part))))
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|(part, handle)| {
+                        // A verifier that panicked proved nothing: refuse its
+                        // whole chunk rather than settle unchecked receipts.
+                        handle.join().unwrap_or_else(|_| {
+                            part.iter()
+                                .map(|(i, _, _)| {
+                                    (
+                                        *i,
+                                        LedgerError::Unavailable(
+                                            "signature check failed internally; retry".into(),
+                                        ),
+                                    )
+                                })
+                                .collect()
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        bad.extend(failed.into_iter().flatten());
-        bad
+                    .collect()
+            })
+        };
+        for (index, error) in failed {
+            checked.insert(index, Err(error));
+        }
+        checked
     }
 
     fn deposit(
@@ -289,9 +301,12 @@ impl Writer {
         Ok(plan.state)
     }
 
+    /// Settles `claim`; `verified` says its signatures were already checked
+    /// against its stored lease.
     fn settle(
         &mut self,
         claim: &ReceiptClaim,
+        verified: bool,
         dirty: &mut Dirty,
     ) -> Result<Settlement, LedgerError> {
         let id = claim.receipt().lease_id;
@@ -300,6 +315,11 @@ impl Writer {
             .leases
             .get(&id)
             .ok_or(LedgerError::UnknownLease(id))?;
+        if !verified {
+            claim
+                .verify(lease.terms())
+                .map_err(agora_protocol::ledger::invalid_receipt)?;
+        }
         let (next, settlement) = rules::plan_settle(lease, escrow, claim)?;
         if let Some(next) = next {
             let provider = next.provider;
@@ -382,6 +402,22 @@ impl Writer {
     }
 }
 
+/// Verifies a chunk of claims together; if the batch check fails, checks
+/// them one by one to find the bad ones.
+fn verify_chunk(part: &[(usize, &ReceiptClaim, &LeaseTerms)]) -> Vec<(usize, LedgerError)> {
+    let pairs: Vec<_> = part.iter().map(|(_, c, t)| (*c, *t)).collect();
+    if verify_claims(&pairs).is_ok() {
+        return Vec::new();
+    }
+    part.iter()
+        .filter_map(|(i, c, t)| {
+            c.verify(t)
+                .err()
+                .map(|e| (*i, agora_protocol::ledger::invalid_receipt(e)))
+        })
+        .collect()
+}
+
 /// The reply an operation gets when its batch could not be stored.
 fn fail(result: Reply, error: &LedgerError) -> Reply {
     match result {
@@ -390,5 +426,94 @@ fn fail(result: Reply, error: &LedgerError) -> Reply {
         Reply::Settlement(_) => Reply::Settlement(Err(error.clone())),
         Reply::Closure(_) => Reply::Closure(Err(error.clone())),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agora_protocol::ledger::conformance::{Tamper, lease, receipt};
+    use agora_protocol::{Amount, Keypair, Ledger, LedgerError, Timestamp};
+
+    use crate::clock::ManualClock;
+    use crate::sled_ledger::{SledConfig, SledLedger};
+
+    /// A ledger whose writer waits for a block boundary before each batch,
+    /// so operations sent together land in one batch.
+    fn blocky(dir: &std::path::Path) -> SledLedger {
+        let config = SledConfig {
+            block_time_ms: Some(300),
+            ..SledConfig::default()
+        };
+        let clock = ManualClock::new(Timestamp(1_700_000_000_000));
+        SledLedger::open(dir, config, Arc::new(clock)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_forged_receipt_is_refused_even_in_the_batch_that_locks_its_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = blocky(dir.path());
+        let (requester, provider) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+        ledger
+            .deposit(&requester.public(), Amount(10_000_000))
+            .await
+            .unwrap();
+        let now = ledger.now().await.unwrap();
+        let lease = lease(&requester, &provider, Amount(3_600_000), 1, 600, now, 1);
+        let forged = receipt(
+            &lease,
+            &requester,
+            &provider,
+            1,
+            100,
+            false,
+            Tamper::StrangerForPayer,
+        );
+        let good = receipt(&lease, &requester, &provider, 1, 100, false, Tamper::None);
+        // All three wait for the same block boundary: one batch.
+        let (locked, forged, good) = tokio::join!(
+            ledger.lock_escrow(lease.cosigned()),
+            async {
+                tokio::task::yield_now().await;
+                ledger.settle(&forged).await
+            },
+            async {
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+                ledger.settle(&good).await
+            },
+        );
+        locked.unwrap();
+        assert!(
+            matches!(forged, Err(LedgerError::InvalidReceipt(_))),
+            "{forged:?}"
+        );
+        // The good one pays (or, had it landed first, found no lease).
+        match good {
+            Ok(settlement) => assert_eq!(settlement.paid, Amount(100_000)),
+            Err(e) => assert!(matches!(e, LedgerError::UnknownLease(_)), "{e}"),
+        }
+        assert!(ledger.supply().await.unwrap().conserved());
+    }
+
+    #[tokio::test]
+    async fn operations_in_one_batch_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = blocky(dir.path());
+        let (requester, provider) = (Keypair::from_seed(&[3; 32]), Keypair::from_seed(&[4; 32]));
+        let now = ledger.now().await.unwrap();
+        let lease = lease(&requester, &provider, Amount(3_600_000), 1, 600, now, 2);
+        let payer = requester.public();
+        let (deposited, locked) = tokio::join!(ledger.deposit(&payer, Amount(1_000_000)), async {
+            tokio::task::yield_now().await;
+            ledger.lock_escrow(lease.cosigned()).await
+        },);
+        deposited.unwrap();
+        assert_eq!(locked.unwrap().escrow, Amount(600_000));
+        assert_eq!(
+            ledger.balance(&requester.public()).await.unwrap(),
+            Amount(400_000)
+        );
     }
 }

@@ -142,19 +142,24 @@ fn one_sided_lease(
     cosigned
 }
 
-/// How a receipt is spoiled.
+/// How a fixture receipt is spoiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tamper {
+pub enum Tamper {
+    /// Not at all: both parties signed the true amount.
     None,
     /// The payer's signature is a stranger's.
     StrangerForPayer,
-    /// The provider signed in the payer's place.
+    /// The provider signed in the payer's place (no payer signature).
     ProviderForPayer,
+    /// The payer signed in the provider's place (no provider signature).
+    RequesterForProvider,
     /// Both signed, but the amount is more than the GPU-seconds cost.
     Inflated,
 }
 
-fn receipt(
+/// A cumulative receipt for `lease` worth `gpu_seconds` at the lease's
+/// price, signed by both parties, then spoiled as `tamper` says.
+pub fn receipt(
     lease: &Lease,
     requester: &Keypair,
     provider: &Keypair,
@@ -192,6 +197,7 @@ fn receipt(
                 stranger().sign_raw(&signing_bytes(Kind::UsageReceipt, &cosigned.body));
         }
         Tamper::ProviderForPayer => cosigned.requester_signature = cosigned.provider_signature,
+        Tamper::RequesterForProvider => cosigned.provider_signature = cosigned.requester_signature,
         Tamper::None | Tamper::Inflated => {}
     }
     cosigned
@@ -352,7 +358,11 @@ pub async fn scenario_payer_signature_required<H: Harness>(harness: &H) {
     );
     let lease = lease(&requester, &provider, Amount(3_600_000), 1, 600, now, 6);
     must("lock", ledger.lock_escrow(lease.cosigned()).await);
-    for tamper in [Tamper::StrangerForPayer, Tamper::ProviderForPayer] {
+    for tamper in [
+        Tamper::StrangerForPayer,
+        Tamper::ProviderForPayer,
+        Tamper::RequesterForProvider,
+    ] {
         let result = ledger
             .settle(&receipt(
                 &lease, &requester, &provider, 1, 100, false, tamper,
@@ -569,6 +579,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => Just(Tamper::None),
         1 => Just(Tamper::StrangerForPayer),
         1 => Just(Tamper::ProviderForPayer),
+        1 => Just(Tamper::RequesterForProvider),
         1 => Just(Tamper::Inflated),
     ];
     let lock_kind = prop_oneof![6 => Just(LockKind::Valid), 1 => Just(LockKind::Forged), 1 => Just(LockKind::OneSided)];
@@ -596,6 +607,8 @@ struct Model {
     balances: [u64; ACCOUNTS],
     deposited: u128,
     escrows: HashMap<usize, ModelEscrow>,
+    /// Settled totals the ledger reported last, per lease: never decrease.
+    seen_settled: HashMap<usize, u64>,
 }
 
 struct Fixture {
@@ -685,6 +698,7 @@ async fn run_sequence<H: Harness>(
         balances: [0; ACCOUNTS],
         deposited: 0,
         escrows: HashMap::new(),
+        seen_settled: HashMap::new(),
     };
     for (step, op) in ops.iter().enumerate() {
         let now = ledger.now().await.map_err(fail)?.0;
@@ -692,7 +706,7 @@ async fn run_sequence<H: Harness>(
         apply(harness, &ledger, &fixture, &mut model, op, now)
             .await
             .map_err(|e| TestCaseError::fail(format!("{context}: {e}")))?;
-        check(&ledger, &fixture, &model)
+        check(&ledger, &fixture, &mut model)
             .await
             .map_err(|e| TestCaseError::fail(format!("after {context}: {e}")))?;
     }
@@ -810,13 +824,31 @@ async fn apply<H: Harness>(
                     }
                     Ok(())
                 }
-                (Err(e), None) => match (tamper, &e) {
-                    (
-                        Tamper::StrangerForPayer | Tamper::ProviderForPayer,
-                        LedgerError::Unavailable(_) | LedgerError::Storage(_),
-                    ) => Err(format!("forged receipt: unexpected error kind {e}")),
-                    _ => Ok(()),
-                },
+                (Err(e), None) => {
+                    // On an open lease, a refusal must say why.
+                    let open = model
+                        .escrows
+                        .get(&lease)
+                        .is_some_and(|m| m.refunded.is_none());
+                    let fitting = match tamper {
+                        _ if !open => !e.is_transient(),
+                        Tamper::StrangerForPayer
+                        | Tamper::ProviderForPayer
+                        | Tamper::RequesterForProvider => {
+                            matches!(e, LedgerError::InvalidReceipt(_))
+                        }
+                        Tamper::Inflated => matches!(
+                            e,
+                            LedgerError::ReceiptRule(_) | LedgerError::InvalidReceipt(_)
+                        ),
+                        Tamper::None => !e.is_transient(),
+                    };
+                    if fitting {
+                        Ok(())
+                    } else {
+                        Err(format!("settle ({tamper:?}): unexpected error {e:?}"))
+                    }
+                }
                 (result, expected) => Err(format!("settle: expected {expected:?}, got {result:?}")),
             }
         }
@@ -856,7 +888,7 @@ fn expect_eq(what: &str, got: u64, want: u64) -> Result<(), String> {
     }
 }
 
-async fn check<L: Ledger>(ledger: &L, fx: &Fixture, model: &Model) -> Result<(), String> {
+async fn check<L: Ledger>(ledger: &L, fx: &Fixture, model: &mut Model) -> Result<(), String> {
     for (i, key) in fx.keys.iter().enumerate() {
         let balance = ledger
             .balance(&key.public())
@@ -883,6 +915,14 @@ async fn check<L: Ledger>(ledger: &L, fx: &Fixture, model: &Model) -> Result<(),
                     state.last_sequence,
                     m.last_sequence,
                 )?;
+                let seen = model.seen_settled.entry(i).or_insert(0);
+                if state.settled.0 < *seen {
+                    return Err(format!(
+                        "lease {i}: settled fell from {seen} to {}",
+                        state.settled
+                    ));
+                }
+                *seen = state.settled.0;
                 if state.settled > state.escrow {
                     return Err(format!(
                         "lease {i}: settled {} exceeds escrow {}",
