@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 
 /// A ledger reached over HTTP. Connection failures, timeouts and 5xx
 /// answers are [`LedgerError::Unavailable`]: transient, worth retrying.
+/// Other refusals are the chain's own [`LedgerError`], decoded from the
+/// JSON body (or [`LedgerError::BadRequest`] when the body is not one).
 #[derive(Debug, Clone)]
 pub struct HttpLedger {
     base: String,
@@ -84,18 +86,32 @@ impl HttpLedger {
                 ))
             });
         }
-        match serde_json::from_slice::<LedgerError>(&body) {
+        let decoded = serde_json::from_slice::<LedgerError>(&body);
+        if status.is_server_error() {
+            // The chain failed, not the request: worth retrying unchanged.
+            let detail = match decoded {
+                Ok(error) => error.to_string(),
+                Err(_) => excerpt(&body),
+            };
+            return Err(LedgerError::Unavailable(format!(
+                "mock chain at {} answered {status}: {detail}",
+                self.base
+            )));
+        }
+        match decoded {
             Ok(error) => Err(error),
-            Err(_) => Err(LedgerError::Unavailable(format!(
-                "mock chain at {} answered {status}: {}",
+            Err(_) => Err(LedgerError::BadRequest(format!(
+                "mock chain at {} refused the request with {status}: {}",
                 self.base,
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
+                excerpt(&body)
             ))),
         }
     }
+}
+
+/// The start of an answer's body, for error messages.
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(200).collect()
 }
 
 #[async_trait]

@@ -54,6 +54,12 @@ async fn main() -> anyhow::Result<()> {
         block_time_ms: args.block_time_ms,
         ..SledConfig::default()
     };
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "--listen {} is not a loopback address; the mock chain has no authentication, \
+         so it serves only 127.0.0.1 or ::1 (e.g. --listen 127.0.0.1:0)",
+        args.listen
+    );
     let ledger = SledLedger::open(&args.data, config, clock)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -81,7 +87,11 @@ async fn shutdown() {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(term) => term,
-                Err(_) => return std::future::pending().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; stop with ctrl-c");
+                    let _ = ctrl_c.await;
+                    return;
+                }
             };
         tokio::select! {
             _ = ctrl_c => {}

@@ -19,6 +19,16 @@ struct Acks {
     /// Highest acknowledged cumulative amount per lease.
     settled: HashMap<LeaseId, Amount>,
     count: usize,
+    /// Per worker: acknowledged deposits and every lease it tried to lock.
+    workers: HashMap<u8, Worker>,
+}
+
+#[derive(Default)]
+struct Worker {
+    requester: Option<agora_protocol::AccountId>,
+    provider: Option<agora_protocol::AccountId>,
+    deposited: u64,
+    attempted: Vec<LeaseId>,
 }
 
 fn receipt(
@@ -56,6 +66,12 @@ async fn stream(chain: agora_contracts_mock::HttpLedger, worker: u8, acks: Arc<M
     let requester = Keypair::from_seed(&[worker + 1; 32]);
     let provider = Keypair::from_seed(&[worker + 101; 32]);
     let Ok(start) = chain.now().await else { return };
+    {
+        let mut a = acks.lock().unwrap();
+        let w = a.workers.entry(worker).or_default();
+        w.requester = Some(requester.public());
+        w.provider = Some(provider.public());
+    }
     for round in 0u8..=255 {
         let amount = Amount(2_000_000);
         if chain.deposit(&requester.public(), amount).await.is_err() {
@@ -65,6 +81,7 @@ async fn stream(chain: agora_contracts_mock::HttpLedger, worker: u8, acks: Arc<M
             let mut a = acks.lock().unwrap();
             a.deposited += u128::from(amount.0);
             a.count += 1;
+            a.workers.entry(worker).or_default().deposited += amount.0;
         }
         // 3.6 AGR per GPU-hour × 1 GPU × 1000 s = 1 AGR of escrow.
         let lease = lease(
@@ -76,6 +93,13 @@ async fn stream(chain: agora_contracts_mock::HttpLedger, worker: u8, acks: Arc<M
             start,
             round,
         );
+        acks.lock()
+            .unwrap()
+            .workers
+            .entry(worker)
+            .or_default()
+            .attempted
+            .push(lease.id());
         if chain.lock_escrow(lease.cosigned()).await.is_err() {
             return;
         }
@@ -137,6 +161,40 @@ async fn acknowledged_operations_survive_kill_9() {
         assert!(
             ledger.escrow(id).await.unwrap().is_some(),
             "acknowledged lock of {id} lost"
+        );
+    }
+    // Per account: the requester's deposits are in its balance or in its
+    // leases' escrow (paid out or not); the provider holds at least every
+    // acknowledged settlement.
+    for (worker, w) in &acks.workers {
+        let mut escrowed = 0u64;
+        let mut settled_on_disk = 0u64;
+        for id in &w.attempted {
+            if let Some(state) = ledger.escrow(id).await.unwrap() {
+                escrowed += state.escrow.0;
+                settled_on_disk += state.settled.0;
+            }
+        }
+        let requester = ledger.balance(&w.requester.unwrap()).await.unwrap();
+        assert!(
+            requester.0 + escrowed >= w.deposited,
+            "worker {worker}: balance {requester} + escrow {escrowed} < acknowledged deposits {}",
+            w.deposited
+        );
+        let acked: u64 = w
+            .attempted
+            .iter()
+            .filter_map(|id| acks.settled.get(id))
+            .map(|a| a.0)
+            .sum();
+        let provider = ledger.balance(&w.provider.unwrap()).await.unwrap();
+        assert_eq!(
+            provider.0, settled_on_disk,
+            "worker {worker}: provider paid"
+        );
+        assert!(
+            settled_on_disk >= acked,
+            "worker {worker}: acknowledged settlements {acked} > settled {settled_on_disk}"
         );
     }
     for (id, amount) in &acks.settled {

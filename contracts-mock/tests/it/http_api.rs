@@ -138,3 +138,16 @@ async fn state_survives_reopening() {
     );
     assert!(ledger.supply().await.unwrap().conserved());
 }
+
+#[test]
+fn the_binary_serves_only_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_agora-mock-chain"))
+        .args(["--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+}
