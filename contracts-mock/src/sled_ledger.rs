@@ -120,6 +120,16 @@ impl SledLedger {
         Ok(Self { tx, clock })
     }
 
+    /// Applies every operation queued so far, closes the store (its
+    /// directory may be reopened as soon as this returns) and stops the
+    /// writer. Every clone then answers [`LedgerError::Unavailable`].
+    pub async fn shutdown(&self) -> Result<(), LedgerError> {
+        match self.call(|reply| Command::Shutdown { reply }).await? {
+            Reply::Stopped => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn call(
         &self,
         command: impl FnOnce(oneshot::Sender<Reply>) -> Command,

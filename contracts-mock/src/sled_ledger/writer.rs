@@ -43,6 +43,10 @@ pub(super) enum Command {
     Supply {
         reply: oneshot::Sender<Reply>,
     },
+    /// Finish what is queued before it, close the store, then reply.
+    Shutdown {
+        reply: oneshot::Sender<Reply>,
+    },
 }
 
 /// A result from the writer.
@@ -54,6 +58,7 @@ pub(super) enum Reply {
     Closure(Result<Closure, LedgerError>),
     MaybeEscrow(Option<EscrowState>),
     Supply(Supply),
+    Stopped,
 }
 
 /// Keys a batch changed; written together before any reply goes out.
@@ -103,6 +108,7 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let max = self.config.max_batch.max(1);
         let mut batch = Vec::with_capacity(max);
+        let mut stopping = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             if let Some(block) = self.config.block_time_ms.filter(|b| *b > 0) {
                 // Everything that arrives before the next block boundary
@@ -110,11 +116,18 @@ impl Writer {
                 let now = self.clock.now().0;
                 std::thread::sleep(Duration::from_millis(block - now % block));
             }
-            batch.push(first);
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(command) => batch.push(command),
-                    Err(_) => break,
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Shutdown { reply } => {
+                        // Nothing queued after the request is taken.
+                        stopping.push(reply);
+                        break;
+                    }
+                    command => batch.push(command),
+                }
+                if batch.len() < max {
+                    next = rx.try_recv().ok();
                 }
             }
             if !self.apply_batch(&mut batch) {
@@ -123,6 +136,17 @@ impl Writer {
                 );
                 return;
             }
+            if !stopping.is_empty() {
+                break;
+            }
+        }
+        // Refuse whatever is still queued, then close the store (releasing
+        // its lock) before saying it is closed.
+        rx.close();
+        drop(rx);
+        drop(self);
+        for reply in stopping {
+            let _ = reply.send(Reply::Stopped);
         }
     }
 
@@ -167,6 +191,8 @@ impl Writer {
                     Reply::MaybeEscrow(self.state.leases.get(&lease).map(|(_, e)| e.clone())),
                 ),
                 Command::Supply { reply } => (reply, Reply::Supply(self.state.supply())),
+                // `run` takes these out of the batch; answer anyway.
+                Command::Shutdown { reply } => (reply, Reply::Stopped),
             };
             replies.push((reply, result));
         }

@@ -1,13 +1,13 @@
 //! The ledger conformance suite on both backends.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use agora_contracts_mock::{HttpLedger, ManualClock, SledLedger};
 use agora_protocol::ledger::conformance::{Harness, run_all};
 use async_trait::async_trait;
 use tempfile::TempDir;
 
-use crate::support::{CLOSE_GRACE_MS, serve, sled_ledger};
+use crate::support::{CLOSE_GRACE_MS, config, serve, sled_ledger};
 
 /// Random sequences per backend; each is up to 40 operations.
 const CASES: u32 = 48;
@@ -49,6 +49,13 @@ impl Harness for SledHarness {
 
     fn close_grace_ms(&self) -> u64 {
         CLOSE_GRACE_MS
+    }
+
+    async fn restart(&self, ledger: SledLedger) -> SledLedger {
+        ledger.shutdown().await.unwrap();
+        let path = self.dirs.lock().unwrap().last().unwrap().path().to_owned();
+        let clock = self.clock.lock().unwrap().clone().unwrap();
+        SledLedger::open(&path, config(), Arc::new(clock)).unwrap()
     }
 }
 

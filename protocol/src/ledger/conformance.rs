@@ -6,7 +6,7 @@
 //! scenarios first, then property tests: random sequences of deposits,
 //! locks (valid and forged), settlements (in order, replayed, reordered,
 //! with forged or missing payer signatures, with inflated amounts), closes
-//! (early and late) and clock moves. After every operation the ledger must
+//! (early and late), clock moves and restarts. After every operation the ledger must
 //! agree with a simple independent model of what should have happened, and:
 //!
 //! - money is conserved (balances + open escrow = deposits);
@@ -47,6 +47,14 @@ pub trait Harness: Send + Sync {
 
     /// The backend's close grace (after a lease's end), milliseconds.
     fn close_grace_ms(&self) -> u64;
+
+    /// Stops `ledger` and starts it again on the same storage and clock,
+    /// returning the ledger to use from now on; everything acknowledged
+    /// before must still be there. A backend that cannot restart returns
+    /// it unchanged (the default).
+    async fn restart(&self, ledger: Self::Ledger) -> Self::Ledger {
+        ledger
+    }
 }
 
 /// Runs every scenario and `cases` random operation sequences.
@@ -551,6 +559,7 @@ enum Op {
     Advance {
         ms: u64,
     },
+    Restart,
 }
 
 fn lease_spec() -> impl Strategy<Value = LeaseSpec> {
@@ -589,6 +598,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..LEASES, 0..RECEIPTS, tamper).prop_map(|(lease, receipt, tamper)| Op::Settle { lease, receipt, tamper }),
         2 => (0..LEASES).prop_map(|lease| Op::Close { lease }),
         2 => (0u64..400_000).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -691,7 +701,7 @@ async fn run_sequence<H: Harness>(
     specs: Vec<LeaseSpec>,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
-    let ledger = harness.fresh().await;
+    let mut ledger = harness.fresh().await;
     let start = ledger.now().await.map_err(fail)?;
     let fixture = Fixture::new(specs, start);
     let mut model = Model {
@@ -703,6 +713,9 @@ async fn run_sequence<H: Harness>(
     for (step, op) in ops.iter().enumerate() {
         let now = ledger.now().await.map_err(fail)?.0;
         let context = format!("step {step} {op:?}");
+        if let Op::Restart = op {
+            ledger = harness.restart(ledger).await;
+        }
         apply(harness, &ledger, &fixture, &mut model, op, now)
             .await
             .map_err(|e| TestCaseError::fail(format!("{context}: {e}")))?;
@@ -877,6 +890,9 @@ async fn apply<H: Harness>(
             harness.advance(ledger, ms).await;
             Ok(())
         }
+        // Done by the caller, which owns the ledger; `check` then finds
+        // everything acknowledged before the restart.
+        Op::Restart => Ok(()),
     }
 }
 
