@@ -8,6 +8,13 @@
 //! sled batch, fsyncs, and only then replies. An acknowledged operation is
 //! therefore on disk, and many concurrent operations share one fsync.
 //!
+//! With `pipeline_flush` (the default) the fsync and the replies happen on
+//! a flusher thread, in batch order, while the writer already verifies and
+//! applies the next batch; batches that wait for the disk share one fsync.
+//! A reply still leaves only after the fsync that covers its batch, and a
+//! read-only batch waits its turn, so no answer reveals state that is not
+//! yet durable.
+//!
 //! Reads go through the same queue, so they see exactly the acknowledged
 //! state and never a half-applied batch.
 //!
@@ -48,6 +55,10 @@ pub struct SledConfig {
     /// Simulated block time: acknowledge only at block boundaries. `None`
     /// acknowledges as soon as the batch is on disk.
     pub block_time_ms: Option<u64>,
+    /// Fsync on a second thread, so the writer verifies and applies the
+    /// next batch while the last one reaches the disk. Replies still wait
+    /// for their fsync. Off: the writer fsyncs each batch itself.
+    pub pipeline_flush: bool,
 }
 
 impl Default for SledConfig {
@@ -57,6 +68,7 @@ impl Default for SledConfig {
             max_batch: 4096,
             queue: 16_384,
             block_time_ms: None,
+            pipeline_flush: true,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use agora_protocol::ledger::{Closure, EscrowState, LedgerError, Settlement, Supply, rules};
@@ -83,6 +84,17 @@ pub(super) fn spawn(
     config: SledConfig,
     clock: Arc<dyn Clock>,
 ) -> std::io::Result<()> {
+    let failed = Arc::new(AtomicBool::new(false));
+    let flusher = if config.pipeline_flush {
+        let (tx, jobs) = std::sync::mpsc::sync_channel(FLUSH_QUEUE);
+        let (db, failed) = (db.clone(), failed.clone());
+        let thread = std::thread::Builder::new()
+            .name("ledger-flusher".into())
+            .spawn(move || run_flusher(&db, &jobs, &failed))?;
+        Some((tx, thread))
+    } else {
+        None
+    };
     std::thread::Builder::new()
         .name("ledger-writer".into())
         .spawn(move || {
@@ -91,10 +103,61 @@ pub(super) fn spawn(
                 state,
                 config,
                 clock,
+                flusher,
+                failed,
             }
             .run(rx)
         })
         .map(|_| ())
+}
+
+/// Batches applied to sled but not yet fsynced that the flusher may hold.
+const FLUSH_QUEUE: usize = 4;
+
+/// One applied batch waiting for fsync: its replies go out after it.
+struct FlushJob {
+    /// The batch wrote to sled (a read-only batch only waits its turn, so
+    /// it never reveals state that is not yet durable).
+    wrote: bool,
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+}
+
+/// Fsyncs what the writer applied and only then answers, in order; many
+/// waiting batches share one fsync. After a failure it answers everything
+/// with the error and sets `failed`, which stops the writer.
+fn run_flusher(db: &sled::Db, jobs: &std::sync::mpsc::Receiver<FlushJob>, failed: &AtomicBool) {
+    while let Ok(first) = jobs.recv() {
+        let mut pending = vec![first];
+        pending.extend(jobs.try_iter());
+        let error = if failed.load(Ordering::SeqCst) {
+            Some(LedgerError::Storage("an earlier write failed".into()))
+        } else if pending.iter().any(|job| job.wrote) {
+            db.flush()
+                .err()
+                .map(|e| LedgerError::Storage(e.to_string()))
+        } else {
+            None
+        };
+        if error.is_some() {
+            failed.store(true, Ordering::SeqCst);
+        }
+        for job in pending {
+            answer(job.replies, error.as_ref());
+        }
+    }
+}
+
+/// Sends replies: the results, or `error` for every operation that changed
+/// or read state that could not be stored.
+fn answer(replies: Vec<(oneshot::Sender<Reply>, Reply)>, error: Option<&LedgerError>) {
+    for (reply, result) in replies {
+        let result = match error {
+            Some(error) => fail(result, error),
+            None => result,
+        };
+        // The caller may have given up waiting; the op stands.
+        let _ = reply.send(result);
+    }
 }
 
 struct Writer {
@@ -102,6 +165,13 @@ struct Writer {
     state: State,
     config: SledConfig,
     clock: Arc<dyn Clock>,
+    /// With `pipeline_flush`: the flusher thread and its queue.
+    flusher: Option<(
+        std::sync::mpsc::SyncSender<FlushJob>,
+        std::thread::JoinHandle<()>,
+    )>,
+    /// Set by the flusher when an fsync failed.
+    failed: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -110,6 +180,12 @@ impl Writer {
         let mut batch = Vec::with_capacity(max);
         let mut stopping = Vec::new();
         while let Some(first) = rx.blocking_recv() {
+            if self.failed.load(Ordering::SeqCst) {
+                tracing::error!(
+                    "ledger storage failed; the writer stops and the ledger refuses further operations"
+                );
+                return;
+            }
             if let Some(block) = self.config.block_time_ms.filter(|b| *b > 0) {
                 // Everything that arrives before the next block boundary
                 // lands in that block.
@@ -144,6 +220,11 @@ impl Writer {
         // its lock) before saying it is closed.
         rx.close();
         drop(rx);
+        if let Some((queue, thread)) = self.flusher.take() {
+            // The flusher answers what it holds, then ends.
+            drop(queue);
+            let _ = thread.join();
+        }
         drop(self);
         for reply in stopping {
             let _ = reply.send(Reply::Stopped);
@@ -196,27 +277,49 @@ impl Writer {
             };
             replies.push((reply, result));
         }
-        let persisted = if dirty.is_empty() {
-            Ok(())
+        if dirty.is_empty() {
+            self.finish(FlushJob {
+                wrote: false,
+                replies,
+            })
+        } else if let Err(e) = self.write(&dirty) {
+            answer(replies, Some(&LedgerError::Storage(e.to_string())));
+            false
         } else {
-            self.persist(&dirty)
-        };
-        match persisted {
-            Ok(()) => {
-                for (reply, result) in replies {
-                    // The caller may have given up waiting; the op stands.
-                    let _ = reply.send(result);
-                }
-                true
-            }
-            Err(e) => {
-                let error = LedgerError::Storage(e.to_string());
-                for (reply, result) in replies {
-                    let _ = reply.send(fail(result, &error));
-                }
-                false
-            }
+            self.finish(FlushJob {
+                wrote: true,
+                replies,
+            })
         }
+    }
+
+    /// Fsyncs and answers a batch: on the flusher thread when pipelined
+    /// (the writer goes on with the next batch meanwhile), else here.
+    /// Returns false if storage failed.
+    fn finish(&mut self, job: FlushJob) -> bool {
+        if let Some((queue, _)) = &self.flusher {
+            return match queue.send(job) {
+                Ok(()) => true,
+                Err(std::sync::mpsc::SendError(job)) => {
+                    answer(
+                        job.replies,
+                        Some(&LedgerError::Storage("the ledger flusher stopped".into())),
+                    );
+                    false
+                }
+            };
+        }
+        let error = if job.wrote {
+            self.db
+                .flush()
+                .err()
+                .map(|e| LedgerError::Storage(e.to_string()))
+        } else {
+            None
+        };
+        let ok = error.is_none();
+        answer(job.replies, error.as_ref());
+        ok
     }
 
     /// Batch-verifies the signatures of every receipt claim in the batch
@@ -400,8 +503,8 @@ impl Writer {
         Ok(closure)
     }
 
-    /// Writes every changed key in one atomic batch and fsyncs.
-    fn persist(&self, dirty: &Dirty) -> sled::Result<()> {
+    /// Writes every changed key in one atomic batch (not yet fsynced).
+    fn write(&self, dirty: &Dirty) -> sled::Result<()> {
         let mut batch = sled::Batch::default();
         for account in &dirty.accounts {
             batch.insert(
@@ -422,9 +525,7 @@ impl Writer {
         if dirty.deposited {
             batch.insert(store::DEPOSITED, &self.state.deposited.to_be_bytes());
         }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+        self.db.apply_batch(batch)
     }
 }
 
@@ -467,9 +568,10 @@ mod tests {
 
     /// A ledger whose writer waits for a block boundary before each batch,
     /// so operations sent together land in one batch.
-    fn blocky(dir: &std::path::Path) -> SledLedger {
+    fn blocky(dir: &std::path::Path, pipeline_flush: bool) -> SledLedger {
         let config = SledConfig {
             block_time_ms: Some(300),
+            pipeline_flush,
             ..SledConfig::default()
         };
         let clock = ManualClock::new(Timestamp(1_700_000_000_000));
@@ -479,7 +581,7 @@ mod tests {
     #[tokio::test]
     async fn a_forged_receipt_is_refused_even_in_the_batch_that_locks_its_lease() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = blocky(dir.path());
+        let ledger = blocky(dir.path(), true);
         let (requester, provider) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
         ledger
             .deposit(&requester.public(), Amount(10_000_000))
@@ -526,7 +628,8 @@ mod tests {
     #[tokio::test]
     async fn operations_in_one_batch_see_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = blocky(dir.path());
+        // The writer fsyncs each batch itself here (no flusher thread).
+        let ledger = blocky(dir.path(), false);
         let (requester, provider) = (Keypair::from_seed(&[3; 32]), Keypair::from_seed(&[4; 32]));
         let now = ledger.now().await.unwrap();
         let lease = lease(&requester, &provider, Amount(3_600_000), 1, 600, now, 2);
