@@ -24,44 +24,55 @@ struct Round {
     receipts: Vec<Vec<CoSigned>>,
 }
 
-/// Locks `LEASES` fresh leases and signs their receipts (not timed).
+/// Funds and locks `LEASES` fresh leases concurrently, and signs their
+/// receipts (not timed).
 async fn prepare(ledger: &SledLedger, round: u32) -> Round {
     let now = ledger.now().await.unwrap();
-    let mut receipts = Vec::with_capacity(LEASES);
-    for i in 0..LEASES {
-        let mut seed = [0u8; 32];
-        seed[..4].copy_from_slice(&round.to_le_bytes());
-        seed[4..12].copy_from_slice(&(i as u64).to_le_bytes());
-        let requester = Keypair::from_seed(&seed);
-        seed[31] = 1;
-        let provider = Keypair::from_seed(&seed);
-        ledger
-            .deposit(&requester.public(), Amount(10_000_000))
-            .await
-            .unwrap();
-        let lease = lease(&requester, &provider, Amount(3_600_000), 1, 3600, now, 1);
-        ledger.lock_escrow(lease.cosigned()).await.unwrap();
-        let list = (1..=RECEIPTS)
-            .map(|sequence| {
-                let receipt = UsageReceipt {
-                    lease_id: lease.id(),
-                    sequence,
-                    gpu_seconds: sequence * 10,
-                    cumulative_amount: cost(lease.terms().price_per_gpu_hour, sequence * 10)
-                        .unwrap(),
-                    issued_at: Timestamp(0),
-                    is_final: false,
-                    result_hash: None,
-                    exit_status: None,
-                };
-                let signed = ReceiptClaim::sign_as_provider(receipt, &provider).unwrap();
-                ReceiptClaim::countersign(signed.envelope(), &lease, &requester)
-                    .unwrap()
-                    .cosigned()
-                    .clone()
+    let tasks: Vec<_> = (0..LEASES)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let mut seed = [0u8; 32];
+                seed[..4].copy_from_slice(&round.to_le_bytes());
+                seed[4..12].copy_from_slice(&(i as u64).to_le_bytes());
+                let requester = Keypair::from_seed(&seed);
+                seed[31] = 1;
+                let provider = Keypair::from_seed(&seed);
+                ledger
+                    .deposit(&requester.public(), Amount(10_000_000))
+                    .await
+                    .unwrap();
+                let lease = lease(&requester, &provider, Amount(3_600_000), 1, 3600, now, 1);
+                ledger.lock_escrow(lease.cosigned()).await.unwrap();
+                (1..=RECEIPTS)
+                    .map(|sequence| {
+                        let receipt = UsageReceipt {
+                            lease_id: lease.id(),
+                            sequence,
+                            gpu_seconds: sequence * 10,
+                            cumulative_amount: cost(
+                                lease.terms().price_per_gpu_hour,
+                                sequence * 10,
+                            )
+                            .unwrap(),
+                            issued_at: Timestamp(0),
+                            is_final: false,
+                            result_hash: None,
+                            exit_status: None,
+                        };
+                        let signed = ReceiptClaim::sign_as_provider(receipt, &provider).unwrap();
+                        ReceiptClaim::countersign(signed.envelope(), &lease, &requester)
+                            .unwrap()
+                            .cosigned()
+                            .clone()
+                    })
+                    .collect::<Vec<CoSigned>>()
             })
-            .collect();
-        receipts.push(list);
+        })
+        .collect();
+    let mut receipts = Vec::with_capacity(LEASES);
+    for task in tasks {
+        receipts.push(task.await.unwrap());
     }
     Round { receipts }
 }

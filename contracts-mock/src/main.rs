@@ -73,9 +73,11 @@ async fn main() -> anyhow::Result<()> {
     // Launchers read this line to learn the port.
     println!("listening on {bound}");
     tracing::info!(addr = %bound, data = %args.data.display(), "mock chain up");
-    axum::serve(listener, server::router(Arc::new(ledger), manual))
+    axum::serve(listener, server::router(Arc::new(ledger.clone()), manual))
         .with_graceful_shutdown(shutdown())
         .await?;
+    // Everything acknowledged is already on disk; close the store cleanly.
+    ledger.shutdown().await?;
     tracing::info!("mock chain stopped");
     Ok(())
 }

@@ -205,4 +205,12 @@ async fn acknowledged_operations_survive_kill_9() {
             state.settled
         );
     }
+
+    // A graceful stop (SIGTERM) exits cleanly and loses nothing either.
+    let before = ledger.supply().await.unwrap();
+    let data = dir.path().to_owned();
+    let status = chain.terminate();
+    assert!(status.success(), "SIGTERM exit: {status}");
+    let chain = ChainProcess::start(&data);
+    assert_eq!(chain.client.supply().await.unwrap(), before);
 }

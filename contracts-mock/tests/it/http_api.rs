@@ -62,6 +62,14 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         Err(LedgerError::BadRequest(_))
     ));
     let unknown = LeaseId([9; 32]);
+    let response = reqwest::get(format!("{base}/v1/escrow/{unknown}"))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body = response.text().await.unwrap();
+    assert!(body.contains(r#""error":"unknown_lease""#), "{body}");
+    let (status, body) = post(&format!("{base}/v1/escrow/{unknown}/close"), "").await;
+    assert_eq!(status, 404, "{body}");
     assert!(matches!(
         client.close(&unknown).await,
         Err(LedgerError::UnknownLease(_))

@@ -75,6 +75,18 @@ impl ChainProcess {
     }
 }
 
+impl ChainProcess {
+    /// SIGTERM: a graceful shutdown; returns how the process ended.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap()
+    }
+}
+
 impl Drop for ChainProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
