@@ -8,8 +8,8 @@
 //! sled batch, fsyncs, and only then replies. An acknowledged operation is
 //! therefore on disk, and many concurrent operations share one fsync.
 //!
-//! With `pipeline_flush` (the default) the fsync and the replies happen on
-//! a flusher thread, in batch order, while the writer already verifies and
+//! With `pipeline_flush` (the default) the sled write, the fsync and the
+//! replies happen on a flusher thread, in batch order, while the writer already verifies and
 //! applies the next batch; batches that wait for the disk share one fsync.
 //! A reply still leaves only after the fsync that covers its batch, and a
 //! read-only batch waits its turn, so no answer reveals state that is not

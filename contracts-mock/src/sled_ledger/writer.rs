@@ -114,16 +114,35 @@ pub(super) fn spawn(
 /// Batches applied to sled but not yet fsynced that the flusher may hold.
 const FLUSH_QUEUE: usize = 4;
 
-/// One applied batch waiting for fsync: its replies go out after it.
+/// One batch applied in memory, waiting to be written and fsynced: its
+/// replies go out after that.
 struct FlushJob {
-    /// The batch wrote to sled (a read-only batch only waits its turn, so
-    /// it never reveals state that is not yet durable).
-    wrote: bool,
+    /// Every key the batch changed (`None`: a read-only batch, which only
+    /// waits its turn so it never reveals state that is not yet durable).
+    writes: Option<sled::Batch>,
     replies: Vec<(oneshot::Sender<Reply>, Reply)>,
 }
 
-/// Fsyncs what the writer applied and only then answers, in order; many
-/// waiting batches share one fsync. After a failure it answers everything
+/// Writes the jobs' keys in order (each job's atomically), then fsyncs
+/// once if any job wrote.
+fn write_and_sync(db: &sled::Db, jobs: &mut [FlushJob]) -> Result<(), LedgerError> {
+    let mut wrote = false;
+    for job in jobs.iter_mut() {
+        if let Some(writes) = job.writes.take() {
+            db.apply_batch(writes)
+                .map_err(|e| LedgerError::Storage(e.to_string()))?;
+            wrote = true;
+        }
+    }
+    if wrote {
+        db.flush()
+            .map_err(|e| LedgerError::Storage(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Writes and fsyncs what the writer applied and only then answers, in
+/// order; many waiting batches share one fsync. After a failure it answers everything
 /// with the error and sets `failed`, which stops the writer.
 fn run_flusher(db: &sled::Db, jobs: &std::sync::mpsc::Receiver<FlushJob>, failed: &AtomicBool) {
     while let Ok(first) = jobs.recv() {
@@ -131,12 +150,8 @@ fn run_flusher(db: &sled::Db, jobs: &std::sync::mpsc::Receiver<FlushJob>, failed
         pending.extend(jobs.try_iter());
         let error = if failed.load(Ordering::SeqCst) {
             Some(LedgerError::Storage("an earlier write failed".into()))
-        } else if pending.iter().any(|job| job.wrote) {
-            db.flush()
-                .err()
-                .map(|e| LedgerError::Storage(e.to_string()))
         } else {
-            None
+            write_and_sync(db, &mut pending).err()
         };
         if error.is_some() {
             failed.store(true, Ordering::SeqCst);
@@ -277,24 +292,13 @@ impl Writer {
             };
             replies.push((reply, result));
         }
-        if dirty.is_empty() {
-            self.finish(FlushJob {
-                wrote: false,
-                replies,
-            })
-        } else if let Err(e) = self.write(&dirty) {
-            answer(replies, Some(&LedgerError::Storage(e.to_string())));
-            false
-        } else {
-            self.finish(FlushJob {
-                wrote: true,
-                replies,
-            })
-        }
+        let writes = (!dirty.is_empty()).then(|| self.writes(&dirty));
+        self.finish(FlushJob { writes, replies })
     }
 
-    /// Fsyncs and answers a batch: on the flusher thread when pipelined
-    /// (the writer goes on with the next batch meanwhile), else here.
+    /// Writes, fsyncs and answers a batch: on the flusher thread when
+    /// pipelined (the writer goes on with the next batch meanwhile), else
+    /// here.
     /// Returns false if storage failed.
     fn finish(&mut self, job: FlushJob) -> bool {
         if let Some((queue, _)) = &self.flusher {
@@ -309,15 +313,10 @@ impl Writer {
                 }
             };
         }
-        let error = if job.wrote {
-            self.db
-                .flush()
-                .err()
-                .map(|e| LedgerError::Storage(e.to_string()))
-        } else {
-            None
-        };
+        let mut jobs = [job];
+        let error = write_and_sync(&self.db, &mut jobs).err();
         let ok = error.is_none();
+        let [job] = jobs;
         answer(job.replies, error.as_ref());
         ok
     }
@@ -503,8 +502,8 @@ impl Writer {
         Ok(closure)
     }
 
-    /// Writes every changed key in one atomic batch (not yet fsynced).
-    fn write(&self, dirty: &Dirty) -> sled::Result<()> {
+    /// Every changed key, as one atomic sled batch.
+    fn writes(&self, dirty: &Dirty) -> sled::Batch {
         let mut batch = sled::Batch::default();
         for account in &dirty.accounts {
             batch.insert(
@@ -525,7 +524,7 @@ impl Writer {
         if dirty.deposited {
             batch.insert(store::DEPOSITED, &self.state.deposited.to_be_bytes());
         }
-        self.db.apply_batch(batch)
+        batch
     }
 }
 
