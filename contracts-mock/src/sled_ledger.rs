@@ -24,7 +24,7 @@
 //! | --- | --- |
 //! | `a` ‖ account (32 bytes) | balance, u64 big-endian |
 //! | `l` ‖ lease id (32 bytes) | the co-signed lease, wire bytes |
-//! | `e` ‖ lease id (32 bytes) | `EscrowState`, JSON |
+//! | `e` ‖ lease id (32 bytes) | what changes of its `EscrowState`, 38 bytes (see `store.rs`) |
 //! | `m:deposited` | all deposits ever, u128 big-endian |
 
 mod store;

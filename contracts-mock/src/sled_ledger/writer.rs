@@ -518,7 +518,7 @@ impl Writer {
         }
         for id in &dirty.escrows {
             if let Some((_, escrow)) = self.state.leases.get(id) {
-                batch.insert(store::escrow_key(id), store::encode_escrow(escrow));
+                batch.insert(store::escrow_key(id), &store::encode_escrow(escrow)[..]);
             }
         }
         if dirty.deposited {
