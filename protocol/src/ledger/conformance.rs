@@ -225,6 +225,36 @@ async fn conserved<L: Ledger>(ledger: &L) {
 
 // ---- scenarios ----
 
+/// A fresh ledger where party 0 deposited 10 AGR and locked a lease from
+/// party 1 at 3.6 AGR per GPU-hour.
+async fn funded_lease<H: Harness>(
+    harness: &H,
+    gpus: u32,
+    secs: u64,
+    nonce: u8,
+) -> (H::Ledger, Keypair, Keypair, Lease) {
+    let ledger = harness.fresh().await;
+    let (requester, provider) = (party(0), party(1));
+    let now = must("now", ledger.now().await);
+    must(
+        "deposit",
+        ledger
+            .deposit(&requester.public(), Amount(10_000_000))
+            .await,
+    );
+    let lease = lease(
+        &requester,
+        &provider,
+        Amount(3_600_000),
+        gpus,
+        secs,
+        now,
+        nonce,
+    );
+    must("lock", ledger.lock_escrow(lease.cosigned()).await);
+    (ledger, requester, provider, lease)
+}
+
 /// Deposit, lock, settle twice, final, close: every unit accounted for.
 pub async fn scenario_lifecycle<H: Harness>(harness: &H) {
     let ledger = harness.fresh().await;
@@ -355,17 +385,7 @@ pub async fn scenario_forged_leases_are_refused<H: Harness>(harness: &H) {
 
 /// No settlement without the payer's signature; no inflated amounts.
 pub async fn scenario_payer_signature_required<H: Harness>(harness: &H) {
-    let ledger = harness.fresh().await;
-    let (requester, provider) = (party(0), party(1));
-    let now = must("now", ledger.now().await);
-    must(
-        "deposit",
-        ledger
-            .deposit(&requester.public(), Amount(10_000_000))
-            .await,
-    );
-    let lease = lease(&requester, &provider, Amount(3_600_000), 1, 600, now, 6);
-    must("lock", ledger.lock_escrow(lease.cosigned()).await);
+    let (ledger, requester, provider, lease) = funded_lease(harness, 1, 600, 6).await;
     for tamper in [
         Tamper::StrangerForPayer,
         Tamper::ProviderForPayer,
@@ -421,17 +441,7 @@ pub async fn scenario_payer_signature_required<H: Harness>(harness: &H) {
 
 /// Replayed and reordered receipts pay nothing extra.
 pub async fn scenario_replays_and_reorders_pay_nothing<H: Harness>(harness: &H) {
-    let ledger = harness.fresh().await;
-    let (requester, provider) = (party(0), party(1));
-    let now = must("now", ledger.now().await);
-    must(
-        "deposit",
-        ledger
-            .deposit(&requester.public(), Amount(10_000_000))
-            .await,
-    );
-    let lease = lease(&requester, &provider, Amount(3_600_000), 1, 600, now, 7);
-    must("lock", ledger.lock_escrow(lease.cosigned()).await);
+    let (ledger, requester, provider, lease) = funded_lease(harness, 1, 600, 7).await;
     let r1 = receipt(&lease, &requester, &provider, 1, 100, false, Tamper::None);
     let r2 = receipt(&lease, &requester, &provider, 2, 200, false, Tamper::None);
     let r3 = receipt(&lease, &requester, &provider, 3, 300, false, Tamper::None);
@@ -456,17 +466,7 @@ pub async fn scenario_replays_and_reorders_pay_nothing<H: Harness>(harness: &H) 
 
 /// Close waits for the lease end plus grace, refunds the remainder once.
 pub async fn scenario_close_refunds_once<H: Harness>(harness: &H) {
-    let ledger = harness.fresh().await;
-    let (requester, provider) = (party(0), party(1));
-    let now = must("now", ledger.now().await);
-    must(
-        "deposit",
-        ledger
-            .deposit(&requester.public(), Amount(10_000_000))
-            .await,
-    );
-    let lease = lease(&requester, &provider, Amount(3_600_000), 1, 60, now, 8);
-    must("lock", ledger.lock_escrow(lease.cosigned()).await);
+    let (ledger, requester, provider, lease) = funded_lease(harness, 1, 60, 8).await;
     must(
         "settle",
         ledger
