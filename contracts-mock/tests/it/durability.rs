@@ -4,10 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agora_protocol::ledger::conformance::lease;
-use agora_protocol::{
-    Amount, CoSigned, Keypair, Lease, LeaseId, Ledger, ReceiptClaim, UsageReceipt, cost,
-};
+use agora_protocol::ledger::conformance::{self, Tamper, lease};
+use agora_protocol::{Amount, CoSigned, Keypair, Lease, LeaseId, Ledger, cost};
 
 use crate::support::ChainProcess;
 
@@ -31,6 +29,7 @@ struct Worker {
     attempted: Vec<LeaseId>,
 }
 
+/// Receipt `sequence` of `lease`: 10 GPU-seconds per sequence, both signed.
 fn receipt(
     lease: &Lease,
     requester: &Keypair,
@@ -39,24 +38,16 @@ fn receipt(
 ) -> (CoSigned, Amount) {
     let gpu_seconds = sequence * 10;
     let amount = cost(lease.terms().price_per_gpu_hour, gpu_seconds).unwrap();
-    let receipt = UsageReceipt {
-        lease_id: lease.id(),
+    let signed = conformance::receipt(
+        lease,
+        requester,
+        provider,
         sequence,
         gpu_seconds,
-        cumulative_amount: amount,
-        issued_at: agora_protocol::Timestamp(0),
-        is_final: false,
-        result_hash: None,
-        exit_status: None,
-    };
-    let signed = ReceiptClaim::sign_as_provider(receipt, provider).unwrap();
-    (
-        ReceiptClaim::countersign(signed.envelope(), lease, requester)
-            .unwrap()
-            .cosigned()
-            .clone(),
-        amount,
-    )
+        false,
+        Tamper::None,
+    );
+    (signed, amount)
 }
 
 /// One client's stream: deposit, lock a lease, settle a few receipts,
