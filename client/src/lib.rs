@@ -1,4 +1,7 @@
 //! Typed client of the Agora node API and the `agora` CLI.
 //!
-//! The node API arrives with the market (issue #3); until then this crate
-//! holds nothing but this note, and ships no binary that would pretend to work.
+//! [`api`] holds the JSON types of the node API (the node serves them, this
+//! crate reads them); [`spec`] reads job spec files.
+
+pub mod api;
+pub mod spec;

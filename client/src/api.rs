@@ -1,0 +1,435 @@
+//! The node API's JSON types: what `agorad` serves and `agora` reads.
+//!
+//! Every route lives under `/v1` and needs `Authorization: Bearer TOKEN`;
+//! without it the node answers 401 and does nothing. Amounts are base units
+//! (1 AGR = 1 000 000), times are Unix milliseconds, ids are hex.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | `/v1/node` | | [`NodeInfo`] |
+//! | GET | `/v1/offers?q=QUERY&limit=N` | | [`OffersPage`] |
+//! | GET | `/v1/offers/{id}` | | [`OfferView`] |
+//! | POST | `/v1/jobs` | [`SubmitJob`] | 202 [`JobView`] |
+//! | GET | `/v1/jobs` | | `[JobView]` |
+//! | GET | `/v1/jobs/{id}` | | [`JobView`] |
+//! | GET | `/v1/provider` | | [`ProviderStatus`] (404 on a requester-only node) |
+//! | GET | `/v1/ledger/balance` | | [`BalanceView`] |
+//! | POST | `/v1/ledger/deposit` | [`DepositRequest`] | [`BalanceView`] |
+//!
+//! Errors are [`ApiError`] with a meaningful status: 400 bad input, 401
+//! missing or wrong token, 404 unknown id, 409 conflict, 502 ledger
+//! unreachable.
+
+use std::collections::BTreeMap;
+
+use agora_protocol::{Amount, DeclineReason, Energy, PublicKey, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// Where: a query column, a spec field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+/// Which role a node plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Rents out GPUs (and can also order).
+    Provider,
+    /// Orders only.
+    Requester,
+}
+
+/// `GET /v1/node`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Ledger account (same key).
+    pub account: PublicKey,
+    /// Role.
+    pub role: Role,
+    /// libp2p listen addresses, each ending in `/p2p/PEER_ID`.
+    pub listen_addrs: Vec<String>,
+    /// Peers connected now.
+    pub connected_peers: u32,
+    /// Peers in the gossip mesh of the offers topic.
+    pub mesh_peers: u32,
+    /// Live offers in this node's book.
+    pub offers_in_book: u32,
+    /// Software version.
+    pub version: String,
+}
+
+/// One offer as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferView {
+    /// Offer id (hex).
+    pub id: String,
+    /// Provider account.
+    pub provider: PublicKey,
+    /// Provider peer id.
+    pub provider_peer: String,
+    /// Provider's slot.
+    pub slot: u32,
+    /// Sequence (higher supersedes).
+    pub sequence: u64,
+    /// GPU model.
+    pub gpu_model: String,
+    /// VRAM per GPU, MiB.
+    pub vram_mib: u64,
+    /// Compute capability × 10.
+    pub compute_capability: u32,
+    /// Per-GPU FP32 milli-TFLOPS.
+    pub fp32_mtflops: u64,
+    /// Measured (not declared, not simulated).
+    pub verified: bool,
+    /// GPUs in the class.
+    pub gpu_total: u32,
+    /// GPUs free.
+    pub gpu_free: u32,
+    /// Price per GPU-hour.
+    pub price_per_gpu_hour: Amount,
+    /// Region.
+    pub region: String,
+    /// Jurisdiction.
+    pub jurisdiction: Option<String>,
+    /// Energy source.
+    pub energy: Energy,
+    /// Simulated GPUs.
+    pub simulated: bool,
+    /// Runtimes.
+    pub runtimes: Vec<String>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Expires.
+    pub expires_at: Timestamp,
+}
+
+/// `GET /v1/offers` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffersPage {
+    /// The query as understood.
+    pub query: String,
+    /// Matching offers, best first for the query's sort.
+    pub offers: Vec<OfferView>,
+    /// Offers in the book in all.
+    pub book_size: u32,
+}
+
+/// A job specification: the TOML file a developer writes, also the JSON the
+/// API accepts. Unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// A label for people.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Runtime wanted ("process", "ray").
+    #[serde(default = "default_runtime")]
+    pub runtime: String,
+    /// Program and arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Environment for the job.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Input files (read by the CLI and sent with the spec).
+    #[serde(default)]
+    pub inputs: Vec<InputSpec>,
+    /// What the job needs.
+    pub resources: Resources,
+    /// Where and how it may run.
+    #[serde(default)]
+    pub constraints: Constraints,
+    /// What the developer pays and waits.
+    pub market: MarketTerms,
+}
+
+fn default_runtime() -> String {
+    "process".into()
+}
+
+/// GPUs wanted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// How many GPUs.
+    pub gpus: u32,
+    /// Model, e.g. "H100"; any when absent.
+    #[serde(default)]
+    pub gpu_model: Option<String>,
+    /// Minimum VRAM per GPU, GiB.
+    #[serde(default)]
+    pub min_vram_gib: u64,
+    /// Minimum FP32 TFLOPS per GPU.
+    #[serde(default)]
+    pub min_tflops: f64,
+    /// Minimum compute capability, e.g. 8.0.
+    #[serde(default)]
+    pub min_compute_capability: f64,
+}
+
+/// Placement constraints.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraints {
+    /// Region code, e.g. "EU".
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Two-letter country code.
+    #[serde(default)]
+    pub jurisdiction: Option<String>,
+    /// Energy source wanted.
+    #[serde(default)]
+    pub energy: Option<Energy>,
+    /// Only measured GPUs.
+    #[serde(default)]
+    pub verified: bool,
+    /// Accept simulated GPUs (testnets).
+    #[serde(default)]
+    pub allow_simulated: bool,
+}
+
+/// Price and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketTerms {
+    /// Highest price per GPU-hour, AGR as a decimal string ("2.5").
+    pub max_price_per_gpu_hour: String,
+    /// Longest run, seconds.
+    pub max_duration_secs: u64,
+    /// How long bids are collected, milliseconds.
+    #[serde(default = "default_bid_window_ms")]
+    pub bid_window_ms: u32,
+}
+
+fn default_bid_window_ms() -> u32 {
+    2000
+}
+
+/// One input file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Path relative to the job spec file (in TOML) or the name in the job's
+    /// work dir (in JSON).
+    pub path: String,
+    /// Contents, base64 (filled in by the CLI; absent in the TOML file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_b64: Option<String>,
+}
+
+/// `POST /v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// The spec.
+    pub spec: JobSpec,
+    /// Lease this offer directly (the instant path), skipping the auction.
+    #[serde(default)]
+    pub offer: Option<String>,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// The order is out; bids are being collected.
+    Bidding,
+    /// A winner was chosen; waiting for its countersignature and escrow.
+    Leasing,
+    /// Both signed and escrow is locked.
+    Leased,
+    /// Nobody bid; `declines` says why.
+    NoBids,
+    /// It ended for the stated `reason`.
+    Failed,
+}
+
+impl JobState {
+    /// No further change will come.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Leased | JobState::NoBids | JobState::Failed)
+    }
+}
+
+/// A bid as the requester saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BidView {
+    /// Provider account.
+    pub provider: PublicKey,
+    /// Offer slot.
+    pub slot: u32,
+    /// GPU model.
+    pub gpu_model: String,
+    /// GPUs.
+    pub gpu_count: u32,
+    /// Price per GPU-hour.
+    pub price_per_gpu_hour: Amount,
+    /// Per-GPU FP32 milli-TFLOPS.
+    pub fp32_mtflops: u64,
+    /// Score: price per TFLOP-hour (lower wins), base units × 10⁻⁶.
+    pub score: String,
+    /// Received.
+    pub received_at: Timestamp,
+}
+
+/// A decline as the requester saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclineView {
+    /// Provider account.
+    pub provider: PublicKey,
+    /// Why.
+    pub reason: DeclineReason,
+    /// Details.
+    pub detail: String,
+}
+
+/// A lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// Lease id (hex).
+    pub id: String,
+    /// The order (job) id.
+    pub order_id: String,
+    /// Who pays.
+    pub requester: PublicKey,
+    /// Who is paid.
+    pub provider: PublicKey,
+    /// Offer slot.
+    pub slot: u32,
+    /// GPU model.
+    pub gpu_model: String,
+    /// GPUs.
+    pub gpu_count: u32,
+    /// Price per GPU-hour.
+    pub price_per_gpu_hour: Amount,
+    /// Longest run, seconds.
+    pub max_duration_secs: u64,
+    /// Starts.
+    pub starts_at: Timestamp,
+    /// Escrow locked.
+    pub escrow: Amount,
+    /// Escrow is locked on the ledger.
+    pub escrow_locked: bool,
+}
+
+/// A timestamped step of a job, from the node's own clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// When.
+    pub at: Timestamp,
+    /// What ("order_published", "bid", "decline", "lease_proposed",
+    /// "lease_signed", "escrow_locked", "no_bids", "failed").
+    pub event: String,
+    /// Details.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// Job id = order id (hex).
+    pub id: String,
+    /// A label.
+    pub name: Option<String>,
+    /// State.
+    pub state: JobState,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    /// Submitted.
+    pub submitted_at: Timestamp,
+    /// The offer asked for on the instant path.
+    pub offer: Option<String>,
+    /// The spec.
+    pub spec: JobSpec,
+    /// Bids received, best first.
+    pub bids: Vec<BidView>,
+    /// Declines received.
+    pub declines: Vec<DeclineView>,
+    /// The lease, once signed.
+    pub lease: Option<LeaseView>,
+    /// Steps so far.
+    pub events: Vec<JobEvent>,
+}
+
+/// One GPU of a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuView {
+    /// Index.
+    pub index: u32,
+    /// UUID.
+    pub uuid: String,
+    /// Model.
+    pub model: String,
+    /// VRAM, MiB.
+    pub vram_mib: u64,
+    /// Compute capability × 10.
+    pub compute_capability: u32,
+    /// Power limit, W.
+    pub power_limit_w: u32,
+    /// Simulated.
+    pub simulated: bool,
+}
+
+/// GPUs held for a bid or taken by a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationView {
+    /// The order.
+    pub order_id: String,
+    /// Offer slot.
+    pub slot: u32,
+    /// GPUs.
+    pub gpu_count: u32,
+    /// Held until (a bid hold) — a lease holds until its end.
+    pub until: Timestamp,
+    /// `hold` for a bid, `lease` once leased.
+    pub kind: String,
+}
+
+/// `GET /v1/provider`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    /// NVIDIA driver version, when NVML loaded.
+    pub driver: Option<String>,
+    /// Why NVML found nothing, when it did not.
+    pub nvml_unavailable: Option<String>,
+    /// GPUs.
+    pub gpus: Vec<GpuView>,
+    /// This provider's current offers.
+    pub offers: Vec<OfferView>,
+    /// Holds and leases.
+    pub reservations: Vec<ReservationView>,
+    /// Leases signed.
+    pub leases: Vec<LeaseView>,
+    /// Orders seen, bids sent, declines sent.
+    pub orders_seen: u64,
+    /// Bids sent.
+    pub bids_sent: u64,
+    /// Declines sent.
+    pub declines_sent: u64,
+}
+
+/// `GET /v1/ledger/balance`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceView {
+    /// The account.
+    pub account: PublicKey,
+    /// Spendable.
+    pub balance: Amount,
+}
+
+/// `POST /v1/ledger/deposit` (the mock chain's faucet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositRequest {
+    /// How much.
+    pub amount: Amount,
+}
