@@ -62,6 +62,11 @@ pub struct NodeInfo {
     pub mesh_peers: u32,
     /// Live offers in this node's book.
     pub offers_in_book: u32,
+    /// Gossip messages accepted (valid, forwarded).
+    pub gossip_accepted: u64,
+    /// Gossip messages rejected (undecodable, forged, invalid); their senders
+    /// are penalised through gossipsub peer scoring.
+    pub gossip_rejected: u64,
     /// Software version.
     pub version: String,
 }
