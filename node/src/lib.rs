@@ -1,10 +1,8 @@
-//! The Agora node (`agorad`).
-//!
-//! Today: the node's identity (one ed25519 key in the data dir gives the
-//! libp2p peer id and the ledger account), its configuration, and the
-//! provider's inventory (NVML or declared simulated GPUs) and pricing
-//! policy. The swarm, the roles' actors and the API arrive with the market.
+//! The Agora node: identity, configuration, the libp2p network, the provider
+//! and requester roles, the sled store and the HTTP API. `agorad` is a thin
+//! binary over this library.
 
 pub mod config;
 pub mod identity;
+pub mod network;
 pub mod provider;
