@@ -1,7 +1,8 @@
 //! Typed client of the Agora node API and the `agora` CLI.
 //!
 //! [`api`] holds the JSON types of the node API (the node serves them, this
-//! crate reads them); [`spec`] reads job spec files.
+//! crate reads them); [`http`] calls them; [`spec`] reads job spec files.
 
 pub mod api;
+pub mod http;
 pub mod spec;

@@ -74,7 +74,8 @@ pub fn load(path: &Path) -> Result<JobSpec, SpecError> {
             ));
         }
         let file = base.join(relative);
-        let meta = std::fs::metadata(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+        let meta =
+            std::fs::metadata(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
         if !meta.is_file() {
             return Err(fail(format!("{} is not a file", file.display())));
         }
@@ -126,15 +127,22 @@ bid_window_ms = 1500
         assert_eq!(spec.runtime, "process");
         assert_eq!(
             spec.inputs[0].data_b64.as_deref(),
-            Some(base64::engine::general_purpose::STANDARD.encode(b"print('hi')").as_str())
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode(b"print('hi')")
+                    .as_str()
+            )
         );
     }
 
     #[test]
     fn a_typo_names_the_file_and_the_key() {
-        let err = parse(&EXAMPLE.replace("gpus = 1", "gpu = 1"), Path::new("job.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            &EXAMPLE.replace("gpus = 1", "gpu = 1"),
+            Path::new("job.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("job.toml"), "{err}");
         assert!(err.contains("gpu"), "{err}");
     }

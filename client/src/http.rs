@@ -1,0 +1,407 @@
+//! A typed async client of the node API: one method per route of the table
+//! in [`crate::api`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), agora_client::http::ClientError> {
+//! use agora_client::http::NodeClient;
+//! let node = NodeClient::new("http://127.0.0.1:7070", Some("TOKEN"))?;
+//! let page = node.search_offers("gpu=H100 region=EU", Some(10)).await?;
+//! println!("{} offers", page.offers.len());
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use agora_protocol::Amount;
+use reqwest::{Method, StatusCode, Url, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    ApiError, BalanceView, DepositRequest, JobView, NodeInfo, OfferView, OffersPage,
+    ProviderStatus, SubmitJob,
+};
+
+/// How long one request may take, connecting included, unless
+/// [`NodeClient::with_timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long connecting may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest answer body the client reads.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a call to the node failed. Every variant names the URL it called.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node URL is not a usable `http://` base URL.
+    #[error(
+        "'{url}' is not a node URL ({reason}); pass --node or set AGORA_NODE to e.g. http://127.0.0.1:7070"
+    )]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Nothing answered: connection refused, no route, DNS failure.
+    #[error(
+        "cannot reach the node at {url} ({source}); is agorad running there? Check --node or AGORA_NODE"
+    )]
+    Unreachable {
+        /// The URL called.
+        url: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// The node did not answer within the timeout.
+    #[error("the node at {url} did not answer within {secs}s")]
+    Timeout {
+        /// The URL called.
+        url: String,
+        /// The timeout, seconds.
+        secs: u64,
+    },
+    /// The connection failed part-way (reset, truncated body).
+    #[error("talking to the node at {url} failed: {source}")]
+    Transport {
+        /// The URL called.
+        url: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// 401: the node refused the token, or none was sent.
+    #[error("{}", unauthorized_text(url, *token_sent))]
+    Unauthorized {
+        /// The URL called.
+        url: String,
+        /// Whether a token was sent at all.
+        token_sent: bool,
+    },
+    /// The node answered an [`ApiError`].
+    #[error("{}", api_text(*status, error, at.as_deref()))]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The node's message.
+        error: String,
+        /// Where the problem is (a query column, a spec field), when the
+        /// node said.
+        at: Option<String>,
+    },
+    /// The node answered an error status without an [`ApiError`] body:
+    /// probably not an agora node.
+    #[error(
+        "{url} answered {status} without an API error body: {body}; is --node an agorad API URL?"
+    )]
+    Status {
+        /// The URL called.
+        url: String,
+        /// HTTP status.
+        status: StatusCode,
+        /// The start of the body.
+        body: String,
+    },
+    /// The answer was too large to be an API answer.
+    #[error("the answer from {url} exceeds {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge {
+        /// The URL called.
+        url: String,
+    },
+    /// A success status whose JSON is not what this client expects.
+    #[error(
+        "the node at {url} answered JSON this client cannot read ({source}); are agora and agorad the same version?"
+    )]
+    Decode {
+        /// The URL called.
+        url: String,
+        /// The decode error, with line and column.
+        source: serde_json::Error,
+    },
+}
+
+fn unauthorized_text(url: &str, token_sent: bool) -> String {
+    if token_sent {
+        format!(
+            "the node at {url} refused the API token (401); pass the node's token (DATA/api.token) with --token or AGORA_TOKEN"
+        )
+    } else {
+        format!(
+            "the node at {url} needs an API token (401) and none was given; pass --token or set AGORA_TOKEN (the token is in the node's DATA/api.token)"
+        )
+    }
+}
+
+fn api_text(status: StatusCode, error: &str, at: Option<&str>) -> String {
+    match at {
+        Some(at) => format!("{error} (at {at}; node answered {status})"),
+        None => format!("{error} (node answered {status})"),
+    }
+}
+
+impl ClientError {
+    /// The HTTP status the node answered, when it answered one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
+            ClientError::Api { status, .. } | ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one node's API. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub struct NodeClient {
+    base: Url,
+    token: Option<String>,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl NodeClient {
+    /// A client of the node at `base_url` (e.g. `http://127.0.0.1:7070`),
+    /// sending `token` as `Authorization: Bearer TOKEN` when given.
+    pub fn new(base_url: &str, token: Option<&str>) -> Result<Self, ClientError> {
+        let bad = |reason: &str| ClientError::BadUrl {
+            url: base_url.to_string(),
+            reason: reason.to_string(),
+        };
+        let base = Url::parse(base_url).map_err(|e| bad(&e.to_string()))?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(bad("the scheme must be http"));
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            return Err(bad("no host"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(bad("a base URL has no query or fragment"));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok(Self {
+            base,
+            token: token.map(str::to_string),
+            http,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The same client with another per-request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The node's base URL.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// `GET /v1/node`.
+    pub async fn node_info(&self) -> Result<NodeInfo, ClientError> {
+        self.get(self.url(&["node"])).await
+    }
+
+    /// `GET /v1/offers?q=QUERY&limit=N`: offers matching `query` (the offer
+    /// query language, e.g. `gpu=H100 region=EU price<=3`).
+    pub async fn search_offers(
+        &self,
+        query: &str,
+        limit: Option<u32>,
+    ) -> Result<OffersPage, ClientError> {
+        let mut url = self.url(&["offers"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("q", query);
+            if let Some(limit) = limit {
+                pairs.append_pair("limit", &limit.to_string());
+            }
+        }
+        self.get(url).await
+    }
+
+    /// `GET /v1/offers/{id}`.
+    pub async fn offer(&self, id: &str) -> Result<OfferView, ClientError> {
+        self.get(self.url(&["offers", id])).await
+    }
+
+    /// `POST /v1/jobs`: submits a job; the answer is its first view.
+    pub async fn submit_job(&self, job: &SubmitJob) -> Result<JobView, ClientError> {
+        self.send(Method::POST, self.url(&["jobs"]), Some(job))
+            .await
+    }
+
+    /// `GET /v1/jobs`: this node's jobs.
+    pub async fn jobs(&self) -> Result<Vec<JobView>, ClientError> {
+        self.get(self.url(&["jobs"])).await
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.get(self.url(&["jobs", id])).await
+    }
+
+    /// `GET /v1/provider` (404 [`ClientError::Api`] on a requester-only
+    /// node).
+    pub async fn provider_status(&self) -> Result<ProviderStatus, ClientError> {
+        self.get(self.url(&["provider"])).await
+    }
+
+    /// `GET /v1/ledger/balance`: this node's account.
+    pub async fn balance(&self) -> Result<BalanceView, ClientError> {
+        self.get(self.url(&["ledger", "balance"])).await
+    }
+
+    /// `POST /v1/ledger/deposit`: the mock chain's faucet credits this
+    /// node's account; the answer is the new balance.
+    pub async fn deposit(&self, amount: Amount) -> Result<BalanceView, ClientError> {
+        let body = DepositRequest { amount };
+        self.send(Method::POST, self.url(&["ledger", "deposit"]), Some(&body))
+            .await
+    }
+
+    /// `/v1/` + `segments`, each percent-encoded as one path segment.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        // `new` refused cannot-be-a-base URLs, so this is always `Ok`.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push("v1").extend(segments);
+        }
+        url
+    }
+
+    async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T, ClientError> {
+        self.send::<T, ()>(Method::GET, url, None).await
+    }
+
+    async fn send<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let shown = url.to_string();
+        let mut request = self.http.request(method, url).timeout(self.timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let mut response = request
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&shown, e))?;
+        let status = response.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&shown, e))?
+        {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ClientError::TooLarge { url: shown });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized {
+                url: shown,
+                token_sent: self.token.is_some(),
+            });
+        }
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(api) => ClientError::Api {
+                    status,
+                    error: api.error,
+                    at: api.at,
+                },
+                Err(_) => ClientError::Status {
+                    url: shown,
+                    status,
+                    body: body_excerpt(&bytes),
+                },
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { url: shown, source })
+    }
+
+    fn transport_error(&self, url: &str, error: reqwest::Error) -> ClientError {
+        let url = url.to_string();
+        if error.is_timeout() {
+            ClientError::Timeout {
+                url,
+                secs: self.timeout.as_secs(),
+            }
+        } else if error.is_connect() {
+            ClientError::Unreachable { url, source: error }
+        } else {
+            ClientError::Transport { url, source: error }
+        }
+    }
+}
+
+/// The first 200 characters of a body, for an error message.
+fn body_excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty)".into();
+    }
+    let mut excerpt: String = text.chars().take(200).collect();
+    if excerpt.len() < text.len() {
+        excerpt.push('…');
+    }
+    excerpt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_under_v1_and_ids_are_one_segment() {
+        let node = NodeClient::new("http://127.0.0.1:7070", None).unwrap();
+        assert_eq!(
+            node.url(&["jobs", "ab12"]).as_str(),
+            "http://127.0.0.1:7070/v1/jobs/ab12"
+        );
+        assert_eq!(
+            node.url(&["offers", "../node"]).as_str(),
+            "http://127.0.0.1:7070/v1/offers/..%2Fnode"
+        );
+        let prefixed = NodeClient::new("http://127.0.0.1:7070/agora/", None).unwrap();
+        assert_eq!(
+            prefixed.url(&["node"]).as_str(),
+            "http://127.0.0.1:7070/agora/v1/node"
+        );
+    }
+
+    #[test]
+    fn a_bad_node_url_says_how_to_fix_it() {
+        for url in ["127.0.0.1:7070", "ftp://x", "not a url"] {
+            let err = NodeClient::new(url, None).unwrap_err().to_string();
+            assert!(err.contains("AGORA_NODE"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn api_errors_show_message_and_place() {
+        let err = ClientError::Api {
+            status: StatusCode::BAD_REQUEST,
+            error: "unknown column 'gpux'".into(),
+            at: Some("gpux".into()),
+        };
+        let text = err.to_string();
+        assert!(text.contains("unknown column 'gpux'"), "{text}");
+        assert!(text.contains("at gpux"), "{text}");
+        assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+    }
+}
