@@ -39,7 +39,12 @@ pub struct ApiState {
 
 impl ApiState {
     /// State for the router.
-    pub fn new(market: MarketHandle, ledger: Arc<HttpLedger>, key: &Keypair, token: String) -> Self {
+    pub fn new(
+        market: MarketHandle,
+        ledger: Arc<HttpLedger>,
+        key: &Keypair,
+        token: String,
+    ) -> Self {
         Self {
             market,
             ledger,
@@ -177,7 +182,11 @@ async fn authorize(State(state): State<ApiState>, request: Request, next: Next) 
 }
 
 async fn not_found() -> Failure {
-    Failure::new(StatusCode::NOT_FOUND, "no such route; see agora_client::api", None)
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "no such route; see agora_client::api",
+        None,
+    )
 }
 
 async fn node_info(State(state): State<ApiState>) -> ApiResult<NodeInfo> {
@@ -204,7 +213,11 @@ async fn search_offers(
     params: Result<UrlQuery<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<OffersPage> {
     let UrlQuery(params) = params.map_err(|e| {
-        Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("query string".into()))
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            e.body_text(),
+            Some("query string".into()),
+        )
     })?;
     Ok(axum::Json(
         state
@@ -214,7 +227,10 @@ async fn search_offers(
     ))
 }
 
-async fn offer(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> ApiResult<OfferView> {
+async fn offer(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<OfferView> {
     Ok(axum::Json(state.market.offer(id).await?))
 }
 
@@ -222,14 +238,18 @@ async fn submit_job(
     State(state): State<ApiState>,
     body: Result<axum::Json<SubmitJob>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, axum::Json<JobView>), Failure> {
-    let axum::Json(submit) = body.map_err(|e| {
-        Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into()))
-    })?;
+    let axum::Json(submit) = body
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into())))?;
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce)
         .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
-    let order = order_from_spec(&submit.spec, &state.account, nonce, now())
-        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string(), Some(e.field.clone())))?;
+    let order = order_from_spec(&submit.spec, &state.account, nonce, now()).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            e.to_string(),
+            Some(e.field.clone()),
+        )
+    })?;
     // A price with no funds behind it is refused before anything is signed.
     let most = LeaseTerms::required_escrow(
         order.max_price_per_gpu_hour,
@@ -247,7 +267,10 @@ async fn submit_job(
             Some("market.max_price_per_gpu_hour".into()),
         ));
     }
-    let view = state.market.submit(order, submit.spec, submit.offer).await?;
+    let view = state
+        .market
+        .submit(order, submit.spec, submit.offer)
+        .await?;
     Ok((StatusCode::ACCEPTED, axum::Json(view)))
 }
 
@@ -275,9 +298,8 @@ async fn deposit(
     State(state): State<ApiState>,
     body: Result<axum::Json<DepositRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<BalanceView> {
-    let axum::Json(request) = body.map_err(|e| {
-        Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into()))
-    })?;
+    let axum::Json(request) = body
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into())))?;
     if request.amount == Amount::ZERO {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,

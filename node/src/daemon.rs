@@ -199,7 +199,11 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     })
 }
 
-fn provider_role(config: &Config, key: &agora_protocol::Keypair, store: &Store) -> Result<ProviderRole, StartError> {
+fn provider_role(
+    config: &Config,
+    key: &agora_protocol::Keypair,
+    store: &Store,
+) -> Result<ProviderRole, StartError> {
     let provider_config = config.provider.as_ref().ok_or_else(|| {
         StartError::Setup(
             "a provider needs a [provider] section in its config (region, pricing); pass --config FILE".into(),

@@ -149,11 +149,15 @@ fn main() -> anyhow::Result<()> {
         } => {
             let config = load_config(&cli.data, config.as_deref())?;
             let spec = agora_client::spec::load(&order)?;
-            let text = agora_node::provider::dry_run::dry_run(&config, &spec, agora_node::clock::now())?;
+            let text =
+                agora_node::provider::dry_run::dry_run(&config, &spec, agora_node::clock::now())?;
             print!("{text}");
             Ok(())
         }
-        Command::Provider { tool: None, run: args } => tokio_main(run(cli.data, Role::Provider, args)),
+        Command::Provider {
+            tool: None,
+            run: args,
+        } => tokio_main(run(cli.data, Role::Provider, args)),
         Command::Requester { run: args } => tokio_main(run(cli.data, Role::Requester, args)),
     }
 }

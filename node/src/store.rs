@@ -130,13 +130,15 @@ impl Store {
     pub fn meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         match self.meta.get(name.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    tree: META,
-                    key: name.to_string(),
-                    reason: e.to_string(),
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        tree: META,
+                        key: name.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 }
@@ -151,7 +153,10 @@ fn put_json<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<()
     Ok(())
 }
 
-fn all_json<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
+fn all_json<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     for entry in tree.iter() {
         let (key, value) = entry?;

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 use tracing::{debug, info, warn};
 
+use super::COMMAND_CAPACITY;
 use super::handle::{Command, MarketError, MarketHandle};
 use super::jobs::{JobRecord, LeaseFailure, LeaseOutcome, attempt_lease, lease_view};
-use super::COMMAND_CAPACITY;
 use crate::clock::now;
 use crate::config::Config;
 use crate::network::{NetworkEvent, NetworkHandle, OFFERS_TOPIC, ORDERS_TOPIC, Request, Response};
@@ -282,15 +282,13 @@ impl Actor {
                 }
             },
             crate::provider::Decision::Ignore(_) => return,
-            crate::provider::Decision::Decline(decline) => {
-                match Signed::sign(decline, &self.key) {
-                    Ok(decline) => Request::Decline(decline),
-                    Err(e) => {
-                        warn!(error = %e, "cannot sign a decline");
-                        return;
-                    }
+            crate::provider::Decision::Decline(decline) => match Signed::sign(decline, &self.key) {
+                Ok(decline) => Request::Decline(decline),
+                Err(e) => {
+                    warn!(error = %e, "cannot sign a decline");
+                    return;
                 }
-            }
+            },
         };
         let is_bid = matches!(request, Request::Bid(_));
         info!(order = %order.message().id(), %via, bid = is_bid, "answering order");
@@ -343,7 +341,12 @@ impl Actor {
         if !agora_protocol::matching::bid_admissible(order.message(), bid.message(), now) {
             return Response::Refused("the bid does not meet the order".into());
         }
-        if job.view.bids.iter().any(|b| b.provider == bid.message().provider) {
+        if job
+            .view
+            .bids
+            .iter()
+            .any(|b| b.provider == bid.message().provider)
+        {
             return Response::Ack;
         }
         job.view.bids.push(bid_view(&bid, now));
@@ -649,9 +652,9 @@ impl Actor {
         let chosen = match &offer {
             None => None,
             Some(id) => {
-                let id: OfferId = id
-                    .parse()
-                    .map_err(|e| MarketError::bad_request(format!("offer id: {e}"), Some("offer".into())))?;
+                let id: OfferId = id.parse().map_err(|e| {
+                    MarketError::bad_request(format!("offer id: {e}"), Some("offer".into()))
+                })?;
                 let signed = self.book.get(&id).ok_or_else(|| {
                     MarketError::not_found(format!(
                         "offer {id} is not in this node's book (expired, or not yet received)"
@@ -795,7 +798,16 @@ impl Actor {
             return;
         };
         let bid = best.message().clone();
-        self.propose_terms(id, order.message(), bid.provider, bid.slot, &bid.gpu_model, bid.price_per_gpu_hour, bid.simulated, now);
+        self.propose_terms(
+            id,
+            order.message(),
+            bid.provider,
+            bid.slot,
+            &bid.gpu_model,
+            bid.price_per_gpu_hour,
+            bid.simulated,
+            now,
+        );
     }
 
     fn propose(&mut self, id: OrderId, offer: &Offer, now: Timestamp) {

@@ -79,6 +79,8 @@ pub(crate) fn lease_view(lease: &Lease, escrow_locked: bool) -> LeaseView {
 
 /// How a lease attempt failed.
 #[derive(Debug, Clone)]
+// Moved once per message, never stored in bulk: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum LeaseFailure {
     /// The provider refused or could not be reached: try the next bid.
     Provider(String),
@@ -108,7 +110,10 @@ pub(crate) async fn attempt_lease(
         result,
     };
     let response = network
-        .request(terms.provider.peer_id(), Request::LeaseProposal(proposal.clone()))
+        .request(
+            terms.provider.peer_id(),
+            Request::LeaseProposal(proposal.clone()),
+        )
         .await;
     let cosigned = match response {
         Ok(Response::Lease(cosigned)) => cosigned,

@@ -26,7 +26,13 @@ const MAX_PENDING_INBOUND: usize = 1024;
 /// How often the DHT is walked again.
 const KAD_REFRESH: Duration = Duration::from_secs(30);
 
-type Pending = BoxFuture<'static, (ResponseChannel<Response>, Result<Response, oneshot::error::RecvError>)>;
+type Pending = BoxFuture<
+    'static,
+    (
+        ResponseChannel<Response>,
+        Result<Response, oneshot::error::RecvError>,
+    ),
+>;
 
 fn now() -> Timestamp {
     let ms = SystemTime::now()
@@ -72,10 +78,12 @@ pub async fn spawn(
 
     let mut listeners = HashMap::new();
     for addr in &config.listen {
-        let id = swarm.listen_on(addr.clone()).map_err(|e| NetworkError::Listen {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetworkError::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
         listeners.insert(id, addr.clone());
     }
     let mut listen_addrs = Vec::new();
@@ -119,7 +127,10 @@ pub async fn spawn(
         if peer == local {
             continue;
         }
-        swarm.behaviour_mut().kademlia.add_address(&peer, addr.clone());
+        swarm
+            .behaviour_mut()
+            .kademlia
+            .add_address(&peer, addr.clone());
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }
@@ -215,7 +226,11 @@ impl Actor {
                 request,
                 reply,
             } => {
-                let id = self.swarm.behaviour_mut().direct.send_request(&peer, request);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_request(&peer, request);
                 self.pending_outbound.insert(id, reply);
             }
             Command::Dial { addr } => {
@@ -256,23 +271,28 @@ impl Actor {
                 ..
             })) => {
                 for addr in info.listen_addrs.into_iter().take(16) {
-                    self.swarm.behaviour_mut().kademlia.add_address(&peer_id, addr);
+                    self.swarm
+                        .behaviour_mut()
+                        .kademlia
+                        .add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    self.swarm.behaviour_mut().kademlia.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kademlia
+                        .add_address(&peer, addr.clone());
                     let _ = self.swarm.dial(addr);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kademlia(
-                kad::Event::RoutingUpdated { peer, .. },
-            )) => {
-                // Small markets: be connected to every peer we learn of, so
-                // direct requests need no extra dial.
-                if !self.swarm.is_connected(&peer) {
-                    let _ = self.swarm.dial(peer);
-                }
+            // Small markets: be connected to every peer we learn of, so
+            // direct requests need no extra dial.
+            SwarmEvent::Behaviour(BehaviourEvent::Kademlia(kad::Event::RoutingUpdated {
+                peer,
+                ..
+            })) if !self.swarm.is_connected(&peer) => {
+                let _ = self.swarm.dial(peer);
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 debug!(peer = %peer_id, "connected");
@@ -330,7 +350,9 @@ impl Actor {
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } if topic == self.offers_topic => {
-                let _ = self.events.try_send(NetworkEvent::OffersSubscriber(peer_id));
+                let _ = self
+                    .events
+                    .try_send(NetworkEvent::OffersSubscriber(peer_id));
             }
             _ => {}
         }
@@ -372,46 +394,48 @@ impl Actor {
 
     fn handle_direct(&mut self, event: request_response::Event<Request, Response>) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    if self.pending_inbound.len() >= MAX_PENDING_INBOUND {
-                        warn!(%peer, "too many requests in flight; refusing");
-                        let _ = self.swarm.behaviour_mut().direct.send_response(
-                            channel,
-                            Response::Refused("busy; retry later".into()),
-                        );
-                        return;
+            request_response::Event::Message { peer, message, .. } => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        if self.pending_inbound.len() >= MAX_PENDING_INBOUND {
+                            warn!(%peer, "too many requests in flight; refusing");
+                            let _ = self.swarm.behaviour_mut().direct.send_response(
+                                channel,
+                                Response::Refused("busy; retry later".into()),
+                            );
+                            return;
+                        }
+                        let (reply, answer) = oneshot::channel();
+                        if self
+                            .events
+                            .try_send(NetworkEvent::Request {
+                                peer,
+                                request,
+                                reply,
+                            })
+                            .is_err()
+                        {
+                            let _ = self.swarm.behaviour_mut().direct.send_response(
+                                channel,
+                                Response::Refused("busy; retry later".into()),
+                            );
+                            return;
+                        }
+                        self.pending_inbound
+                            .push(Box::pin(async move { (channel, answer.await) }));
                     }
-                    let (reply, answer) = oneshot::channel();
-                    if self
-                        .events
-                        .try_send(NetworkEvent::Request {
-                            peer,
-                            request,
-                            reply,
-                        })
-                        .is_err()
-                    {
-                        let _ = self.swarm.behaviour_mut().direct.send_response(
-                            channel,
-                            Response::Refused("busy; retry later".into()),
-                        );
-                        return;
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(reply) = self.pending_outbound.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
                     }
-                    self.pending_inbound
-                        .push(Box::pin(async move { (channel, answer.await) }));
                 }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.pending_outbound.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
+            }
             request_response::Event::OutboundFailure {
                 peer,
                 request_id,

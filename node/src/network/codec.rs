@@ -19,6 +19,8 @@ pub const MAX_FRAME: usize = MAX_JOB_PAYLOAD_BODY + 64 * 1024;
 
 /// A verified request.
 #[derive(Debug, Clone)]
+// Moved once per message, never stored in bulk: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Request {
     /// A provider bids.
     Bid(Signed<Bid>),
