@@ -46,6 +46,83 @@ pub struct Config {
     /// GPUs a testnet provider declares instead of detecting.
     #[serde(default)]
     pub simulated_gpu: Vec<SimulatedGpu>,
+    /// Market timing shared by both roles.
+    #[serde(default)]
+    pub node: NodeSection,
+}
+
+/// `[node]`: market timing. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Offers expire this long after they are signed.
+    pub offer_ttl_secs: u64,
+    /// Offers are republished this often (and on every change).
+    pub offer_refresh_secs: u64,
+    /// A bid holds its GPUs for the order's bid window plus this.
+    pub bid_hold_grace_ms: u64,
+    /// The receipt interval a requester puts in lease terms; a provider
+    /// refuses leases with a longer one (its unpaid risk is one interval).
+    pub receipt_interval_secs: u32,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            offer_ttl_secs: 60,
+            offer_refresh_secs: 20,
+            bid_hold_grace_ms: 5_000,
+            receipt_interval_secs: 60,
+        }
+    }
+}
+
+impl NodeSection {
+    /// Checks the ranges: offers must live 1 s..=24 h and be refreshed
+    /// before they expire; the hold grace is at most 10 minutes; receipts
+    /// come every 1..=3600 s.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            field: format!("node.{field}"),
+            reason,
+        };
+        if !(1..=24 * 3600).contains(&self.offer_ttl_secs) {
+            return Err(invalid(
+                "offer_ttl_secs",
+                format!("{} is outside 1..=86400 seconds", self.offer_ttl_secs),
+            ));
+        }
+        if self.offer_refresh_secs == 0 || self.offer_refresh_secs >= self.offer_ttl_secs {
+            return Err(invalid(
+                "offer_refresh_secs",
+                format!(
+                    "{} must be at least 1 and below offer_ttl_secs ({}), or offers lapse \
+                     between refreshes",
+                    self.offer_refresh_secs, self.offer_ttl_secs
+                ),
+            ));
+        }
+        if self.bid_hold_grace_ms > 600_000 {
+            return Err(invalid(
+                "bid_hold_grace_ms",
+                format!(
+                    "{} ms would hold GPUs for over 10 minutes after each bid window",
+                    self.bid_hold_grace_ms
+                ),
+            ));
+        }
+        let max = agora_protocol::lease::MAX_RECEIPT_INTERVAL_SECS;
+        if !(1..=max).contains(&self.receipt_interval_secs) {
+            return Err(invalid(
+                "receipt_interval_secs",
+                format!(
+                    "{} is outside 1..={max} seconds",
+                    self.receipt_interval_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How a provider prices, where it is, and what it runs.
@@ -177,6 +254,26 @@ count = 2
         assert_eq!(provider.energy, Energy::Renewable);
         assert_eq!(provider.pricing.models["H100"], "2.5");
         assert_eq!(config.simulated_gpu[0].count, 2);
+        assert_eq!(config.node, NodeSection::default());
+    }
+
+    #[test]
+    fn the_node_table_takes_defaults_and_checks_ranges() {
+        let config = Config::parse("[node]\noffer_ttl_secs = 120\n", "node.toml").unwrap();
+        assert_eq!(config.node.offer_ttl_secs, 120);
+        assert_eq!(config.node.offer_refresh_secs, 20);
+        config.node.validate().unwrap();
+        NodeSection::default().validate().unwrap();
+        let lapsing = NodeSection {
+            offer_refresh_secs: 60,
+            ..NodeSection::default()
+        };
+        let err = lapsing.validate().unwrap_err().to_string();
+        assert!(err.contains("node.offer_refresh_secs"), "{err}");
+        let err = Config::parse("[node]\nofer_ttl_secs = 1\n", "node.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ofer_ttl_secs"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! The Agora node (`agorad`).
+//! The Agora node (`agorad`): identity, configuration, the libp2p network,
+//! the market actor with its provider and requester roles, the sled store
+//! and the HTTP API. `agorad` is a thin binary over this library.
 //!
-//! Today: the node's identity (one ed25519 key in the data dir gives the
-//! libp2p peer id and the ledger account), its configuration, and the
-//! provider's inventory (NVML or declared simulated GPUs) and pricing
-//! policy. The swarm, the roles' actors and the API arrive with the market.
+//! One ed25519 key in the data dir gives the libp2p peer id and the ledger
+//! account.
 
+pub mod api;
+pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod identity;
+pub mod market;
+pub mod network;
 pub mod provider;
+pub mod requester;
+pub mod store;

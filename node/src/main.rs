@@ -1,14 +1,20 @@
 //! `agorad`: the Agora node.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use agora_client::api::Role;
+use agora_node::config::Config;
+use agora_node::daemon::{self, NodeOptions};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
 
 #[derive(Parser)]
 #[command(name = "agorad", version, about = "The Agora node")]
 struct Cli {
-    /// Data directory (key, state).
-    #[arg(long, env = "AGORAD_DATA", default_value = ".agorad")]
+    /// Data directory (key, API token, state).
+    #[arg(long, env = "AGORAD_DATA", default_value = ".agorad", global = true)]
     data: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -18,10 +24,114 @@ struct Cli {
 enum Command {
     /// Print this node's peer id and ledger account, creating its key on first run.
     Id,
+    /// Rent out GPUs: advertise, bid, countersign leases (and order, too).
+    #[command(args_conflicts_with_subcommands = true)]
+    Provider {
+        #[command(subcommand)]
+        tool: Option<ProviderTool>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Order GPUs: publish orders, run auctions, lease, lock escrow.
+    Requester {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProviderTool {
+    /// Show what this provider would bid for an order, and why (or why not).
+    Price {
+        /// Print the decision without bidding.
+        #[arg(long, required = true)]
+        dry_run: bool,
+        /// The job spec (TOML) to price.
+        order: PathBuf,
+        /// Provider config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Config file (TOML); default DATA/agorad.toml when it exists.
+    #[arg(long, help_heading = "Node")]
+    config: Option<PathBuf>,
+    /// Mock chain (ledger) base URL.
+    #[arg(long, env = "AGORA_LEDGER", help_heading = "Node")]
+    ledger: String,
+    /// libp2p listen address (repeatable).
+    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0", help_heading = "Network")]
+    listen: Vec<Multiaddr>,
+    /// Peer to join through, ending in /p2p/PEER_ID (repeatable).
+    #[arg(long, help_heading = "Network")]
+    bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the LAN by multicast DNS (off by default).
+    #[arg(long, help_heading = "Network")]
+    mdns: bool,
+    /// API address (loopback unless you mean otherwise).
+    #[arg(long, default_value = "127.0.0.1:7070", help_heading = "API")]
+    api: SocketAddr,
+}
+
+fn load_config(data: &Path, explicit: Option<&Path>) -> anyhow::Result<Config> {
+    match explicit {
+        Some(path) => Ok(Config::load(path)?),
+        None => {
+            let default = data.join("agorad.toml");
+            if default.exists() {
+                Ok(Config::load(&default)?)
+            } else {
+                Ok(Config::default())
+            }
+        }
+    }
+}
+
+async fn run(data: PathBuf, role: Role, args: RunArgs) -> anyhow::Result<()> {
+    let config = load_config(&data, args.config.as_deref())?;
+    let node = daemon::start(NodeOptions {
+        data_dir: data.clone(),
+        config,
+        role,
+        listen: args.listen,
+        bootstrap: args.bootstrap,
+        api: args.api,
+        ledger: args.ledger,
+        mdns: args.mdns,
+    })
+    .await?;
+    println!(
+        "agorad ready api={} peer={}",
+        node.ready.api_url, node.ready.peer_id
+    );
+    wait_for_signal().await?;
+    daemon::clear_ready(&data);
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for ctrl-c")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Id => {
             let key = agora_node::identity::load_or_create(&cli.data)?;
@@ -31,7 +141,31 @@ fn main() -> anyhow::Result<()> {
                 "key file: {}",
                 agora_node::identity::key_path(&cli.data).display()
             );
+            Ok(())
         }
+        Command::Provider {
+            tool: Some(ProviderTool::Price { order, config, .. }),
+            ..
+        } => {
+            let config = load_config(&cli.data, config.as_deref())?;
+            let spec = agora_client::spec::load(&order)?;
+            let text =
+                agora_node::provider::dry_run::dry_run(&config, &spec, agora_node::clock::now())?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Provider {
+            tool: None,
+            run: args,
+        } => tokio_main(run(cli.data, Role::Provider, args)),
+        Command::Requester { run: args } => tokio_main(run(cli.data, Role::Requester, args)),
     }
-    Ok(())
+}
+
+fn tokio_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
 }

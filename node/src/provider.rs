@@ -1,5 +1,12 @@
-//! The provider role: inventory and pricing (the bid engine, offers and
-//! runtimes arrive with the market).
+//! The provider role: inventory, pricing, offers, the bid engine, and the
+//! role as the market actor runs it (the runtimes arrive later).
 
+pub mod bidder;
+pub mod dry_run;
 pub mod inventory;
+pub mod offers;
 pub mod pricing;
+pub mod role;
+
+pub use bidder::Decision;
+pub use role::ProviderRole;

@@ -1,0 +1,315 @@
+//! The node's HTTP API (axum), served on loopback. Every route needs
+//! `Authorization: Bearer TOKEN`; the token lives in the data dir. Routes
+//! and JSON types: `agora_client::api`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agora_client::api::{
+    ApiError, BalanceView, DepositRequest, JobView, NodeInfo, OfferView, OffersPage,
+    ProviderStatus, SubmitJob,
+};
+use agora_contracts_mock::client::HttpLedger;
+use agora_protocol::{Amount, Keypair, LeaseTerms, Ledger, LedgerError, PublicKey};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query as UrlQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::clock::now;
+use crate::market::{MarketError, MarketHandle};
+use crate::requester::order::order_from_spec;
+
+/// Largest request body: a job spec with its small inputs.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// The token file in the data dir.
+pub const TOKEN_FILE: &str = "api.token";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    market: MarketHandle,
+    ledger: Arc<HttpLedger>,
+    account: PublicKey,
+    token: Arc<str>,
+}
+
+impl ApiState {
+    /// State for the router.
+    pub fn new(
+        market: MarketHandle,
+        ledger: Arc<HttpLedger>,
+        key: &Keypair,
+        token: String,
+    ) -> Self {
+        Self {
+            market,
+            ledger,
+            account: key.public(),
+            token: token.into(),
+        }
+    }
+}
+
+/// The token file's path.
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(TOKEN_FILE)
+}
+
+/// Reads the API token, creating a random one (0600) on first start.
+pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
+    let path = token_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let token = hex::encode(bytes);
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        #[cfg(unix)]
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+        };
+        #[cfg(not(unix))]
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(token.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(token)
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/node", get(node_info))
+        .route("/v1/offers", get(search_offers))
+        .route("/v1/offers/{id}", get(offer))
+        .route("/v1/jobs", post(submit_job).get(jobs))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/provider", get(provider))
+        .route("/v1/ledger/balance", get(balance))
+        .route("/v1/ledger/deposit", post(deposit))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// An error answer.
+struct Failure(StatusCode, ApiError);
+
+impl Failure {
+    fn new(status: StatusCode, error: impl Into<String>, at: Option<String>) -> Self {
+        Self(
+            status,
+            ApiError {
+                error: error.into(),
+                at,
+            },
+        )
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(self.1)).into_response()
+    }
+}
+
+impl From<MarketError> for Failure {
+    fn from(e: MarketError) -> Self {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, e.message, e.at)
+    }
+}
+
+impl From<LedgerError> for Failure {
+    fn from(e: LedgerError) -> Self {
+        let status = if e.is_transient() {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, format!("ledger: {e}"), None)
+    }
+}
+
+type ApiResult<T> = Result<axum::Json<T>, Failure>;
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if same(token.trim().as_bytes(), state.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong API token; it is in the node's data dir (api.token)",
+            None,
+        )
+        .into_response(),
+        None => Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API token: send `Authorization: Bearer TOKEN` (the token is in the node's data dir, api.token)",
+            None,
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "no such route; see agora_client::api",
+        None,
+    )
+}
+
+async fn node_info(State(state): State<ApiState>) -> ApiResult<NodeInfo> {
+    Ok(axum::Json(state.market.info().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    sort: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+async fn search_offers(
+    State(state): State<ApiState>,
+    params: Result<UrlQuery<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<OffersPage> {
+    let UrlQuery(params) = params.map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            e.body_text(),
+            Some("query string".into()),
+        )
+    })?;
+    Ok(axum::Json(
+        state
+            .market
+            .search(params.q, params.sort, params.limit)
+            .await?,
+    ))
+}
+
+async fn offer(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<OfferView> {
+    Ok(axum::Json(state.market.offer(id).await?))
+}
+
+async fn submit_job(
+    State(state): State<ApiState>,
+    body: Result<axum::Json<SubmitJob>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, axum::Json<JobView>), Failure> {
+    let axum::Json(submit) = body
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into())))?;
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
+    let order = order_from_spec(&submit.spec, &state.account, nonce, now()).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            e.to_string(),
+            Some(e.field.clone()),
+        )
+    })?;
+    // A price with no funds behind it is refused before anything is signed.
+    let most = LeaseTerms::required_escrow(
+        order.max_price_per_gpu_hour,
+        order.gpu_count,
+        order.max_duration_secs,
+    )
+    .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "the job's cost overflows", None))?;
+    let balance = state.ledger.balance(&state.account).await?;
+    if balance < most {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "balance {balance} is below the most this job can cost ({most} = max price × GPUs × duration); deposit with `agora ledger deposit`"
+            ),
+            Some("market.max_price_per_gpu_hour".into()),
+        ));
+    }
+    let view = state
+        .market
+        .submit(order, submit.spec, submit.offer)
+        .await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(view)))
+}
+
+async fn jobs(State(state): State<ApiState>) -> ApiResult<Vec<JobView>> {
+    Ok(axum::Json(state.market.jobs().await?))
+}
+
+async fn job(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> ApiResult<JobView> {
+    Ok(axum::Json(state.market.job(id).await?))
+}
+
+async fn provider(State(state): State<ApiState>) -> ApiResult<ProviderStatus> {
+    Ok(axum::Json(state.market.provider().await?))
+}
+
+async fn balance(State(state): State<ApiState>) -> ApiResult<BalanceView> {
+    let balance = state.ledger.balance(&state.account).await?;
+    Ok(axum::Json(BalanceView {
+        account: state.account,
+        balance,
+    }))
+}
+
+async fn deposit(
+    State(state): State<ApiState>,
+    body: Result<axum::Json<DepositRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<BalanceView> {
+    let axum::Json(request) = body
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into())))?;
+    if request.amount == Amount::ZERO {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "deposit a positive amount",
+            Some("amount".into()),
+        ));
+    }
+    let balance = state.ledger.deposit(&state.account, request.amount).await?;
+    Ok(axum::Json(BalanceView {
+        account: state.account,
+        balance,
+    }))
+}

@@ -1,0 +1,244 @@
+//! Starting and stopping a whole node: key, store, network, market, API.
+//! When everything is up it writes `node.json` to the data dir (atomically),
+//! which launchers such as `agora-testnet` wait for.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agora_client::api::Role;
+use agora_contracts_mock::client::HttpLedger;
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock::now;
+use crate::config::Config;
+use crate::market::{self, MarketHandle, MarketOptions};
+use crate::network::{self, NetworkConfig};
+use crate::provider::bidder::Bidder;
+use crate::provider::inventory;
+use crate::provider::role::{ProviderRole, ProviderSnapshot};
+use crate::store::Store;
+use crate::{api, identity};
+
+/// The file a ready node writes.
+pub const READY_FILE: &str = "node.json";
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Data dir: key, token, state.
+    pub data_dir: PathBuf,
+    /// Configuration.
+    pub config: Config,
+    /// Role.
+    pub role: Role,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers.
+    pub bootstrap: Vec<Multiaddr>,
+    /// API address.
+    pub api: SocketAddr,
+    /// Mock chain base URL.
+    pub ledger: String,
+    /// mDNS (LAN only; off by default).
+    pub mdns: bool,
+}
+
+/// What `node.json` says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Ledger account.
+    pub account: String,
+    /// Role.
+    pub role: Role,
+    /// API base URL.
+    pub api_url: String,
+    /// Listen addresses with `/p2p/PEER_ID`.
+    pub listen_addrs: Vec<String>,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Data dir, key or token.
+    #[error("{0}")]
+    Setup(String),
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// State store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Network.
+    #[error(transparent)]
+    Network(#[from] network::NetworkError),
+    /// API bind.
+    #[error("cannot serve the API on {addr}: {source}; pass --api to choose another address")]
+    Api {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running node.
+pub struct RunningNode {
+    /// What node.json says.
+    pub ready: ReadyInfo,
+    /// The market.
+    pub market: MarketHandle,
+    cancel: CancellationToken,
+    api: tokio::task::JoinHandle<()>,
+    store: Store,
+}
+
+impl RunningNode {
+    /// Stops everything and flushes the store.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.api.await;
+        // Let the actors see the cancellation before the final flush.
+        tokio::task::yield_now().await;
+        if let Err(e) = self.store.flush() {
+            warn!(error = %e, "final flush failed");
+        }
+    }
+}
+
+fn setup(what: &str, e: impl std::fmt::Display) -> StartError {
+    StartError::Setup(format!("{what}: {e}"))
+}
+
+/// Starts a node.
+pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|e| setup(&format!("data dir {}", options.data_dir.display()), e))?;
+    let key = identity::load_or_create(&options.data_dir).map_err(|e| setup("key", e))?;
+    let token = api::load_or_create_token(&options.data_dir).map_err(|e| setup("API token", e))?;
+    let store = Store::open(&options.data_dir.join("state"))?;
+    let ledger = Arc::new(HttpLedger::new(&options.ledger).map_err(|e| setup("ledger", e))?);
+    options.config.node.validate()?;
+
+    let provider = match options.role {
+        Role::Requester => None,
+        Role::Provider => Some(provider_role(&options.config, &key, &store)?),
+    };
+
+    let cancel = CancellationToken::new();
+    let (network, events) = network::spawn(
+        &key,
+        NetworkConfig {
+            listen: options.listen.clone(),
+            bootstrap: options.bootstrap.clone(),
+            mdns: options.mdns,
+        },
+        cancel.child_token(),
+    )
+    .await?;
+    let market = market::spawn(MarketOptions {
+        key: key.clone(),
+        role: options.role,
+        config: options.config.clone(),
+        store: store.clone(),
+        network: network.clone(),
+        events,
+        ledger: ledger.clone(),
+        provider,
+        cancel: cancel.child_token(),
+    })
+    .map_err(|e| setup("market", e))?;
+
+    let listener = tokio::net::TcpListener::bind(options.api)
+        .await
+        .map_err(|source| StartError::Api {
+            addr: options.api,
+            source,
+        })?;
+    let api_addr = listener.local_addr().map_err(|source| StartError::Api {
+        addr: options.api,
+        source,
+    })?;
+    if !api_addr.ip().is_loopback() {
+        warn!(%api_addr, "the API listens beyond loopback; anyone who reaches it needs only the token");
+    }
+    let router = api::router(api::ApiState::new(market.clone(), ledger, &key, token));
+    let api_cancel = cancel.clone();
+    let api = tokio::spawn(async move {
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { api_cancel.cancelled().await });
+        if let Err(e) = serve.await {
+            warn!(error = %e, "API server stopped");
+        }
+    });
+
+    let net = network.info().await?;
+    let ready = ReadyInfo {
+        peer_id: net.peer_id.to_string(),
+        account: key.public().to_string(),
+        role: options.role,
+        api_url: format!("http://{api_addr}"),
+        listen_addrs: net.listen_addrs.iter().map(ToString::to_string).collect(),
+        pid: std::process::id(),
+    };
+    write_ready(&options.data_dir, &ready).map_err(|e| setup("node.json", e))?;
+    info!(api = %ready.api_url, peer = %ready.peer_id, "ready");
+    Ok(RunningNode {
+        ready,
+        market,
+        cancel,
+        api,
+        store,
+    })
+}
+
+fn provider_role(
+    config: &Config,
+    key: &agora_protocol::Keypair,
+    store: &Store,
+) -> Result<ProviderRole, StartError> {
+    let provider_config = config.provider.as_ref().ok_or_else(|| {
+        StartError::Setup(
+            "a provider needs a [provider] section in its config (region, pricing); pass --config FILE".into(),
+        )
+    })?;
+    let now = now();
+    let inventory = if config.simulated_gpu.is_empty() {
+        let found = inventory::detect();
+        if let Some(reason) = &found.nvml_unavailable {
+            // One clear line, then carry on with what there is.
+            println!("agorad: {reason}; this provider has no GPUs to offer");
+        }
+        found
+    } else {
+        inventory::Inventory {
+            gpus: inventory::simulated(&config.simulated_gpu, now),
+            driver: None,
+            nvml_unavailable: None,
+        }
+    };
+    let bidder = Bidder::new(key.public(), provider_config, &config.node, &inventory, now)?;
+    let snapshot: ProviderSnapshot = store.meta("provider")?.unwrap_or_default();
+    let leases = store.leases()?;
+    Ok(ProviderRole::new(bidder, inventory, snapshot, leases))
+}
+
+fn write_ready(dir: &Path, ready: &ReadyInfo) -> std::io::Result<()> {
+    let path = dir.join(READY_FILE);
+    let tmp = dir.join(format!("{READY_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(ready).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Removes `node.json` (on shutdown), so a stale file never looks ready.
+pub fn clear_ready(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(READY_FILE));
+}

@@ -1,0 +1,165 @@
+//! The cloneable front of the market actor.
+
+use agora_client::api::{JobView, NodeInfo, OfferView, OffersPage, ProviderStatus};
+use agora_protocol::{Order, OrderId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::jobs::LeaseOutcome;
+
+/// Why the market refused a request; `status` is the HTTP status the API
+/// answers with.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct MarketError {
+    /// HTTP status.
+    pub status: u16,
+    /// For a person.
+    pub message: String,
+    /// Where (a query column, a spec field).
+    pub at: Option<String>,
+}
+
+impl MarketError {
+    pub(crate) fn bad_request(message: impl Into<String>, at: Option<String>) -> Self {
+        Self {
+            status: 400,
+            message: message.into(),
+            at,
+        }
+    }
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: 404,
+            message: message.into(),
+            at: None,
+        }
+    }
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: 500,
+            message: message.into(),
+            at: None,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, MarketError>>;
+
+// Moved once per message, never stored in bulk: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Command {
+    Info(Reply<NodeInfo>),
+    Search {
+        query: String,
+        sort: Option<String>,
+        limit: usize,
+        reply: Reply<OffersPage>,
+    },
+    Offer {
+        id: String,
+        reply: Reply<OfferView>,
+    },
+    Submit {
+        order: Order,
+        spec: Box<agora_client::api::JobSpec>,
+        offer: Option<String>,
+        reply: Reply<JobView>,
+    },
+    Jobs(Reply<Vec<JobView>>),
+    Job {
+        id: String,
+        reply: Reply<JobView>,
+    },
+    Provider(Reply<ProviderStatus>),
+    /// A lease attempt ended (internal).
+    LeaseOutcome(Box<LeaseOutcome>),
+    /// A bid or decline could not be delivered (internal).
+    Undelivered {
+        order: OrderId,
+        reason: String,
+    },
+}
+
+/// Talks to the market actor. Cheap to clone.
+#[derive(Clone)]
+pub struct MarketHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for MarketHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MarketHandle")
+    }
+}
+
+fn closed() -> MarketError {
+    MarketError::internal("the node is shutting down")
+}
+
+impl MarketHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, MarketError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Node and network summary.
+    pub async fn info(&self) -> Result<NodeInfo, MarketError> {
+        self.call(Command::Info).await
+    }
+
+    /// Searches the book.
+    pub async fn search(
+        &self,
+        query: String,
+        sort: Option<String>,
+        limit: usize,
+    ) -> Result<OffersPage, MarketError> {
+        self.call(|reply| Command::Search {
+            query,
+            sort,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// One offer.
+    pub async fn offer(&self, id: String) -> Result<OfferView, MarketError> {
+        self.call(|reply| Command::Offer { id, reply }).await
+    }
+
+    /// Submits an order made from `spec`; with `offer`, leases it directly.
+    pub async fn submit(
+        &self,
+        order: Order,
+        spec: agora_client::api::JobSpec,
+        offer: Option<String>,
+    ) -> Result<JobView, MarketError> {
+        self.call(|reply| Command::Submit {
+            order,
+            spec: Box::new(spec),
+            offer,
+            reply,
+        })
+        .await
+    }
+
+    /// Every job.
+    pub async fn jobs(&self) -> Result<Vec<JobView>, MarketError> {
+        self.call(Command::Jobs).await
+    }
+
+    /// One job.
+    pub async fn job(&self, id: String) -> Result<JobView, MarketError> {
+        self.call(|reply| Command::Job { id, reply }).await
+    }
+
+    /// The provider's status.
+    pub async fn provider(&self) -> Result<ProviderStatus, MarketError> {
+        self.call(Command::Provider).await
+    }
+}

@@ -1,0 +1,458 @@
+//! The swarm's event loop.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_protocol::{Keypair, Offer, Order, Signed, Timestamp};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, mdns};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::behaviour::{Behaviour, BehaviourEvent, OFFERS_TOPIC, ORDERS_TOPIC};
+use super::handle::{Command, NetworkHandle};
+use super::{CHANNEL_CAPACITY, NetworkConfig, NetworkError, NetworkEvent, NetworkInfo};
+use super::{Request, Response};
+
+/// Inbound requests waiting for the node's answer, at most.
+const MAX_PENDING_INBOUND: usize = 1024;
+/// How often the DHT is walked again.
+const KAD_REFRESH: Duration = Duration::from_secs(30);
+
+type Pending = BoxFuture<
+    'static,
+    (
+        ResponseChannel<Response>,
+        Result<Response, oneshot::error::RecvError>,
+    ),
+>;
+
+fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+fn build_swarm(key: &identity::Keypair, mdns: bool) -> Result<Swarm<Behaviour>, NetworkError> {
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone())
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| NetworkError::Config(format!("tcp: {e}")))?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    let swarm = builder
+        .with_behaviour(|key| {
+            Behaviour::new(key, mdns)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| NetworkError::Config(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}
+
+/// Builds the swarm, starts listening, dials the bootstrap peers and spawns
+/// the actor. Returns once every listener has an address (or failed).
+pub async fn spawn(
+    key: &Keypair,
+    config: NetworkConfig,
+    cancel: CancellationToken,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
+    let identity = identity::Keypair::ed25519_from_bytes(key.secret_seed())
+        .map_err(|e| NetworkError::Config(format!("key: {e}")))?;
+    let mut swarm = build_swarm(&identity, config.mdns)?;
+    let local = *swarm.local_peer_id();
+
+    let mut listeners = HashMap::new();
+    for addr in &config.listen {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetworkError::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        listeners.insert(id, addr.clone());
+    }
+    let mut listen_addrs = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    while !listeners.is_empty() {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    listeners.remove(&listener_id);
+                    listen_addrs.push(address);
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                    if let Some(addr) = listeners.remove(&listener_id) {
+                        return Err(NetworkError::Listen {
+                            addr: addr.to_string(),
+                            reason: format!("{reason:?}"),
+                        });
+                    }
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    if let Some(addr) = listeners.remove(&listener_id) {
+                        return Err(NetworkError::Listen { addr: addr.to_string(), reason: error.to_string() });
+                    }
+                }
+                _ => {}
+            },
+            () = &mut deadline => {
+                return Err(NetworkError::Listen {
+                    addr: format!("{:?}", listeners.values().collect::<Vec<_>>()),
+                    reason: "no address after 10 s".into(),
+                });
+            }
+        }
+    }
+
+    for addr in &config.bootstrap {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(NetworkError::Bootstrap(addr.to_string()));
+        };
+        if peer == local {
+            continue;
+        }
+        swarm
+            .behaviour_mut()
+            .kademlia
+            .add_address(&peer, addr.clone());
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+
+    let (command_tx, commands) = mpsc::channel(CHANNEL_CAPACITY);
+    let (events, event_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let actor = Actor {
+        swarm,
+        local,
+        listen_addrs,
+        commands,
+        events,
+        cancel,
+        pending_outbound: HashMap::new(),
+        pending_inbound: FuturesUnordered::new(),
+        offers_topic: IdentTopic::new(OFFERS_TOPIC).hash(),
+        orders_topic: IdentTopic::new(ORDERS_TOPIC).hash(),
+        accepted: 0,
+        rejected: 0,
+        bootstrapped: false,
+    };
+    tokio::spawn(actor.run());
+    Ok((NetworkHandle::new(command_tx), event_rx))
+}
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    local: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetworkEvent>,
+    cancel: CancellationToken,
+    pending_outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetworkError>>>,
+    pending_inbound: FuturesUnordered<Pending>,
+    offers_topic: TopicHash,
+    orders_topic: TopicHash,
+    accepted: u64,
+    rejected: u64,
+    bootstrapped: bool,
+}
+
+/// A gossip message that passed validation.
+enum Valid {
+    Offer(Signed<Offer>),
+    Order(Signed<Order>),
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let mut kad_refresh = tokio::time::interval(KAD_REFRESH);
+        kad_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => break,
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                Some((channel, answer)) = self.pending_inbound.next(), if !self.pending_inbound.is_empty() => {
+                    // A dropped reply means the node refused to answer.
+                    let response = answer.unwrap_or_else(|_| Response::Refused("the node could not answer".into()));
+                    let _ = self.swarm.behaviour_mut().direct.send_response(channel, response);
+                }
+                _ = kad_refresh.tick() => {
+                    if self.swarm.connected_peers().next().is_some() {
+                        let _ = self.swarm.behaviour_mut().kademlia.bootstrap();
+                    }
+                }
+            }
+        }
+        debug!("network actor stopped");
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { topic, data, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic), data)
+                    .map(|_| ())
+                    .map_err(|e| NetworkError::Publish {
+                        topic,
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_request(&peer, request);
+                self.pending_outbound.insert(id, reply);
+            }
+            Command::Dial { addr } => {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    debug!(%addr, error = %e, "dial failed");
+                }
+            }
+            Command::Info { reply } => {
+                let local = self.local;
+                let _ = reply.send(NetworkInfo {
+                    peer_id: local,
+                    listen_addrs: self
+                        .listen_addrs
+                        .iter()
+                        .map(|a| a.clone().with(Protocol::P2p(local)))
+                        .collect(),
+                    connected_peers: self.swarm.connected_peers().count(),
+                    mesh_peers: self
+                        .swarm
+                        .behaviour()
+                        .gossipsub
+                        .mesh_peers(&self.offers_topic)
+                        .count(),
+                    gossip_accepted: self.accepted,
+                    gossip_rejected: self.rejected,
+                });
+            }
+        }
+    }
+
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.handle_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.handle_direct(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm
+                        .behaviour_mut()
+                        .kademlia
+                        .add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.swarm
+                        .behaviour_mut()
+                        .kademlia
+                        .add_address(&peer, addr.clone());
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+            // Small markets: be connected to every peer we learn of, so
+            // direct requests need no extra dial.
+            SwarmEvent::Behaviour(BehaviourEvent::Kademlia(kad::Event::RoutingUpdated {
+                peer,
+                ..
+            })) if !self.swarm.is_connected(&peer) => {
+                let _ = self.swarm.dial(peer);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                debug!(peer = %peer_id, "connected");
+                if !self.bootstrapped {
+                    self.bootstrapped = self.swarm.behaviour_mut().kademlia.bootstrap().is_ok();
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.push(address);
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = self.validate(&message);
+                let acceptance = match &verdict {
+                    Ok(Some(_)) => MessageAcceptance::Accept,
+                    Ok(None) => MessageAcceptance::Ignore,
+                    Err(reason) => {
+                        warn!(peer = %propagation_source, source = ?message.source, %reason, "rejected gossip");
+                        MessageAcceptance::Reject
+                    }
+                };
+                if matches!(acceptance, MessageAcceptance::Accept) {
+                    self.accepted += 1;
+                } else if matches!(acceptance, MessageAcceptance::Reject) {
+                    self.rejected += 1;
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                let event = match verdict {
+                    Ok(Some(Valid::Offer(offer))) => NetworkEvent::Offer {
+                        offer,
+                        via: propagation_source,
+                    },
+                    Ok(Some(Valid::Order(order))) => NetworkEvent::Order {
+                        order,
+                        via: propagation_source,
+                    },
+                    _ => return,
+                };
+                if self.events.try_send(event).is_err() {
+                    warn!("node is not keeping up; dropped a gossip message");
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } if topic == self.offers_topic => {
+                let _ = self
+                    .events
+                    .try_send(NetworkEvent::OffersSubscriber(peer_id));
+            }
+            _ => {}
+        }
+    }
+
+    /// `Ok(Some)`: valid; `Ok(None)`: harmless but useless (expired);
+    /// `Err`: the sender misbehaved.
+    fn validate(&self, message: &gossipsub::Message) -> Result<Option<Valid>, String> {
+        let source = message.source.ok_or("unsigned gossip")?;
+        let now = now();
+        if message.topic == self.offers_topic {
+            let offer = Signed::<Offer>::decode(&message.data).map_err(|e| e.to_string())?;
+            if offer.signer().peer_id() != source {
+                return Err(format!(
+                    "offer signed by {} published by {source}",
+                    offer.signer().peer_id()
+                ));
+            }
+            if offer.message().expired(now) {
+                return Ok(None);
+            }
+            Ok(Some(Valid::Offer(offer)))
+        } else if message.topic == self.orders_topic {
+            let order = Signed::<Order>::decode(&message.data).map_err(|e| e.to_string())?;
+            if order.signer().peer_id() != source {
+                return Err(format!(
+                    "order signed by {} published by {source}",
+                    order.signer().peer_id()
+                ));
+            }
+            if order.message().expires_at <= now {
+                return Ok(None);
+            }
+            Ok(Some(Valid::Order(order)))
+        } else {
+            Err(format!("unknown topic {}", message.topic))
+        }
+    }
+
+    fn handle_direct(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        if self.pending_inbound.len() >= MAX_PENDING_INBOUND {
+                            warn!(%peer, "too many requests in flight; refusing");
+                            let _ = self.swarm.behaviour_mut().direct.send_response(
+                                channel,
+                                Response::Refused("busy; retry later".into()),
+                            );
+                            return;
+                        }
+                        let (reply, answer) = oneshot::channel();
+                        if self
+                            .events
+                            .try_send(NetworkEvent::Request {
+                                peer,
+                                request,
+                                reply,
+                            })
+                            .is_err()
+                        {
+                            let _ = self.swarm.behaviour_mut().direct.send_response(
+                                channel,
+                                Response::Refused("busy; retry later".into()),
+                            );
+                            return;
+                        }
+                        self.pending_inbound
+                            .push(Box::pin(async move { (channel, answer.await) }));
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(reply) = self.pending_outbound.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_outbound.remove(&request_id) {
+                    let _ = reply.send(Err(NetworkError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                warn!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The direct protocol `/agora/direct/1`: one length-prefixed prost frame
+//! per request and per response, each bounded before it is read, each
+//! decoded and verified before anything acts on it.
+
+use std::io;
+
+use agora_proto::v1 as pb;
+use agora_protocol::envelope::MAX_JOB_PAYLOAD_BODY;
+use agora_protocol::{Bid, CoSigned, Decline, LeaseTerms, Signed, SignedEnvelope};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use prost::Message;
+
+/// The protocol name.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/direct/1");
+
+/// Largest frame accepted: room for a job payload and its envelope.
+pub const MAX_FRAME: usize = MAX_JOB_PAYLOAD_BODY + 64 * 1024;
+
+/// A verified request.
+#[derive(Debug, Clone)]
+// Moved once per message, never stored in bulk: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Request {
+    /// A provider bids.
+    Bid(Signed<Bid>),
+    /// A provider declines.
+    Decline(Signed<Decline>),
+    /// A requester proposes lease terms.
+    LeaseProposal(Signed<LeaseTerms>),
+}
+
+/// A response. A `Lease` is verified by the party that asked for it, which
+/// knows whom to expect.
+#[derive(Debug, Clone)]
+pub enum Response {
+    /// Received and valid.
+    Ack,
+    /// Countersigned lease terms.
+    Lease(CoSigned),
+    /// Not accepted, with the reason.
+    Refused(String),
+}
+
+impl Request {
+    fn to_proto(&self) -> pb::DirectRequest {
+        use pb::direct_request::Body;
+        let body = match self {
+            Request::Bid(bid) => Body::Bid(bid.envelope().to_proto()),
+            Request::Decline(decline) => Body::Decline(decline.envelope().to_proto()),
+            Request::LeaseProposal(terms) => Body::LeaseProposal(terms.envelope().to_proto()),
+        };
+        pb::DirectRequest { body: Some(body) }
+    }
+
+    /// Decodes a frame and verifies the envelope inside it.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        use pb::direct_request::Body;
+        let raw = pb::DirectRequest::decode(bytes).map_err(|e| format!("request: {e}"))?;
+        let envelope = |raw| SignedEnvelope::from_proto(raw).map_err(|e| e.to_string());
+        Ok(match raw.body {
+            Some(Body::Bid(e)) => {
+                Request::Bid(Signed::from_envelope(envelope(e)?).map_err(|e| e.to_string())?)
+            }
+            Some(Body::Decline(e)) => {
+                Request::Decline(Signed::from_envelope(envelope(e)?).map_err(|e| e.to_string())?)
+            }
+            Some(Body::LeaseProposal(e)) => Request::LeaseProposal(
+                Signed::from_envelope(envelope(e)?).map_err(|e| e.to_string())?,
+            ),
+            None => return Err("request: empty".into()),
+        })
+    }
+
+    /// The frame.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_proto().encode_to_vec()
+    }
+}
+
+impl Response {
+    /// Decodes a frame. A countersigned lease is checked by the caller.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        use pb::direct_response::Body;
+        let raw = pb::DirectResponse::decode(bytes).map_err(|e| format!("response: {e}"))?;
+        Ok(match raw.body {
+            Some(Body::Ack(_)) => Response::Ack,
+            Some(Body::Lease(c)) => {
+                Response::Lease(CoSigned::from_proto(c).map_err(|e| e.to_string())?)
+            }
+            Some(Body::Refused(r)) => {
+                let mut reason = r.reason;
+                reason.truncate(1024);
+                Response::Refused(reason)
+            }
+            None => return Err("response: empty".into()),
+        })
+    }
+
+    /// The frame.
+    pub fn encode(&self) -> Vec<u8> {
+        use pb::direct_response::Body;
+        let body = match self {
+            Response::Ack => Body::Ack(pb::Ack {}),
+            Response::Lease(c) => Body::Lease(c.to_proto()),
+            Response::Refused(reason) => Body::Refused(pb::Refusal {
+                reason: reason.clone(),
+            }),
+        };
+        pb::DirectResponse { body: Some(body) }.encode_to_vec()
+    }
+}
+
+/// The request-response codec.
+#[derive(Debug, Clone, Default)]
+pub struct DirectCodec;
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Reads one unsigned-varint length prefix and then that many bytes,
+/// refusing lengths above `MAX_FRAME` before allocating.
+pub(crate) async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len: u64 = 0;
+    for shift in (0..64).step_by(7).take(10) {
+        let mut byte = [0u8; 1];
+        io.read_exact(&mut byte).await?;
+        len |= u64::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if len > MAX_FRAME {
+                return Err(invalid(format!(
+                    "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
+                )));
+            }
+            let mut frame = vec![0u8; len];
+            io.read_exact(&mut frame).await?;
+            return Ok(frame);
+        }
+    }
+    Err(invalid("frame length prefix longer than 10 bytes".into()))
+}
+
+/// Writes one length-prefixed frame.
+pub(crate) async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    frame: &[u8],
+) -> io::Result<()> {
+    if frame.len() > MAX_FRAME {
+        return Err(invalid(format!(
+            "frame of {} bytes exceeds the limit of {MAX_FRAME}",
+            frame.len()
+        )));
+    }
+    let mut prefix = Vec::with_capacity(10);
+    let mut len = frame.len() as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            prefix.push(byte);
+            break;
+        }
+        prefix.push(byte | 0x80);
+    }
+    io.write_all(&prefix).await?;
+    io.write_all(frame).await?;
+    io.close().await
+}
+
+impl libp2p::request_response::Codec for DirectCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let frame = read_frame(io).await?;
+        Request::decode(&frame).map_err(invalid)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let frame = read_frame(io).await?;
+        Response::decode(&frame).map_err(invalid)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &request.encode()).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &response.encode()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[test]
+    fn frames_round_trip_and_oversized_lengths_are_refused_before_reading() {
+        futures::executor::block_on(async {
+            let mut buf = Cursor::new(Vec::new());
+            write_frame(&mut buf, b"hello").await.unwrap();
+            let mut read = Cursor::new(buf.into_inner());
+            assert_eq!(read_frame(&mut read).await.unwrap(), b"hello");
+
+            // A prefix announcing 1 GiB with no body: refused by length, not
+            // by running out of bytes.
+            let mut huge = Cursor::new(vec![0x80, 0x80, 0x80, 0x80, 0x04]);
+            let err = read_frame(&mut huge).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains("exceeds"), "{err}");
+
+            let mut endless = Cursor::new(vec![0xff; 16]);
+            assert!(read_frame(&mut endless).await.is_err());
+        });
+    }
+
+    #[test]
+    fn garbage_and_empty_requests_are_errors() {
+        assert!(Request::decode(&[0xff, 0x01, 0x02]).is_err());
+        assert!(Request::decode(&[]).unwrap_err().contains("empty"));
+        assert!(Response::decode(&[]).unwrap_err().contains("empty"));
+    }
+}

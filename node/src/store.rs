@@ -1,0 +1,193 @@
+//! The node's durable state in sled: offers seen, jobs (orders, bids,
+//! declines, leases) and the provider's reservations and leases. Everything
+//! the node acknowledges to a peer or a user is flushed before the
+//! acknowledgement.
+
+use std::path::Path;
+
+use agora_protocol::{Lease, Offer, OfferId, OrderId, Signed};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record does not decode (corruption or an incompatible version).
+    #[error("state store: record {key} in {tree}: {reason}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// The key, hex.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The node's sled database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    offers: sled::Tree,
+    jobs: sled::Tree,
+    leases: sled::Tree,
+    meta: sled::Tree,
+}
+
+const OFFERS: &str = "offers";
+const JOBS: &str = "jobs";
+const LEASES: &str = "leases";
+const META: &str = "meta";
+
+impl Store {
+    /// Opens (or creates) the store under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(Self {
+            offers: db.open_tree(OFFERS)?,
+            jobs: db.open_tree(JOBS)?,
+            leases: db.open_tree(LEASES)?,
+            meta: db.open_tree(META)?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Records a verified offer (not flushed: offers come back by gossip).
+    pub fn put_offer(&self, offer: &Signed<Offer>) -> Result<(), StoreError> {
+        self.offers.insert(offer.message().id().0, offer.encode())?;
+        Ok(())
+    }
+
+    /// Forgets an offer.
+    pub fn remove_offer(&self, id: &OfferId) -> Result<(), StoreError> {
+        self.offers.remove(id.0)?;
+        Ok(())
+    }
+
+    /// Every stored offer that still decodes and verifies; the rest are
+    /// dropped.
+    pub fn offers(&self) -> Result<Vec<Signed<Offer>>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.offers.iter() {
+            let (key, value) = entry?;
+            match Signed::<Offer>::decode(&value) {
+                Ok(offer) => out.push(offer),
+                Err(_) => {
+                    self.offers.remove(key)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a job (requester side) and flushes.
+    pub fn put_job<T: Serialize>(&self, id: &OrderId, job: &T) -> Result<(), StoreError> {
+        put_json(&self.jobs, &id.0, job)?;
+        self.flush()
+    }
+
+    /// Every stored job.
+    pub fn jobs<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        all_json(&self.jobs, JOBS)
+    }
+
+    /// Records a lease this node signed (either side) and flushes.
+    pub fn put_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.leases.insert(lease.id().0, lease.encode())?;
+        self.flush()
+    }
+
+    /// Every stored lease, verified again.
+    pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.leases.iter() {
+            let (key, value) = entry?;
+            let lease = Lease::decode(&value).map_err(|e| StoreError::Corrupt {
+                tree: LEASES,
+                key: hex::encode(&key),
+                reason: e.to_string(),
+            })?;
+            out.push(lease);
+        }
+        Ok(out)
+    }
+
+    /// Stores a small named value and flushes.
+    pub fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        put_json(&self.meta, name.as_bytes(), value)?;
+        self.flush()
+    }
+
+    /// Reads a small named value.
+    pub fn meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        match self.meta.get(name.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        tree: META,
+                        key: name.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
+        }
+    }
+}
+
+fn put_json<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        tree: "encode",
+        key: hex::encode(key),
+        reason: e.to_string(),
+    })?;
+    tree.insert(key, bytes)?;
+    Ok(())
+}
+
+fn all_json<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for entry in tree.iter() {
+        let (key, value) = entry?;
+        out.push(
+            serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                tree: name,
+                key: hex::encode(&key),
+                reason: e.to_string(),
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_protocol::Keypair;
+
+    #[test]
+    fn meta_and_jobs_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_meta("sequence", &42u64).unwrap();
+            let id = OrderId::new(&Keypair::from_seed(&[1; 32]).public(), &[7; 16]);
+            store.put_job(&id, &"job".to_string()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.meta::<u64>("sequence").unwrap(), Some(42));
+        assert_eq!(store.jobs::<String>().unwrap(), vec!["job".to_string()]);
+        assert_eq!(store.meta::<u64>("absent").unwrap(), None);
+    }
+}

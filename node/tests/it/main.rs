@@ -1,0 +1,6 @@
+//! Integration tests of the node library: real nodes in one process, on
+//! loopback, with an in-process mock chain.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod hostile_gossip;
+mod support;

@@ -1,0 +1,86 @@
+//! In-process market pieces: a mock chain and nodes on 127.0.0.1 port 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_client::api::Role;
+use agora_contracts_mock::{SledConfig, SledLedger, SystemClock, server};
+use agora_node::config::Config;
+use agora_node::daemon::{self, NodeOptions, RunningNode};
+
+/// Serves a sled mock chain on 127.0.0.1:0; returns its base URL.
+pub(crate) async fn chain(dir: &Path) -> String {
+    let ledger = SledLedger::open(dir, SledConfig::default(), Arc::new(SystemClock)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, server::router(Arc::new(ledger), None))
+            .await
+            .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+pub(crate) const PROVIDER_CONFIG: &str = r#"
+[node]
+offer_refresh_secs = 1
+offer_ttl_secs = 30
+
+[provider]
+region = "EU"
+energy = "renewable"
+
+[provider.pricing]
+default = "2.0"
+floor = "1.0"
+
+[[simulated_gpu]]
+model = "H100"
+vram_gib = 80
+tflops = 67.0
+count = 2
+"#;
+
+/// Starts a node on loopback with port 0 everywhere, mDNS off.
+pub(crate) async fn node(
+    dir: &Path,
+    role: Role,
+    config: &str,
+    ledger: &str,
+    bootstrap: Vec<libp2p::Multiaddr>,
+) -> RunningNode {
+    daemon::start(NodeOptions {
+        data_dir: dir.to_path_buf(),
+        config: Config::parse(config, "test").unwrap(),
+        role,
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        api: "127.0.0.1:0".parse().unwrap(),
+        ledger: ledger.to_string(),
+        mdns: false,
+    })
+    .await
+    .unwrap()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with
+/// `what` after `secs` seconds.
+pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
