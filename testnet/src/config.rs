@@ -44,6 +44,21 @@ impl NodeSettings {
     }
 }
 
+/// Whom each node is given as `--bootstrap` peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Bootstrap {
+    /// Every node started before it (nodes start one after another), so a
+    /// small testnet is fully connected from the start whatever Kademlia
+    /// has learnt yet, and no single node's restart cuts anyone off. A
+    /// restarted node gets every running node.
+    #[default]
+    Earlier,
+    /// Only the first node (the others start together); peers find each
+    /// other through Kademlia. A restarted node gets the first other node
+    /// that runs.
+    First,
+}
+
 /// What to launch, and where.
 #[derive(Debug, Clone)]
 pub struct TestnetConfig {
@@ -62,6 +77,8 @@ pub struct TestnetConfig {
     pub rust_log: String,
     /// `[node]` settings of every node.
     pub node: NodeSettings,
+    /// Whom each node bootstraps from.
+    pub bootstrap: Bootstrap,
     /// How long a process may take to become ready.
     pub ready_timeout: Duration,
     /// How long a SIGTERM may take before SIGKILL follows.
@@ -76,7 +93,8 @@ pub struct TestnetConfig {
 impl TestnetConfig {
     /// `providers` providers and `requesters` requesters in `dir`, with the
     /// testnet defaults: `RUST_LOG` from the environment or `info`, short
-    /// market intervals, 60 s to start, 10 s to stop.
+    /// market intervals, bootstrap from every earlier node, 60 s to start,
+    /// 10 s to stop, in the launcher's process group.
     pub fn new(dir: impl Into<PathBuf>, providers: usize, requesters: usize) -> Self {
         Self {
             dir: dir.into(),
@@ -85,6 +103,7 @@ impl TestnetConfig {
             bin_dir: None,
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             node: NodeSettings::default(),
+            bootstrap: Bootstrap::default(),
             ready_timeout: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(10),
             detach: false,

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use agora_client::api::Role;
 use agora_testnet::hardware::provider_profile;
-use agora_testnet::{Manifest, Testnet, TestnetConfig};
+use agora_testnet::{Bootstrap, Manifest, Testnet, TestnetConfig};
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -60,12 +60,22 @@ struct UpArgs {
         help_heading = "Processes"
     )]
     log: String,
+    /// Whom each node bootstraps from: every node started before it, or
+    /// only the first (the others then find each other through Kademlia).
+    #[arg(long, value_enum, default_value_t = BootstrapFrom::Earlier, help_heading = "Network")]
+    bootstrap: BootstrapFrom,
     /// Seconds each process may take to become ready.
     #[arg(long, default_value_t = 60, help_heading = "Processes")]
     ready_timeout: u64,
     /// Print testnet.json instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BootstrapFrom {
+    Earlier,
+    First,
 }
 
 #[derive(Args)]
@@ -88,6 +98,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.rust_log = args.log;
     config.ready_timeout = Duration::from_secs(args.ready_timeout);
     config.detach = true;
+    config.bootstrap = match args.bootstrap {
+        BootstrapFrom::Earlier => Bootstrap::Earlier,
+        BootstrapFrom::First => Bootstrap::First,
+    };
     if !args.json {
         eprintln!(
             "starting a mock chain, {} provider(s) and {} requester(s) in {} …",
@@ -144,7 +158,7 @@ fn print_table(m: &Manifest) {
                 p.region,
                 p.jurisdiction,
                 p.energy.to_string(),
-                p.price
+                p.price.to_string()
             );
         }
     }

@@ -8,7 +8,7 @@ use agora_client::api::Role;
 use agora_client::http::NodeClient;
 
 use crate::binaries::Binaries;
-use crate::config::{TestnetConfig, provider_config, requester_config};
+use crate::config::{Bootstrap, TestnetConfig, provider_config, requester_config};
 use crate::error::TestnetError;
 use crate::manifest::{ChainEntry, Manifest, NodeEntry, NodeReady, read_json};
 use crate::process::{Launch, POLL, Proc, TAIL_LINES, file_len, find_line, log_tail};
@@ -53,8 +53,8 @@ struct Node {
 
 impl Testnet {
     /// Starts the mock chain, then the first node, then every other node
-    /// bootstrapped from the first, and waits until each is ready (its
-    /// `node.json` is there). Writes `DIR/testnet.json`.
+    /// bootstrapped as [`TestnetConfig::bootstrap`] says, and waits until
+    /// each is ready (its `node.json` is there). Writes `DIR/testnet.json`.
     ///
     /// `DIR` must be new, empty, or a testnet directory whose processes are
     /// all gone; in the last case the nodes keep their keys and state.
@@ -91,12 +91,23 @@ impl Testnet {
         // The first node alone, so that everyone can bootstrap from it.
         net.spawn_node(0, Vec::new())?;
         net.wait_ready(0).await?;
-        let bootstrap = net.bootstrap_for(0);
-        for i in 1..net.nodes.len() {
-            net.spawn_node(i, bootstrap.clone())?;
-        }
-        for i in 1..net.nodes.len() {
-            net.wait_ready(i).await?;
+        match net.config.bootstrap {
+            Bootstrap::Earlier => {
+                for i in 1..net.nodes.len() {
+                    let bootstrap = (0..i).flat_map(|j| net.bootstrap_for(j)).collect();
+                    net.spawn_node(i, bootstrap)?;
+                    net.wait_ready(i).await?;
+                }
+            }
+            Bootstrap::First => {
+                let bootstrap = net.bootstrap_for(0);
+                for i in 1..net.nodes.len() {
+                    net.spawn_node(i, bootstrap.clone())?;
+                }
+                for i in 1..net.nodes.len() {
+                    net.wait_ready(i).await?;
+                }
+            }
         }
         net.manifest().save()?;
         Ok(net)
@@ -160,7 +171,7 @@ impl Testnet {
         }
     }
 
-    /// Every node, in start order (the first is the bootstrap peer).
+    /// Every node, in start order (the first is everyone's bootstrap peer).
     pub fn nodes(&self) -> Vec<&NodeEntry> {
         self.nodes.iter().filter_map(|n| n.entry.as_ref()).collect()
     }
@@ -275,20 +286,29 @@ impl Testnet {
     }
 
     /// Starts a node again on its data directory and config, stopping it
-    /// first if it runs, bootstrapped from the first other node that runs
-    /// (so the first node, too, finds its way back). Its ports change; the
-    /// returned entry and `testnet.json` have the new ones.
+    /// first if it runs, bootstrapped from the other nodes that run (from
+    /// the first of them with [`Bootstrap::First`]), so the first node, too,
+    /// finds its way back. Its ports change; the returned entry and
+    /// `testnet.json` have the new ones.
     pub async fn restart(&mut self, name: &str) -> Result<&NodeEntry, TestnetError> {
         let i = self.index(name)?;
         self.stop(name).await?;
         if self.bins.is_none() {
             self.bins = Some(Binaries::locate(self.config.bin_dir.as_deref())?);
         }
-        let bootstrap = (0..self.nodes.len())
-            .filter(|&j| j != i)
-            .find(|&j| self.nodes[j].proc.as_mut().is_some_and(Proc::is_running))
-            .map(|j| self.bootstrap_for(j))
-            .unwrap_or_default();
+        let mut running = Vec::new();
+        for j in (0..self.nodes.len()).filter(|&j| j != i) {
+            if self.nodes[j].proc.as_mut().is_some_and(Proc::is_running) {
+                running.push(j);
+            }
+        }
+        if self.config.bootstrap == Bootstrap::First {
+            running.truncate(1);
+        }
+        let bootstrap = running
+            .into_iter()
+            .flat_map(|j| self.bootstrap_for(j))
+            .collect();
         self.spawn_node(i, bootstrap)?;
         self.wait_ready(i).await?;
         self.manifest().save()?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agora_client::api::Role;
 use agora_protocol::Keypair;
-use agora_testnet::{Manifest, Testnet, TestnetConfig, TestnetError, pid_alive};
+use agora_testnet::{Bootstrap, Manifest, Testnet, TestnetConfig, TestnetError, pid_alive};
 
 use crate::support::binaries;
 
@@ -82,8 +82,7 @@ async fn nodes_start_after_the_first_and_bootstrap_from_it() {
     assert!(manifest.chain.url.starts_with("http://127.0.0.1:"));
     assert!(pid_alive(manifest.chain.pid));
 
-    let first = &manifest.nodes[0];
-    for node in &manifest.nodes {
+    for (i, node) in manifest.nodes.iter().enumerate() {
         let args = args(&node.data_dir);
         let role = if node.role == Role::Provider {
             "provider"
@@ -109,12 +108,12 @@ async fn nodes_start_after_the_first_and_bootstrap_from_it() {
             [node.config.display().to_string()]
         );
         assert!(!args.iter().any(|a| a.contains("mdns")));
-        let expected = if node.name == first.name {
-            vec![]
-        } else {
-            first.listen_addrs.clone()
-        };
-        assert_eq!(flag_values(&args, "--bootstrap"), expected, "{}", node.name);
+        // Every node bootstraps from every node started before it.
+        let earlier: Vec<String> = manifest.nodes[..i]
+            .iter()
+            .flat_map(|n| n.listen_addrs.clone())
+            .collect();
+        assert_eq!(flag_values(&args, "--bootstrap"), earlier, "{}", node.name);
         assert_eq!(node.token, format!("token-{}", node.pid));
         assert_eq!(node.log, node.data_dir.join("log"));
         let config = std::fs::read_to_string(&node.config).unwrap();
@@ -132,16 +131,17 @@ async fn nodes_start_after_the_first_and_bootstrap_from_it() {
     );
 
     // Restarting the first node: same data and config, a new process,
-    // bootstrapped from a node that runs.
+    // bootstrapped from the nodes that run.
     let old = manifest.nodes[0].clone();
     let new = net.restart("provider-0").await.unwrap().clone();
     assert_ne!(new.pid, old.pid);
     assert!(!pid_alive(old.pid));
     assert_eq!((&new.data_dir, &new.config), (&old.data_dir, &old.config));
-    assert_eq!(
-        flag_values(&args(&new.data_dir), "--bootstrap"),
-        manifest.nodes[1].listen_addrs
-    );
+    let others: Vec<String> = manifest.nodes[1..]
+        .iter()
+        .flat_map(|n| n.listen_addrs.clone())
+        .collect();
+    assert_eq!(flag_values(&args(&new.data_dir), "--bootstrap"), others);
     assert_eq!(Manifest::load(net.dir()).unwrap().nodes[0], new);
     assert!(
         net.log_tail("provider-0", 100)
@@ -169,6 +169,34 @@ async fn nodes_start_after_the_first_and_bootstrap_from_it() {
     assert_eq!(running, [manifest.chain.pid, new.pid]);
     net.down().await.unwrap();
     assert!(!pid_alive(manifest.chain.pid) && !pid_alive(new.pid));
+}
+
+#[tokio::test]
+async fn with_bootstrap_first_every_node_is_given_the_first_only() {
+    let root = tempfile::tempdir().unwrap();
+    let bin = fake_bin_dir(root.path(), "");
+    let mut config = config(root.path(), bin, 2, 1);
+    config.bootstrap = Bootstrap::First;
+    let mut net = Testnet::start(config).await.unwrap();
+    let manifest = net.manifest();
+    let first = &manifest.nodes[0];
+    assert!(flag_values(&args(&first.data_dir), "--bootstrap").is_empty());
+    for node in &manifest.nodes[1..] {
+        assert_eq!(
+            flag_values(&args(&node.data_dir), "--bootstrap"),
+            first.listen_addrs,
+            "{}",
+            node.name
+        );
+    }
+    // A restarted first node is given the first other node that runs.
+    net.stop("provider-1").await.unwrap();
+    let new = net.restart("provider-0").await.unwrap().clone();
+    assert_eq!(
+        flag_values(&args(&new.data_dir), "--bootstrap"),
+        manifest.nodes[2].listen_addrs
+    );
+    net.down().await.unwrap();
 }
 
 #[tokio::test]

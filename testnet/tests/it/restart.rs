@@ -1,10 +1,13 @@
 //! A provider killed with SIGKILL mid-market comes back with its leases
 //! and reservations, and keeps honouring them.
 
-use agora_client::api::{JobState, ProviderStatus, ReservationView};
-use agora_protocol::DeclineReason;
+use std::time::Instant;
 
-use crate::support::{fund, spec, submit, testnet, wait_for_offers, wait_job, wait_terminal};
+use agora_client::api::{JobSpec, JobState, JobView, ProviderStatus, ReservationView};
+use agora_protocol::{DeclineReason, PublicKey};
+use agora_testnet::Testnet;
+
+use crate::support::{DEADLINE, POLL, fund, spec, submit, testnet, wait_for_offers, wait_terminal};
 
 /// The lease reservations (bid holds expire on their own, so they are left
 /// out of the comparison).
@@ -17,6 +20,38 @@ fn leases_held(status: &ProviderStatus) -> Vec<ReservationView> {
         .collect();
     held.sort_by(|a, b| a.order_id.cmp(&b.order_id));
     held
+}
+
+/// Submits `spec` until `provider` answers the order (bids or declines)
+/// and the job ends; returns that job. An order published while the
+/// restarted provider is still finding its peers may not reach it: gossip
+/// promises nothing to a peer not yet subscribed.
+async fn submit_until_answered(
+    net: &Testnet,
+    requester: &str,
+    spec: &JobSpec,
+    provider: PublicKey,
+) -> JobView {
+    let deadline = Instant::now() + DEADLINE;
+    let mut unanswered = Vec::new();
+    loop {
+        let job = submit(net, requester, spec.clone(), None).await;
+        let job = wait_terminal(net, requester, &job.id).await;
+        let answered = job.bids.iter().any(|b| b.provider == provider)
+            || job.declines.iter().any(|d| d.provider == provider);
+        if answered {
+            return job;
+        }
+        unanswered.push(job);
+        if Instant::now() >= deadline {
+            panic!(
+                "{provider} answered none of {} orders within {DEADLINE:?}: {unanswered:#?}\n{}",
+                unanswered.len(),
+                net.log_tails(30)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,6 +78,12 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
     assert_eq!(before.leases.len(), 1, "{before:#?}");
     assert_eq!(leases_held(&before).len(), 1, "{before:#?}");
 
+    let killed_at = agora_protocol::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
     net.kill("provider-0").await.unwrap();
     net.restart("provider-0")
         .await
@@ -62,39 +103,65 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
         leases_held(&before),
         "reservations after restart: {after:#?}"
     );
-    let h100_offer = after
-        .offers
-        .iter()
-        .find(|o| o.gpu_model == "H100")
-        .expect("provider-0 still offers its H100s");
-    assert_eq!(
-        (h100_offer.gpu_total, h100_offer.gpu_free),
-        (2, 1),
-        "the leased GPU stays taken: {after:#?}"
-    );
+    // Its own offer, once rebuilt, still counts the leased GPU as taken.
+    let provider0_client = net.client("provider-0").unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let status = provider0_client.provider_status().await.unwrap();
+        if let Some(offer) = status.offers.iter().find(|o| o.gpu_model == "H100") {
+            assert_eq!(
+                (offer.gpu_total, offer.gpu_free),
+                (2, 1),
+                "the leased GPU stays taken: {status:#?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted provider-0 offers no H100s: {status:#?}\n{}",
+            net.log_tails(30)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    // Back in the market: its offer, republished since the restart, reaches
+    // the requester with the leased GPU still taken.
+    let provider0 = net.node("provider-0").unwrap().account;
+    let requester_client = net.client(requester).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let page = requester_client
+            .search_offers("gpu=H100", None)
+            .await
+            .unwrap();
+        let fresh = page
+            .offers
+            .iter()
+            .find(|o| o.provider == provider0 && o.created_at > killed_at);
+        if let Some(offer) = fresh {
+            assert_eq!((offer.gpu_total, offer.gpu_free), (2, 1), "{offer:#?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no offer of the restarted provider-0 reached {requester}: {page:#?}\n{}",
+            net.log_tails(30)
+        );
+        tokio::time::sleep(POLL).await;
+    }
 
     // The market goes on: the second H100 is leased, and then there is
     // none left — provider-0 says so.
-    let job = submit(&net, requester, h100.clone(), None).await;
-    let job = wait_terminal(&net, requester, &job.id).await;
+    let job = submit_until_answered(&net, requester, &h100, provider0).await;
     assert_eq!(
         job.state,
         JobState::Leased,
         "{job:#?}\n{}",
         net.log_tails(30)
     );
-    let provider0 = net.node("provider-0").unwrap().account;
     assert_eq!(job.lease.as_ref().map(|l| l.provider), Some(provider0));
 
-    let job = submit(&net, requester, h100, None).await;
-    let job = wait_job(
-        &net,
-        requester,
-        &job.id,
-        "no bids, provider-0 declined",
-        |j| j.state.is_terminal() && j.declines.iter().any(|d| d.provider == provider0),
-    )
-    .await;
+    let job = submit_until_answered(&net, requester, &h100, provider0).await;
     assert_eq!(job.state, JobState::NoBids, "{job:#?}");
     let reason = job
         .declines
