@@ -1,6 +1,6 @@
 //! Shared helpers: binaries, testnets, funding, polling with deadlines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -18,11 +18,16 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// Between polls.
 pub const POLL: Duration = Duration::from_millis(200);
 
-/// `agorad` and `agora-mock-chain`, built first if they are not there.
+/// `agorad` and `agora-mock-chain`, built first if they are missing or
+/// older than the sources they are built from (`cargo test -p
+/// agora-testnet` alone does not rebuild another package's binaries).
 pub fn binaries() -> &'static Binaries {
     static BINS: OnceLock<Binaries> = OnceLock::new();
     BINS.get_or_init(|| {
-        if let Ok(bins) = Binaries::locate(None) {
+        if let Ok(bins) = Binaries::locate(None)
+            && !stale(&bins.agorad)
+            && !stale(&bins.mock_chain)
+        {
             return bins;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -32,6 +37,7 @@ pub fn binaries() -> &'static Binaries {
         if exe.components().any(|c| c.as_os_str() == "release") {
             build.arg("--release");
         }
+        eprintln!("building agorad and agora-mock-chain: {build:?}");
         let status = build
             .status()
             .expect("cannot run cargo to build the binaries");
@@ -41,6 +47,41 @@ pub fn binaries() -> &'static Binaries {
         );
         Binaries::locate(None).unwrap_or_else(|e| panic!("{e}"))
     })
+}
+
+/// Whether a source file of the node or the chain is newer than `binary`.
+fn stale(binary: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return true;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut dirs: Vec<PathBuf> = [
+        "proto",
+        "protocol",
+        "contracts-mock/src",
+        "node/src",
+        "client/src",
+    ]
+    .iter()
+    .map(|d| root.join(d))
+    .collect();
+    let mut newest = std::fs::metadata(root.join("Cargo.lock"))
+        .and_then(|m| m.modified())
+        .ok();
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else if let Ok(modified) = meta.modified() {
+                newest = newest.max(Some(modified));
+            }
+        }
+    }
+    newest.is_some_and(|newest| newest > built)
 }
 
 /// A started testnet of `providers` + `requesters` in a temp dir (kept
