@@ -1,0 +1,197 @@
+//! `agora-testnet`: a whole Agora market on loopback.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agora_client::api::Role;
+use agora_testnet::hardware::provider_profile;
+use agora_testnet::{Manifest, Testnet, TestnetConfig};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "agora-testnet",
+    version,
+    about = "Runs an Agora market on loopback: a mock chain and real agorad nodes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a mock chain and N providers + M requesters, and leave them
+    /// running (stop them with `down`).
+    Up(UpArgs),
+    /// Stop every process of a testnet and check that none is left.
+    Down(DownArgs),
+}
+
+#[derive(Args)]
+struct DirArg {
+    /// Testnet directory: testnet.json, the chain's and each node's data
+    /// and logs.
+    #[arg(long, env = "AGORA_TESTNET_DIR", default_value = ".agora-testnet")]
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Provider nodes, with simulated GPUs of assorted models, prices,
+    /// regions and energy sources.
+    #[arg(long, default_value_t = 3, help_heading = "Market")]
+    providers: usize,
+    /// Requester nodes.
+    #[arg(long, default_value_t = 1, help_heading = "Market")]
+    requesters: usize,
+    #[command(flatten)]
+    dir: DirArg,
+    /// Directory of agorad and agora-mock-chain (default: next to this
+    /// program).
+    #[arg(long, help_heading = "Processes")]
+    bin_dir: Option<PathBuf>,
+    /// RUST_LOG of every process.
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info",
+        help_heading = "Processes"
+    )]
+    log: String,
+    /// Seconds each process may take to become ready.
+    #[arg(long, default_value_t = 60, help_heading = "Processes")]
+    ready_timeout: u64,
+    /// Print testnet.json instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DownArgs {
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Up(args) => up(args).await,
+        Command::Down(args) => down(args).await,
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let mut config = TestnetConfig::new(&args.dir.dir, args.providers, args.requesters);
+    config.bin_dir = args.bin_dir;
+    config.rust_log = args.log;
+    config.ready_timeout = Duration::from_secs(args.ready_timeout);
+    config.detach = true;
+    if !args.json {
+        eprintln!(
+            "starting a mock chain, {} provider(s) and {} requester(s) in {} …",
+            args.providers,
+            args.requesters,
+            args.dir.dir.display()
+        );
+    }
+    // Ctrl-c while starting drops the half-built testnet, which kills it.
+    let net = tokio::select! {
+        net = Testnet::start(config) => net.context("the testnet did not start (whatever it had started is stopped again)")?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; everything started is stopped"),
+    };
+    let manifest = net.detach();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&manifest)?);
+    } else {
+        print_table(&manifest);
+    }
+    Ok(())
+}
+
+fn print_table(m: &Manifest) {
+    println!(
+        "{:<13} {:<10} {:<54} {:<24} {:>7}",
+        "NAME", "ROLE", "PEER ID", "API", "PID"
+    );
+    println!(
+        "{:<13} {:<10} {:<54} {:<24} {:>7}",
+        "chain", "chain", "-", m.chain.url, m.chain.pid
+    );
+    for n in &m.nodes {
+        let role = match n.role {
+            Role::Provider => "provider",
+            Role::Requester => "requester",
+        };
+        println!(
+            "{:<13} {:<10} {:<54} {:<24} {:>7}",
+            n.name, role, n.peer_id, n.api_url, n.pid
+        );
+    }
+    let providers: Vec<_> = m.with_role(Role::Provider).collect();
+    if !providers.is_empty() {
+        println!("\nsimulated hardware:");
+        for (index, n) in providers.iter().enumerate() {
+            let p = provider_profile(index);
+            println!(
+                "  {:<13} {:>2}x {:<9} {:>3} GiB {:>5} TFLOPS  {:<4} {:<2}  {:<9} {:>5} AGR/GPU-h",
+                n.name,
+                p.gpu_count,
+                p.gpu_model,
+                p.vram_gib,
+                p.tflops,
+                p.region,
+                p.jurisdiction,
+                p.energy.to_string(),
+                p.price
+            );
+        }
+    }
+    println!("\nlogs: {}/<name>/log", m.dir.display());
+    match m.with_role(Role::Requester).next() {
+        Some(r) => println!(
+            "use the first requester from the agora CLI:\n  export AGORA_NODE={} AGORA_TOKEN={}",
+            r.api_url, r.token
+        ),
+        None => {
+            if let Some(n) = m.nodes.first() {
+                println!(
+                    "use {} from the agora CLI:\n  export AGORA_NODE={} AGORA_TOKEN={}",
+                    n.name, n.api_url, n.token
+                );
+            }
+        }
+    }
+    println!("stop it:\n  agora-testnet down --dir {}", m.dir.display());
+}
+
+async fn down(args: DownArgs) -> anyhow::Result<()> {
+    let dir = args.dir.dir;
+    let mut net = Testnet::from_dir(&dir).with_context(|| {
+        format!(
+            "no testnet in {}; pass the --dir that `agora-testnet up` used",
+            dir.display()
+        )
+    })?;
+    let running = net.running();
+    if running.is_empty() {
+        println!(
+            "nothing of the testnet in {} is running",
+            net.dir().display()
+        );
+        return Ok(());
+    }
+    let shown = net.dir().display().to_string();
+    net.down().await?;
+    println!(
+        "stopped {} process(es) of the testnet in {shown}: {}",
+        running.len(),
+        running
+            .iter()
+            .map(|(name, pid)| format!("{name} ({pid})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Shared helpers: binaries, testnets, funding, polling with deadlines.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use agora_client::api::{
+    Constraints, JobSpec, JobView, MarketTerms, OfferView, Resources, SubmitJob,
+};
+use agora_client::http::NodeClient;
+use agora_protocol::Amount;
+use agora_testnet::{Binaries, Testnet, TestnetConfig};
+
+/// How long any poll waits before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Between polls.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// `agorad` and `agora-mock-chain`, built first if they are not there.
+pub fn binaries() -> &'static Binaries {
+    static BINS: OnceLock<Binaries> = OnceLock::new();
+    BINS.get_or_init(|| {
+        if let Ok(bins) = Binaries::locate(None) {
+            return bins;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "agora-node", "-p", "agora-contracts-mock"]);
+        let exe = std::env::current_exe().unwrap_or_default();
+        if exe.components().any(|c| c.as_os_str() == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("cannot run cargo to build the binaries");
+        assert!(
+            status.success(),
+            "building agorad and agora-mock-chain failed"
+        );
+        Binaries::locate(None).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// A started testnet of `providers` + `requesters` in a temp dir (kept
+/// alive by the returned guard).
+pub async fn testnet(providers: usize, requesters: usize) -> (tempfile::TempDir, Testnet) {
+    let bins = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TestnetConfig::new(dir.path().join("net"), providers, requesters);
+    config.bin_dir = bins.agorad.parent().map(PathBuf::from);
+    let net = Testnet::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("the testnet did not start: {e}"));
+    (dir, net)
+}
+
+/// Deposits 1000 AGR to the node behind `client`.
+pub async fn fund(client: &NodeClient) {
+    let before = client.balance().await.unwrap().balance;
+    let after = client.deposit(Amount(1_000_000_000)).await.unwrap().balance;
+    assert_eq!(after.0, before.0 + 1_000_000_000);
+}
+
+/// Polls `requester`'s book until it holds an offer of every provider;
+/// returns the whole book.
+pub async fn wait_for_offers(net: &Testnet, requester: &str) -> Vec<OfferView> {
+    let client = net.client(requester).unwrap();
+    let want: Vec<_> = net.providers().iter().map(|p| p.account).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let page = client.search_offers("", Some(1000)).await;
+        if let Ok(page) = &page
+            && want
+                .iter()
+                .all(|acct| page.offers.iter().any(|o| o.provider == *acct))
+        {
+            return page.offers.clone();
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{requester} did not see an offer of every provider within {DEADLINE:?}; \
+                 last answer: {page:#?}\n{}",
+                net.log_tails(30)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls a job on `node` until `done` holds.
+pub async fn wait_job(
+    net: &Testnet,
+    node: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&JobView) -> bool,
+) -> JobView {
+    let client = net.client(node).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let job = client.job(id).await;
+        if let Ok(job) = &job
+            && done(job)
+        {
+            return job.clone();
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "job {id} on {node}: {what} did not happen within {DEADLINE:?}; \
+                 last view: {job:#?}\n{}",
+                net.log_tails(30)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls a job until it is terminal.
+pub async fn wait_terminal(net: &Testnet, node: &str, id: &str) -> JobView {
+    wait_job(net, node, id, "a terminal state", |j| j.state.is_terminal()).await
+}
+
+/// A one-GPU job on simulated GPUs at up to 10 AGR per GPU-hour for ten
+/// minutes, with a 5 s bid window; tests adjust what they need.
+pub fn spec(name: &str) -> JobSpec {
+    JobSpec {
+        name: Some(name.to_string()),
+        runtime: "process".into(),
+        command: vec!["true".into()],
+        env: Default::default(),
+        inputs: Vec::new(),
+        resources: Resources {
+            gpus: 1,
+            gpu_model: None,
+            min_vram_gib: 0,
+            min_tflops: 0.0,
+            min_compute_capability: 0.0,
+        },
+        constraints: Constraints {
+            allow_simulated: true,
+            ..Constraints::default()
+        },
+        market: MarketTerms {
+            max_price_per_gpu_hour: "10".into(),
+            max_duration_secs: 600,
+            bid_window_ms: 5000,
+        },
+    }
+}
+
+/// Submits `spec` to `node` through the auction (or on the instant path
+/// with `offer`).
+pub async fn submit(net: &Testnet, node: &str, spec: JobSpec, offer: Option<String>) -> JobView {
+    net.client(node)
+        .unwrap()
+        .submit_job(&SubmitJob { spec, offer })
+        .await
+        .unwrap_or_else(|e| panic!("submit on {node}: {e}\n{}", net.log_tails(30)))
+}
