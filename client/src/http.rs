@@ -47,13 +47,13 @@ pub enum ClientError {
     },
     /// Nothing answered: connection refused, no route, DNS failure.
     #[error(
-        "cannot reach the node at {url} ({source}); is agorad running there? Check --node or AGORA_NODE"
+        "cannot reach the node at {url} ({reason}); is agorad running there? Check --node or AGORA_NODE"
     )]
     Unreachable {
-        /// The URL called.
+        /// The node's base URL.
         url: String,
-        /// The transport error.
-        source: reqwest::Error,
+        /// The innermost cause, e.g. `Connection refused (os error 111)`.
+        reason: String,
     },
     /// The node did not answer within the timeout.
     #[error("the node at {url} did not answer within {secs}s")]
@@ -64,12 +64,12 @@ pub enum ClientError {
         secs: u64,
     },
     /// The connection failed part-way (reset, truncated body).
-    #[error("talking to the node at {url} failed: {source}")]
+    #[error("talking to the node at {url} failed: {reason}")]
     Transport {
         /// The URL called.
         url: String,
-        /// The transport error.
-        source: reqwest::Error,
+        /// The transport error and its causes.
+        reason: String,
     },
     /// 401: the node refused the token, or none was sent.
     #[error("{}", unauthorized_text(url, *token_sent))]
@@ -334,18 +334,43 @@ impl NodeClient {
     }
 
     fn transport_error(&self, url: &str, error: reqwest::Error) -> ClientError {
-        let url = url.to_string();
         if error.is_timeout() {
             ClientError::Timeout {
-                url,
+                url: url.to_string(),
                 secs: self.timeout.as_secs(),
             }
         } else if error.is_connect() {
-            ClientError::Unreachable { url, source: error }
+            let mut root: &dyn std::error::Error = &error;
+            while let Some(next) = root.source() {
+                root = next;
+            }
+            ClientError::Unreachable {
+                url: self.base.as_str().trim_end_matches('/').to_string(),
+                reason: root.to_string(),
+            }
         } else {
-            ClientError::Transport { url, source: error }
+            ClientError::Transport {
+                url: url.to_string(),
+                reason: error_chain(&error),
+            }
         }
     }
+}
+
+/// An error and its causes, `outer: inner: ...`, skipping a cause whose text
+/// its parent already shows.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The first 200 characters of a body, for an error message.

@@ -61,7 +61,7 @@ struct RunArgs {
     config: Option<PathBuf>,
     /// Mock chain (ledger) base URL.
     #[arg(long, env = "AGORA_LEDGER", help_heading = "Node")]
-    ledger: String,
+    ledger: Option<String>,
     /// libp2p listen address (repeatable).
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0", help_heading = "Network")]
     listen: Vec<Multiaddr>,
@@ -92,6 +92,9 @@ fn load_config(data: &Path, explicit: Option<&Path>) -> anyhow::Result<Config> {
 
 async fn run(data: PathBuf, role: Role, args: RunArgs) -> anyhow::Result<()> {
     let config = load_config(&data, args.config.as_deref())?;
+    let ledger = args.ledger.context(
+        "a node needs its ledger: pass --ledger URL (the mock chain prints it: `listening on ADDR`)",
+    )?;
     let node = daemon::start(NodeOptions {
         data_dir: data.clone(),
         config,
@@ -99,7 +102,7 @@ async fn run(data: PathBuf, role: Role, args: RunArgs) -> anyhow::Result<()> {
         listen: args.listen,
         bootstrap: args.bootstrap,
         api: args.api,
-        ledger: args.ledger,
+        ledger,
         mdns: args.mdns,
     })
     .await?;

@@ -1,0 +1,6 @@
+//! The `agora` command line: arguments, commands, and human renderings.
+
+pub(crate) mod args;
+pub(crate) mod commands;
+mod render;
+mod table;

@@ -1,0 +1,194 @@
+//! The command line, as clap derive types.
+
+use std::path::PathBuf;
+
+use agora_protocol::Amount;
+use clap::{Args, Parser, Subcommand};
+
+/// Rent GPUs on the Agora market through a local `agorad` node.
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The node's API URL.
+    #[arg(
+        long,
+        global = true,
+        env = "AGORA_NODE",
+        default_value = "http://127.0.0.1:7070",
+        value_name = "URL",
+        help_heading = "Node"
+    )]
+    pub(crate) node: String,
+    /// The node's API token (the hex in its DATA/api.token).
+    #[arg(
+        long,
+        global = true,
+        env = "AGORA_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Node"
+    )]
+    pub(crate) token: Option<String>,
+    /// Print the API's JSON answer instead of tables.
+    #[arg(long, global = true, help_heading = "Output")]
+    pub(crate) json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Offers in the node's book.
+    #[command(subcommand)]
+    Offers(OffersCommand),
+    /// Submit and follow jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// This node's ledger account.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// The node itself.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// The provider side of the node.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+}
+
+/// `agora offers ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum OffersCommand {
+    /// Offers matching a query, best first.
+    ///
+    /// The words are joined with spaces into one query, e.g.
+    /// `agora offers search gpu=H100 region=EU 'price<=3'` (quote `<` and `>`
+    /// from the shell). No words lists every offer.
+    Search(SearchArgs),
+    /// One offer in full.
+    Show {
+        /// Offer id (hex).
+        id: String,
+    },
+}
+
+/// `agora offers search`.
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// Query terms, e.g. gpu=H100 region=EU price<=3.
+    #[arg(value_name = "QUERY")]
+    pub(crate) query: Vec<String>,
+    /// At most this many offers.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u32>,
+}
+
+/// `agora job ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCommand {
+    /// Submit a job spec file (TOML) and wait until it is leased or ends.
+    ///
+    /// Exits 1 when the job ends with no bids (listing each provider's
+    /// reason) or fails.
+    Submit(SubmitArgs),
+    /// One job: state, lease, bids and declines.
+    Status {
+        /// Job id (hex).
+        id: String,
+    },
+    /// Every job of this node.
+    List,
+}
+
+/// `agora job submit`.
+#[derive(Debug, Args)]
+pub(crate) struct SubmitArgs {
+    /// The job spec file.
+    pub(crate) file: PathBuf,
+    /// Lease this offer directly, without an auction.
+    #[arg(long, value_name = "ID")]
+    pub(crate) offer: Option<String>,
+    /// Print the submitted job and return without waiting.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// Stop waiting after this many seconds (the job goes on; follow it with
+    /// `agora job status`).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 300,
+        conflicts_with = "no_wait"
+    )]
+    pub(crate) wait_secs: u64,
+}
+
+/// `agora ledger ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// This node's spendable balance.
+    Balance,
+    /// Credit this node's account from the mock chain's faucet.
+    Deposit {
+        /// AGR, e.g. 100 or 2.5.
+        amount: Amount,
+    },
+}
+
+/// `agora node ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Identity, peers, gossip counters.
+    Info,
+}
+
+/// `agora provider ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProviderCommand {
+    /// GPUs, offers, reservations and leases.
+    Status,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn query_words_are_collected_and_amounts_parsed() {
+        let cli = Cli::try_parse_from([
+            "agora",
+            "offers",
+            "search",
+            "gpu=H100",
+            "region=EU",
+            "price<=3",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Offers(OffersCommand::Search(args)) => {
+                assert_eq!(args.query, ["gpu=H100", "region=EU", "price<=3"]);
+                assert_eq!(args.limit, Some(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["agora", "--json", "ledger", "deposit", "2.5"]).unwrap();
+        assert!(cli.json);
+        match cli.command {
+            Command::Ledger(LedgerCommand::Deposit { amount }) => {
+                assert_eq!(amount, Amount(2_500_000))
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Cli::try_parse_from(["agora", "ledger", "deposit", "lots"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

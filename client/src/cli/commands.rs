@@ -1,0 +1,133 @@
+//! Runs one parsed command against the node and prints its answer.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::args::{
+    Cli, Command, JobCommand, LedgerCommand, NodeCommand, OffersCommand, ProviderCommand,
+    SubmitArgs,
+};
+use super::render;
+use agora_client::api::{JobView, SubmitJob};
+use agora_client::http::NodeClient;
+use agora_client::spec;
+
+/// How often `agora job submit` asks the node about its job.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs the command. `Err` is printed as `agora: <message>`, exit 1.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    // An empty AGORA_TOKEN means none, not the empty token.
+    let token = cli.token.as_deref().filter(|t| !t.is_empty());
+    let node = NodeClient::new(&cli.node, token)?;
+    let out = Output { json: cli.json };
+    match cli.command {
+        Command::Offers(OffersCommand::Search(args)) => {
+            let query = args.query.join(" ");
+            let page = node.search_offers(&query, args.limit).await?;
+            out.show(&page, render::offers_page)
+        }
+        Command::Offers(OffersCommand::Show { id }) => {
+            out.show(&node.offer(&id).await?, render::offer)
+        }
+        Command::Job(JobCommand::Submit(args)) => submit(&node, &out, args).await,
+        Command::Job(JobCommand::Status { id }) => out.show(&node.job(&id).await?, render::job),
+        Command::Job(JobCommand::List) => out.show(&node.jobs().await?, |jobs: &Vec<JobView>| {
+            render::jobs(jobs)
+        }),
+        Command::Ledger(LedgerCommand::Balance) => {
+            out.show(&node.balance().await?, render::balance)
+        }
+        Command::Ledger(LedgerCommand::Deposit { amount }) => {
+            let balance = node.deposit(amount).await?;
+            out.show(&balance, |b| {
+                format!("deposited {}\n{}", render::agr(amount), render::balance(b))
+            })
+        }
+        Command::Node(NodeCommand::Info) => out.show(&node.node_info().await?, render::node_info),
+        Command::Provider(ProviderCommand::Status) => {
+            out.show(&node.provider_status().await?, render::provider_status)
+        }
+    }
+}
+
+/// `agora job submit`: submit, then follow the job until it settles.
+async fn submit(node: &NodeClient, out: &Output, args: SubmitArgs) -> anyhow::Result<()> {
+    let spec = spec::load(&args.file)?;
+    let mut job = node
+        .submit_job(&SubmitJob {
+            spec,
+            offer: args.offer,
+        })
+        .await?;
+    if args.no_wait {
+        return out.show(&job, render::job);
+    }
+    eprintln!("{}", render::progress(&job));
+    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    let mut last = job.state;
+    while !job.state.is_terminal() {
+        if Instant::now() >= deadline {
+            bail!(
+                "job {} is still {} after {}s; it goes on: follow it with `agora job status {}`",
+                job.id,
+                render::state(job.state),
+                args.wait_secs,
+                job.id
+            );
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+        job = node
+            .job(&job.id)
+            .await
+            .with_context(|| format!("following job {}", job.id))?;
+        if job.state != last {
+            eprintln!("{}", render::progress(&job));
+            last = job.state;
+        }
+    }
+    finish(out, &job)
+}
+
+/// Prints a settled job; a job that got no bids or failed is an error.
+fn finish(out: &Output, job: &JobView) -> anyhow::Result<()> {
+    out.show(job, render::job)?;
+    match render::outcome_error(job) {
+        Some(why) => bail!(why),
+        None => Ok(()),
+    }
+}
+
+/// Where answers go: stdout, as JSON or as text for people.
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn show<T: Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
+        let text = if self.json {
+            let mut text = serde_json::to_string_pretty(value)?;
+            text.push('\n');
+            text
+        } else {
+            human(value)
+        };
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // `agora ... | head` closed the pipe: not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("writing to stdout"),
+        }
+    }
+}
