@@ -25,15 +25,22 @@ pub fn binaries() -> &'static Binaries {
     static BINS: OnceLock<Binaries> = OnceLock::new();
     BINS.get_or_init(|| {
         if let Ok(bins) = Binaries::locate(None)
-            && !stale(&bins.agorad)
-            && !stale(&bins.mock_chain)
+            && !stale(&bins.agorad, AGORAD_SOURCES)
+            && !stale(&bins.mock_chain, CHAIN_SOURCES)
         {
             return bins;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "-p", "agora-node", "-p", "agora-contracts-mock"]);
+        // This test runs as TARGET/PROFILE/deps/it-HASH: build into the same
+        // TARGET (also when run without cargo, which would not say where).
         let exe = std::env::current_exe().unwrap_or_default();
+        if exe.parent().and_then(Path::file_name) == Some("deps".as_ref())
+            && let Some(target) = exe.ancestors().nth(3)
+        {
+            build.arg("--target-dir").arg(target);
+        }
         if exe.components().any(|c| c.as_os_str() == "release") {
             build.arg("--release");
         }
@@ -49,25 +56,26 @@ pub fn binaries() -> &'static Binaries {
     })
 }
 
-/// Whether a source file of the node or the chain is newer than `binary`.
-fn stale(binary: &Path) -> bool {
+/// What `agorad` is built from.
+const AGORAD_SOURCES: &[&str] = &[
+    "proto",
+    "protocol",
+    "contracts-mock/src",
+    "node/src",
+    "client/src",
+];
+/// What `agora-mock-chain` is built from.
+const CHAIN_SOURCES: &[&str] = &["proto", "protocol", "contracts-mock/src"];
+
+/// Whether a file under `sources` (workspace directories) is newer than
+/// `binary`.
+fn stale(binary: &Path, sources: &[&str]) -> bool {
     let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
         return true;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut dirs: Vec<PathBuf> = [
-        "proto",
-        "protocol",
-        "contracts-mock/src",
-        "node/src",
-        "client/src",
-    ]
-    .iter()
-    .map(|d| root.join(d))
-    .collect();
-    let mut newest = std::fs::metadata(root.join("Cargo.lock"))
-        .and_then(|m| m.modified())
-        .ok();
+    let mut dirs: Vec<PathBuf> = sources.iter().map(|d| root.join(d)).collect();
+    let mut newest = None;
     while let Some(dir) = dirs.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
