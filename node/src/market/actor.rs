@@ -71,7 +71,12 @@ pub fn spawn(options: MarketOptions) -> Result<MarketHandle, MarketError> {
         .offers()
         .map_err(|e| MarketError::internal(e.to_string()))?
     {
-        book.insert(offer, now);
+        // Expired or superseded offers leave the store here, once, rather
+        // than on every expiry tick.
+        let id = offer.message().id();
+        if !book.insert(offer, now).accepted() {
+            let _ = options.store.remove_offer(&id);
+        }
     }
     let mut jobs = HashMap::new();
     let mut deadlines = DelayQueue::new();
@@ -462,14 +467,7 @@ impl Actor {
 
     async fn expire(&mut self) {
         let now = now();
-        let before: Vec<OfferId> = self.book.iter().map(|o| o.message().id()).collect();
-        if self.book.expire(now) > 0 {
-            for id in before {
-                if self.book.get(&id).is_none() {
-                    let _ = self.store.remove_offer(&id);
-                }
-            }
-        }
+        self.book.expire(now);
         let changed = self
             .provider
             .as_mut()

@@ -1,9 +1,9 @@
 //! The swarm's event loop.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use agora_protocol::{Keypair, Offer, Order, Signed, Timestamp};
+use agora_protocol::{Keypair, Offer, Order, Signed};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -20,6 +20,7 @@ use super::behaviour::{Behaviour, BehaviourEvent, OFFERS_TOPIC, ORDERS_TOPIC};
 use super::handle::{Command, NetworkHandle};
 use super::{CHANNEL_CAPACITY, NetworkConfig, NetworkError, NetworkEvent, NetworkInfo};
 use super::{Request, Response};
+use crate::clock::now;
 
 /// Inbound requests waiting for the node's answer, at most.
 const MAX_PENDING_INBOUND: usize = 1024;
@@ -33,14 +34,6 @@ type Pending = BoxFuture<
         Result<Response, oneshot::error::RecvError>,
     ),
 >;
-
-fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
-}
 
 fn build_swarm(key: &identity::Keypair, mdns: bool) -> Result<Swarm<Behaviour>, NetworkError> {
     let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone())

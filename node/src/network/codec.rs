@@ -6,7 +6,7 @@ use std::io;
 
 use agora_proto::v1 as pb;
 use agora_protocol::envelope::MAX_JOB_PAYLOAD_BODY;
-use agora_protocol::{Bid, CoSigned, Decline, LeaseTerms, Signed, SignedEnvelope};
+use agora_protocol::{Bid, CoSigned, Decline, LeaseTerms, Signed, SignedEnvelope, WireMessage};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use prost::Message;
@@ -57,17 +57,10 @@ impl Request {
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         use pb::direct_request::Body;
         let raw = pb::DirectRequest::decode(bytes).map_err(|e| format!("request: {e}"))?;
-        let envelope = |raw| SignedEnvelope::from_proto(raw).map_err(|e| e.to_string());
         Ok(match raw.body {
-            Some(Body::Bid(e)) => {
-                Request::Bid(Signed::from_envelope(envelope(e)?).map_err(|e| e.to_string())?)
-            }
-            Some(Body::Decline(e)) => {
-                Request::Decline(Signed::from_envelope(envelope(e)?).map_err(|e| e.to_string())?)
-            }
-            Some(Body::LeaseProposal(e)) => Request::LeaseProposal(
-                Signed::from_envelope(envelope(e)?).map_err(|e| e.to_string())?,
-            ),
+            Some(Body::Bid(e)) => Request::Bid(signed(e)?),
+            Some(Body::Decline(e)) => Request::Decline(signed(e)?),
+            Some(Body::LeaseProposal(e)) => Request::LeaseProposal(signed(e)?),
             None => return Err("request: empty".into()),
         })
     }
@@ -109,6 +102,12 @@ impl Response {
         };
         pb::DirectResponse { body: Some(body) }.encode_to_vec()
     }
+}
+
+/// Verifies an envelope and its message, naming the failure.
+fn signed<T: WireMessage>(raw: pb::SignedEnvelope) -> Result<Signed<T>, String> {
+    let envelope = SignedEnvelope::from_proto(raw).map_err(|e| e.to_string())?;
+    Signed::from_envelope(envelope).map_err(|e| e.to_string())
 }
 
 /// The request-response codec.
