@@ -12,9 +12,20 @@
 //! | POST | `/v1/jobs` | [`SubmitJob`] | 202 [`JobView`] |
 //! | GET | `/v1/jobs` | | `[JobView]` |
 //! | GET | `/v1/jobs/{id}` | | [`JobView`] |
+//! | POST | `/v1/jobs/{id}/cancel` | | [`JobView`] (409 when it already ended) |
+//! | GET | `/v1/jobs/{id}/log?after=SEQ&limit=N` | | [`JobLogPage`] |
+//! | GET | `/v1/jobs/{id}/stream?after=SEQ` | | `text/event-stream` of [`JobLogEntry`] (see below) |
+//! | GET | `/v1/jobs/{id}/result` | | [`ResultView`] (409 before the job has outputs) |
+//! | GET | `/v1/jobs/{id}/result/{path}` | | the file's bytes (`application/octet-stream`) |
 //! | GET | `/v1/provider` | | [`ProviderStatus`] (404 on a requester-only node) |
 //! | GET | `/v1/ledger/balance` | | [`BalanceView`] |
 //! | POST | `/v1/ledger/deposit` | [`DepositRequest`] | [`BalanceView`] |
+//!
+//! The stream: one server-sent event per [`JobLogEntry`], `id:` its `seq`,
+//! `event:` its kind (`event`, `stdout`, `stderr`), `data:` the entry as JSON.
+//! It resumes after `?after=SEQ` or the `Last-Event-ID` header, and ends with
+//! an `end` event (data: the final [`JobView`]) once the job is terminal and
+//! every entry has been sent. Keep-alive comments come every 15 s.
 //!
 //! Errors are [`ApiError`] with a meaningful status: 400 bad input, 401
 //! missing or wrong token, 404 unknown id, 409 conflict, 502 ledger
@@ -199,6 +210,9 @@ pub struct Constraints {
     /// Accept simulated GPUs (testnets).
     #[serde(default)]
     pub allow_simulated: bool,
+    /// The job needs network access (only providers that allow it run it).
+    #[serde(default)]
+    pub network: bool,
 }
 
 /// Price and time.
@@ -242,6 +256,11 @@ pub struct SubmitJob {
 }
 
 /// Where a job stands.
+///
+/// `bidding → leasing → leased → running → settling → succeeded | failed |
+/// cancelled`; `no_bids` and `failed` can also come before a lease. A job
+/// is terminal once its lease is closed on the ledger (the remainder
+/// refunded), or when it never got one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -249,18 +268,35 @@ pub enum JobState {
     Bidding,
     /// A winner was chosen; waiting for its countersignature and escrow.
     Leasing,
-    /// Both signed and escrow is locked.
+    /// Both signed and escrow is locked; the payload is on its way.
     Leased,
+    /// The provider started it.
+    Running,
+    /// It stopped (`exit_code`/`reason` say how); payment and the refund
+    /// are being settled on the ledger.
+    Settling,
+    /// It exited 0 and the lease is closed.
+    Succeeded,
+    /// It ended for the stated `reason` (a non-zero `exit_code`, a fault).
+    Failed,
+    /// Cancelled by the requester; the lease is closed.
+    Cancelled,
     /// Nobody bid; `declines` says why.
     NoBids,
-    /// It ended for the stated `reason`.
-    Failed,
 }
 
 impl JobState {
     /// No further change will come.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Leased | JobState::NoBids | JobState::Failed)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::NoBids
+        )
+    }
+
+    /// The job's process has stopped (or never will start).
+    pub fn has_stopped(self) -> bool {
+        self == JobState::Settling || self.is_terminal()
     }
 }
 
@@ -361,8 +397,140 @@ pub struct JobView {
     pub declines: Vec<DeclineView>,
     /// The lease, once signed.
     pub lease: Option<LeaseView>,
-    /// Steps so far.
+    /// Steps so far (lifecycle only; logs are in the job's log).
     pub events: Vec<JobEvent>,
+    /// Exit status, once it exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The latest receipt the requester countersigned.
+    #[serde(default)]
+    pub receipt: Option<ReceiptView>,
+    /// Money on the ledger for this job's lease.
+    #[serde(default)]
+    pub settlement: Option<SettlementView>,
+    /// Outputs, once the job ended and its manifest arrived.
+    #[serde(default)]
+    pub outputs: Vec<OutputView>,
+    /// Every output was fetched and matched its hash.
+    #[serde(default)]
+    pub results_fetched: bool,
+    /// Highest sequence in the job's log.
+    #[serde(default)]
+    pub log_seq: u64,
+}
+
+/// A countersigned usage receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptView {
+    /// Sequence, from 1.
+    pub sequence: u64,
+    /// GPU-seconds since the lease started.
+    pub gpu_seconds: u64,
+    /// Cumulative amount owed.
+    pub amount: Amount,
+    /// Issued (provider's clock).
+    pub issued_at: Timestamp,
+    /// The last receipt of the lease.
+    pub is_final: bool,
+    /// Exit status it carries (final receipts).
+    pub exit_status: Option<i32>,
+    /// blake3 of the result manifest (final receipts), hex.
+    pub result_hash: Option<String>,
+}
+
+/// A lease's money on the ledger, as last read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementView {
+    /// Locked.
+    pub escrow: Amount,
+    /// Paid to the provider so far.
+    pub settled: Amount,
+    /// Highest receipt sequence settled.
+    pub last_sequence: u64,
+    /// Refunded to the requester on close (`None` while open).
+    pub refunded: Option<Amount>,
+    /// When anyone may close the lease (unless its final receipt settles first).
+    pub closable_at: Timestamp,
+    /// Ledger operations that touched this lease.
+    pub ledger_ops: u32,
+}
+
+/// One output file of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputView {
+    /// Path relative to the job's output dir.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// blake3, hex.
+    pub blake3: String,
+}
+
+/// `GET /v1/jobs/{id}/result`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultView {
+    /// The job.
+    pub job_id: String,
+    /// Exit status.
+    pub exit_code: Option<i32>,
+    /// blake3 of the manifest, hex, as countersigned in the final receipt.
+    pub result_hash: String,
+    /// Files.
+    pub outputs: Vec<OutputView>,
+    /// Every file is on this node and matched its hash.
+    pub complete: bool,
+}
+
+/// What a job log entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    /// A lifecycle event (`event` names it).
+    Event,
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl LogKind {
+    /// The SSE event name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Event => "event",
+            LogKind::Stdout => "stdout",
+            LogKind::Stderr => "stderr",
+        }
+    }
+}
+
+/// One entry of a job's log: a lifecycle event or a chunk of output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobLogEntry {
+    /// Position in the job's log, from 1, gap-free.
+    pub seq: u64,
+    /// When the node recorded it (or the provider, for its own entries).
+    pub at: Timestamp,
+    /// Kind.
+    pub kind: LogKind,
+    /// Event name (`leased`, `started`, `receipt`, `exited`, `failed`,
+    /// `cancelled`, `settled`, `closed`, …); absent for output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The text: the event's detail, or the output (lossy UTF-8, one or
+    /// more whole lines when the job wrote lines).
+    pub text: String,
+}
+
+/// `GET /v1/jobs/{id}/log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobLogPage {
+    /// Entries after the asked-for sequence, in order.
+    pub entries: Vec<JobLogEntry>,
+    /// Ask with `after=next` for more.
+    pub next: u64,
+    /// The job is terminal and this page reached the end of its log.
+    pub finished: bool,
 }
 
 /// One GPU of a provider.
@@ -420,6 +588,39 @@ pub struct ProviderStatus {
     pub bids_sent: u64,
     /// Declines sent.
     pub declines_sent: u64,
+    /// Jobs run under this provider's leases, newest first.
+    #[serde(default)]
+    pub runs: Vec<RunView>,
+    /// Settled to this provider over all runs.
+    #[serde(default)]
+    pub earned: Amount,
+}
+
+/// A job as its provider runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    /// The lease.
+    pub lease_id: String,
+    /// The requester's order (job id on the requester's node).
+    pub order_id: String,
+    /// Who pays.
+    pub requester: PublicKey,
+    /// `waiting` (leased, no payload yet), `running`, `ended`.
+    pub state: String,
+    /// Started.
+    pub started_at: Option<Timestamp>,
+    /// Ended.
+    pub ended_at: Option<Timestamp>,
+    /// Exit status.
+    pub exit_code: Option<i32>,
+    /// Why it ended, when not by exiting.
+    pub reason: Option<String>,
+    /// The latest receipt the requester countersigned.
+    pub receipt: Option<ReceiptView>,
+    /// Settled on the ledger.
+    pub settled: Amount,
+    /// The lease is closed.
+    pub closed: bool,
 }
 
 /// `GET /v1/ledger/balance`.

@@ -49,6 +49,48 @@ pub struct Config {
     /// Market timing shared by both roles.
     #[serde(default)]
     pub node: NodeSection,
+    /// How a provider runs leased jobs.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+}
+
+/// `[runtime]`: how a provider runs jobs. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Path to the bubblewrap binary; found on `PATH` when absent.
+    pub bwrap: Option<std::path::PathBuf>,
+    /// Run jobs without a sandbox when bubblewrap is missing or cannot
+    /// create namespaces. Off by default: a provider must opt in, knowing
+    /// that a job then sees everything the node's user can.
+    pub allow_unsandboxed: bool,
+    /// Let jobs that ask for it reach the network. Off by default.
+    pub allow_network: bool,
+    /// Most bytes of outputs kept per job; more is left out and noted.
+    pub max_output_bytes: u64,
+    /// Most output files kept per job.
+    pub max_output_files: u32,
+    /// Most bytes of stdout+stderr forwarded per job; the rest is counted
+    /// and dropped with a note.
+    pub max_log_bytes: u64,
+    /// After a receipt interval passes without the requester's
+    /// countersignature, the job runs this much longer before it is
+    /// stopped.
+    pub countersign_grace_secs: u32,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        Self {
+            bwrap: None,
+            allow_unsandboxed: false,
+            allow_network: false,
+            max_output_bytes: 256 * 1024 * 1024,
+            max_output_files: 1000,
+            max_log_bytes: 64 * 1024 * 1024,
+            countersign_grace_secs: 10,
+        }
+    }
 }
 
 /// `[node]`: market timing. Every key is optional.

@@ -14,4 +14,5 @@ pub mod market;
 pub mod network;
 pub mod provider;
 pub mod requester;
+pub mod runtime;
 pub mod store;

@@ -21,8 +21,12 @@ pub(crate) fn state(state: JobState) -> &'static str {
         JobState::Bidding => "bidding",
         JobState::Leasing => "leasing",
         JobState::Leased => "leased",
-        JobState::NoBids => "no bids",
+        JobState::Running => "running",
+        JobState::Settling => "settling",
+        JobState::Succeeded => "succeeded",
         JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+        JobState::NoBids => "no bids",
     }
 }
 
@@ -305,7 +309,13 @@ pub(crate) fn outcome_error(j: &JobView) -> Option<String> {
             j.id,
             j.reason.as_deref().unwrap_or("the node gave no reason")
         )),
-        JobState::Bidding | JobState::Leasing | JobState::Leased => None,
+        JobState::Bidding
+        | JobState::Leasing
+        | JobState::Leased
+        | JobState::Running
+        | JobState::Settling
+        | JobState::Succeeded
+        | JobState::Cancelled => None,
     }
 }
 
@@ -557,6 +567,12 @@ mod tests {
                 event: "order_published".into(),
                 detail: String::new(),
             }],
+            exit_code: None,
+            receipt: None,
+            settlement: None,
+            outputs: vec![],
+            results_fetched: false,
+            log_seq: 0,
         }
     }
 

@@ -153,6 +153,12 @@ fn view(id: &str, submit: &SubmitJob, state: JobState) -> JobView {
             event: "order_published".into(),
             detail: String::new(),
         }],
+        exit_code: None,
+        receipt: None,
+        settlement: None,
+        outputs: vec![],
+        results_fetched: false,
+        log_seq: 0,
     }
 }
 

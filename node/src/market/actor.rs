@@ -629,6 +629,8 @@ impl Actor {
             orders_seen: provider.orders_seen,
             bids_sent: provider.bids_sent,
             declines_sent: provider.declines_sent,
+            runs: Vec::new(),
+            earned: agora_protocol::Amount::ZERO,
         })
     }
 
@@ -683,6 +685,12 @@ impl Actor {
                 declines: Vec::new(),
                 lease: None,
                 events: Vec::new(),
+                exit_code: None,
+                receipt: None,
+                settlement: None,
+                outputs: Vec::new(),
+                results_fetched: false,
+                log_seq: 0,
             },
             order: hex::encode(signed.encode()),
             bids: Vec::new(),
