@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agora_client::api::{
-    ApiError, BalanceView, DepositRequest, JobView, NodeInfo, OfferView, OffersPage,
-    ProviderStatus, SubmitJob,
+    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferView, OffersPage,
+    ProviderStatus, ResultView, SubmitJob,
 };
 use agora_contracts_mock::client::HttpLedger;
 use agora_protocol::{Amount, Keypair, LeaseTerms, Ledger, LedgerError, PublicKey};
@@ -21,6 +21,8 @@ use serde::Deserialize;
 
 use crate::clock::now;
 use crate::market::{MarketError, MarketHandle};
+use crate::network::wire::plain_path;
+use crate::store::Store;
 use crate::requester::order::order_from_spec;
 
 /// Largest request body: a job spec with its small inputs.
@@ -35,6 +37,8 @@ pub struct ApiState {
     ledger: Arc<HttpLedger>,
     account: PublicKey,
     token: Arc<str>,
+    store: Store,
+    results_dir: PathBuf,
 }
 
 impl ApiState {
@@ -44,12 +48,16 @@ impl ApiState {
         ledger: Arc<HttpLedger>,
         key: &Keypair,
         token: String,
+        store: Store,
+        results_dir: PathBuf,
     ) -> Self {
         Self {
             market,
             ledger,
             account: key.public(),
             token: token.into(),
+            store,
+            results_dir,
         }
     }
 }
@@ -101,6 +109,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/offers/{id}", get(offer))
         .route("/v1/jobs", post(submit_job).get(jobs))
         .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/log", get(job_log))
+        .route("/v1/jobs/{id}/stream", get(job_stream))
+        .route("/v1/jobs/{id}/result", get(job_result))
+        .route("/v1/jobs/{id}/result/{*path}", get(job_result_file))
         .route("/v1/provider", get(provider))
         .route("/v1/ledger/balance", get(balance))
         .route("/v1/ledger/deposit", post(deposit))
@@ -240,6 +253,13 @@ async fn submit_job(
 ) -> Result<(StatusCode, axum::Json<JobView>), Failure> {
     let axum::Json(submit) = body
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into())))?;
+    if submit.spec.command.is_empty() {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "a job needs a command: command = [\"program\", \"arg\", …]",
+            Some("command".into()),
+        ));
+    }
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce)
         .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
@@ -312,4 +332,222 @@ async fn deposit(
         account: state.account,
         balance,
     }))
+}
+
+async fn cancel_job(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<JobView> {
+    Ok(axum::Json(state.market.cancel(id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogParams {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_log_limit")]
+    limit: usize,
+}
+
+fn default_log_limit() -> usize {
+    1000
+}
+
+fn log_params(
+    params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<LogParams, Failure> {
+    params.map(|p| p.0).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            e.body_text(),
+            Some("query string".into()),
+        )
+    })
+}
+
+fn store_failure(e: crate::store::StoreError) -> Failure {
+    Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
+}
+
+async fn job_log(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<JobLogPage> {
+    let params = log_params(params)?;
+    let view = state.market.job(id).await?;
+    let order = job_key(&view)?;
+    let entries = state
+        .store
+        .log_after(&order, params.after, params.limit.clamp(1, 10_000), 4 << 20)
+        .map_err(store_failure)?;
+    let next = entries.last().map_or(params.after, |e| e.seq);
+    let finished = view.state.is_terminal() && next >= view.log_seq;
+    Ok(axum::Json(JobLogPage {
+        entries,
+        next,
+        finished,
+    }))
+}
+
+fn job_key(view: &JobView) -> Result<[u8; 32], Failure> {
+    view.id
+        .parse::<agora_protocol::OrderId>()
+        .map(|o| o.0)
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))
+}
+
+/// Server-sent events: every log entry after `after` (or `Last-Event-ID`),
+/// then new ones as they come, then `end` with the final job.
+async fn job_stream(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    headers: axum::http::HeaderMap,
+    params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Failure> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let params = log_params(params)?;
+    let last_event = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let view = state.market.job(id.clone()).await?;
+    let order = job_key(&view)?;
+    struct Cursor {
+        state: ApiState,
+        id: String,
+        order: [u8; 32],
+        after: u64,
+        done: bool,
+    }
+    let cursor = Cursor {
+        state,
+        id,
+        order,
+        after: params.after.max(last_event),
+        done: false,
+    };
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        if c.done {
+            return None;
+        }
+        loop {
+            let store = c.state.store.clone();
+            let notified = store.log_appended();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let entries = match store.log_after(&c.order, c.after, 256, 1 << 20) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    c.done = true;
+                    let event = Event::default().event("error").data(e.to_string());
+                    return Some((vec![event], c));
+                }
+            };
+            if !entries.is_empty() {
+                let events = entries
+                    .iter()
+                    .map(|e| {
+                        Event::default()
+                            .id(e.seq.to_string())
+                            .event(e.kind.as_str())
+                            .data(serde_json::to_string(e).unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>();
+                c.after = entries.last().map_or(c.after, |e| e.seq);
+                return Some((events, c));
+            }
+            match c.state.market.job(c.id.clone()).await {
+                Ok(view) if view.state.is_terminal() && view.log_seq <= c.after => {
+                    c.done = true;
+                    let data = serde_json::to_string(&view).unwrap_or_default();
+                    return Some((vec![Event::default().event("end").data(data)], c));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    c.done = true;
+                    let event = Event::default().event("error").data(e.message);
+                    return Some((vec![event], c));
+                }
+            }
+            // Woken by new entries, or every second to notice the end.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), notified).await;
+        }
+    });
+    let stream = futures::StreamExt::flat_map(stream, |events| {
+        futures::stream::iter(events.into_iter().map(Ok::<_, std::convert::Infallible>))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response())
+}
+
+fn result_view(view: &JobView) -> Result<ResultView, Failure> {
+    let Some(hash) = view
+        .receipt
+        .as_ref()
+        .filter(|r| r.is_final)
+        .and_then(|r| r.result_hash.clone())
+    else {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {} has no result yet (state {:?}); results come with its final receipt",
+                view.id, view.state
+            ),
+            None,
+        ));
+    };
+    Ok(ResultView {
+        job_id: view.id.clone(),
+        exit_code: view.exit_code,
+        result_hash: hash,
+        outputs: view.outputs.clone(),
+        complete: view.results_fetched,
+    })
+}
+
+async fn job_result(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<ResultView> {
+    let view = state.market.job(id).await?;
+    Ok(axum::Json(result_view(&view)?))
+}
+
+async fn job_result_file(
+    State(state): State<ApiState>,
+    UrlPath((id, path)): UrlPath<(String, String)>,
+) -> Result<Response, Failure> {
+    plain_path(&path).map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e, Some("path".into())))?;
+    let view = state.market.job(id).await?;
+    let result = result_view(&view)?;
+    if !result.complete {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            "the job's outputs are not all fetched and checked yet",
+            None,
+        ));
+    }
+    let Some(output) = result.outputs.iter().find(|o| o.path == path) else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("{path:?} is not an output of job {}", view.id),
+            Some("path".into()),
+        ));
+    };
+    let file = tokio::fs::File::open(state.results_dir.join(&view.id).join(&output.path))
+        .await
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, output.size.to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }

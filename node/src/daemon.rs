@@ -2,6 +2,7 @@
 //! When everything is up it writes `node.json` to the data dir (atomically),
 //! which launchers such as `agora-testnet` wait for.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +20,10 @@ use crate::market::{self, MarketHandle, MarketOptions};
 use crate::network::{self, NetworkConfig};
 use crate::provider::bidder::Bidder;
 use crate::provider::inventory;
+use crate::provider::exec::{Executor, ExecutorOptions};
 use crate::provider::role::{ProviderRole, ProviderSnapshot};
+use crate::runtime::Runtime;
+use crate::runtime::process::ProcessRuntime;
 use crate::store::Store;
 use crate::{api, identity};
 
@@ -133,6 +137,11 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     };
 
     let cancel = CancellationToken::new();
+    let (ended_tx, runs_ended) = tokio::sync::mpsc::channel(256);
+    let runtime = match &provider {
+        Some(_) => Some(process_runtime(&options)?),
+        None => None,
+    };
     let (network, events) = network::spawn(
         &key,
         NetworkConfig {
@@ -143,6 +152,21 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         cancel.child_token(),
     )
     .await?;
+    let executor = match (&provider, runtime) {
+        (Some(role), Some(runtime)) => Some(Executor::start(ExecutorOptions {
+            key: key.clone(),
+            store: store.clone(),
+            network: network.clone(),
+            ledger: ledger.clone(),
+            runtime,
+            settings: options.config.runtime.clone(),
+            jobs_dir: options.data_dir.join("jobs"),
+            slots: slot_gpus(role),
+            ended: ended_tx,
+            cancel: cancel.child_token(),
+        })),
+        _ => None,
+    };
     let market = market::spawn(MarketOptions {
         key: key.clone(),
         role: options.role,
@@ -152,6 +176,9 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         events,
         ledger: ledger.clone(),
         provider,
+        executor,
+        runs_ended,
+        results_dir: options.data_dir.join("results"),
         cancel: cancel.child_token(),
     })
     .map_err(|e| setup("market", e))?;
@@ -169,7 +196,14 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     if !api_addr.ip().is_loopback() {
         warn!(%api_addr, "the API listens beyond loopback; anyone who reaches it needs only the token");
     }
-    let router = api::router(api::ApiState::new(market.clone(), ledger, &key, token));
+    let router = api::router(api::ApiState::new(
+        market.clone(),
+        ledger,
+        &key,
+        token,
+        store.clone(),
+        options.data_dir.join("results"),
+    ));
     let api_cancel = cancel.clone();
     let api = tokio::spawn(async move {
         let serve = axum::serve(listener, router)
@@ -228,6 +262,32 @@ fn provider_role(
     let snapshot: ProviderSnapshot = store.meta("provider")?.unwrap_or_default();
     let leases = store.leases()?;
     Ok(ProviderRole::new(bidder, inventory, snapshot, leases))
+}
+
+/// The process runtime, refusing to start a provider that could only run
+/// jobs unsandboxed unless its config opts in.
+fn process_runtime(options: &NodeOptions) -> Result<Arc<dyn Runtime>, StartError> {
+    let hidden = vec![options.data_dir.clone()];
+    let runtime = ProcessRuntime::new(options.config.runtime.clone(), hidden)
+        .map_err(|e| StartError::Setup(e.to_string()))?;
+    Ok(Arc::new(runtime))
+}
+
+/// Each offer slot's GPUs: index, UUID, simulated.
+fn slot_gpus(role: &ProviderRole) -> HashMap<u32, Vec<(u32, String, bool)>> {
+    let gpus = &role.inventory().gpus;
+    role.slots()
+        .iter()
+        .map(|slot| {
+            let list = slot
+                .gpus
+                .iter()
+                .filter_map(|i| gpus.iter().find(|g| g.index == *i))
+                .map(|g| (g.index, g.uuid.clone(), g.simulated))
+                .collect();
+            (slot.slot, list)
+        })
+        .collect()
 }
 
 fn write_ready(dir: &Path, ready: &ReadyInfo) -> std::io::Result<()> {

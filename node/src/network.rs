@@ -12,6 +12,7 @@
 mod actor;
 mod behaviour;
 pub mod codec;
+pub mod wire;
 mod handle;
 
 use agora_protocol::{Offer, Order, Signed};

@@ -1,8 +1,9 @@
 //! The provider role: inventory, pricing, offers, the bid engine, and the
-//! role as the market actor runs it (the runtimes arrive later).
+//! role as the market actor runs it and the executor that runs leased jobs.
 
 pub mod bidder;
 pub mod dry_run;
+pub mod exec;
 pub mod inventory;
 pub mod offers;
 pub mod pricing;

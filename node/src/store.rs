@@ -4,8 +4,10 @@
 //! acknowledgement.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use agora_protocol::{Lease, Offer, OfferId, OrderId, Signed};
+use agora_client::api::JobLogEntry;
+use agora_protocol::{Lease, LeaseId, Offer, OfferId, OrderId, Signed};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Why the store failed.
@@ -34,12 +36,17 @@ pub struct Store {
     jobs: sled::Tree,
     leases: sled::Tree,
     meta: sled::Tree,
+    runs: sled::Tree,
+    logs: sled::Tree,
+    appended: Arc<tokio::sync::Notify>,
 }
 
 const OFFERS: &str = "offers";
 const JOBS: &str = "jobs";
 const LEASES: &str = "leases";
 const META: &str = "meta";
+const RUNS: &str = "runs";
+const LOGS: &str = "logs";
 
 impl Store {
     /// Opens (or creates) the store under `dir`.
@@ -50,6 +57,9 @@ impl Store {
             jobs: db.open_tree(JOBS)?,
             leases: db.open_tree(LEASES)?,
             meta: db.open_tree(META)?,
+            runs: db.open_tree(RUNS)?,
+            logs: db.open_tree(LOGS)?,
+            appended: Arc::new(tokio::sync::Notify::new()),
             db,
         })
     }
@@ -120,6 +130,84 @@ impl Store {
         Ok(out)
     }
 
+    /// One stored lease.
+    pub fn lease(&self, id: &LeaseId) -> Result<Option<Lease>, StoreError> {
+        match self.leases.get(id.0)? {
+            None => Ok(None),
+            Some(value) => Lease::decode(&value)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    tree: LEASES,
+                    key: id.to_string(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// Stores a provider's run record (not flushed: callers flush before
+    /// they acknowledge).
+    pub fn put_run<T: Serialize>(&self, id: &LeaseId, run: &T) -> Result<(), StoreError> {
+        put_json(&self.runs, &id.0, run)
+    }
+
+    /// Every run record.
+    pub fn runs<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        all_json(&self.runs, RUNS)
+    }
+
+    /// Appends entries to the log named by `owner` (a lease on a provider,
+    /// an order on a requester) and wakes every follower. Entries carry
+    /// their own gap-free sequence.
+    pub fn append_log(&self, owner: &[u8; 32], entries: &[JobLogEntry]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Corrupt {
+                tree: LOGS,
+                key: hex::encode(owner),
+                reason: e.to_string(),
+            })?;
+            batch.insert(log_key(owner, entry.seq).to_vec(), bytes);
+        }
+        self.logs.apply_batch(batch)?;
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    /// Entries of `owner`'s log with `seq > after`, at most `limit` of
+    /// them and about `max_bytes` of text.
+    pub fn log_after(
+        &self,
+        owner: &[u8; 32],
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<JobLogEntry>, StoreError> {
+        let start = log_key(owner, after.saturating_add(1));
+        let end = log_key(owner, u64::MAX);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for entry in self.logs.range(start..=end) {
+            let (key, value) = entry?;
+            let e: JobLogEntry =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    tree: LOGS,
+                    key: hex::encode(&key),
+                    reason: e.to_string(),
+                })?;
+            bytes += e.text.len();
+            out.push(e);
+            if out.len() >= limit || bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves when any log gets entries (or spuriously); callers re-read.
+    pub fn log_appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended.notified()
+    }
+
     /// Stores a small named value and flushes.
     pub fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
         put_json(&self.meta, name.as_bytes(), value)?;
@@ -141,6 +229,13 @@ impl Store {
             }
         }
     }
+}
+
+fn log_key(owner: &[u8; 32], seq: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(owner);
+    key[32..].copy_from_slice(&seq.to_be_bytes());
+    key
 }
 
 fn put_json<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {

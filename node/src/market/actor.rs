@@ -1,7 +1,8 @@
 //! The market's event loop: one `select!` over network events, commands,
 //! auction deadlines and the refresh tick.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,11 @@ use crate::clock::now;
 use crate::config::Config;
 use crate::network::{NetworkEvent, NetworkHandle, OFFERS_TOPIC, ORDERS_TOPIC, Request, Response};
 use crate::provider::ProviderRole;
+use crate::provider::exec::Executor;
 use crate::store::Store;
+
+mod runs;
+pub(crate) use runs::RunNote;
 
 /// Offers a node keeps at most, and per provider.
 const BOOK_CAPACITY: usize = 100_000;
@@ -56,6 +61,12 @@ pub struct MarketOptions {
     pub ledger: Arc<HttpLedger>,
     /// The provider role, when this node rents out GPUs.
     pub provider: Option<ProviderRole>,
+    /// Runs leased jobs, when this node rents out GPUs.
+    pub executor: Option<Executor>,
+    /// Orders whose runs ended (their GPUs are free again).
+    pub runs_ended: mpsc::Receiver<OrderId>,
+    /// Where a requester keeps fetched outputs.
+    pub results_dir: PathBuf,
     /// Stops the actor.
     pub cancel: CancellationToken,
 }
@@ -81,6 +92,8 @@ pub fn spawn(options: MarketOptions) -> Result<MarketHandle, MarketError> {
     let mut jobs = HashMap::new();
     let mut deadlines = DelayQueue::new();
     let mut resume = Vec::new();
+    let mut running = Vec::new();
+    let mut lease_jobs = HashMap::new();
     for record in options
         .store
         .jobs::<JobRecord>()
@@ -95,7 +108,11 @@ pub fn spawn(options: MarketOptions) -> Result<MarketHandle, MarketError> {
                 deadlines.insert(id, Duration::from_millis(wait));
             }
             JobState::Leasing => resume.push(id),
+            JobState::Leased | JobState::Running => running.push(id),
             _ => {}
+        }
+        if let Some(lease) = record.view.lease.as_ref().and_then(|l| l.id.parse().ok()) {
+            lease_jobs.insert(lease, id);
         }
         jobs.insert(id, record);
     }
@@ -108,6 +125,12 @@ pub fn spawn(options: MarketOptions) -> Result<MarketHandle, MarketError> {
         events: options.events,
         ledger: options.ledger,
         provider: options.provider,
+        executor: options.executor,
+        runs_ended: options.runs_ended,
+        results_dir: options.results_dir,
+        lease_jobs,
+        fetching: HashSet::new(),
+        settle_checks: HashMap::new(),
         cancel: options.cancel,
         commands,
         self_handle: handle.clone(),
@@ -119,6 +142,9 @@ pub fn spawn(options: MarketOptions) -> Result<MarketHandle, MarketError> {
     };
     for id in resume {
         actor.next_lease_attempt(id, now);
+    }
+    for id in running {
+        actor.start_run(id, now);
     }
     tokio::spawn(actor.run());
     Ok(handle)
@@ -133,6 +159,15 @@ struct Actor {
     events: mpsc::Receiver<NetworkEvent>,
     ledger: Arc<HttpLedger>,
     provider: Option<ProviderRole>,
+    executor: Option<Executor>,
+    runs_ended: mpsc::Receiver<OrderId>,
+    results_dir: PathBuf,
+    /// Leases of this requester's jobs.
+    lease_jobs: HashMap<agora_protocol::LeaseId, OrderId>,
+    /// Jobs whose outputs are being fetched.
+    fetching: HashSet<OrderId>,
+    /// When each settling job's escrow is read next.
+    settle_checks: HashMap<OrderId, Timestamp>,
     cancel: CancellationToken,
     commands: mpsc::Receiver<Command>,
     self_handle: MarketHandle,
@@ -205,6 +240,7 @@ impl Actor {
                 Some(expired) = futures::StreamExt::next(&mut self.deadlines), if !self.deadlines.is_empty() => {
                     self.close_auction(expired.into_inner());
                 }
+                Some(order) = self.runs_ended.recv() => self.run_ended(order).await,
                 _ = refresh.tick() => self.publish_offers().await,
                 _ = expire.tick() => self.expire().await,
             }
@@ -250,10 +286,26 @@ impl Actor {
                 peer,
                 request,
                 reply,
-            } => {
-                let response = self.handle_request(peer, request, now).await;
-                let _ = reply.send(response);
-            }
+            } => match (request, self.executor.clone()) {
+                // The executor answers its own requests off the actor.
+                (Request::JobPayload(payload), Some(exec)) => {
+                    self.spawn_task(async move {
+                        let _ = reply.send(exec.on_payload(peer, payload).await);
+                    });
+                }
+                (Request::JobControl(control), Some(exec)) => {
+                    let _ = reply.send(exec.on_control(peer, control));
+                }
+                (Request::Fetch(fetch), Some(exec)) => {
+                    self.spawn_task(async move {
+                        let _ = reply.send(exec.on_fetch(peer, fetch).await);
+                    });
+                }
+                (request, _) => {
+                    let response = self.handle_request(peer, request, now).await;
+                    let _ = reply.send(response);
+                }
+            },
             NetworkEvent::OffersSubscriber(peer) => {
                 // Announce ourselves to a newcomer at most once a second.
                 let recent = self
@@ -309,7 +361,8 @@ impl Actor {
             let reason = match result {
                 Ok(Response::Ack) => return,
                 Ok(Response::Refused(reason)) => reason,
-                Ok(Response::Lease(_)) => "unexpected lease".into(),
+                Ok(Response::Retry(reason)) => reason,
+                Ok(other) => format!("unexpected answer {other:?}"),
                 Err(e) => e.to_string(),
             };
             let _ = handle
@@ -327,6 +380,11 @@ impl Actor {
             Request::Bid(bid) => self.receive_bid(peer, bid, now),
             Request::Decline(decline) => self.receive_decline(peer, decline, now),
             Request::LeaseProposal(terms) => self.countersign(peer, terms, now).await,
+            Request::Update(update) => self.on_update(peer, update, now),
+            Request::Receipt(receipt) => self.on_receipt(peer, receipt, now),
+            Request::JobPayload(_) | Request::JobControl(_) | Request::Fetch(_) => {
+                Response::Refused("this node runs no jobs".into())
+            }
         }
     }
 
@@ -468,11 +526,25 @@ impl Actor {
     async fn expire(&mut self) {
         let now = now();
         self.book.expire(now);
+        self.tick_runs(now);
         let changed = self
             .provider
             .as_mut()
             .is_some_and(|provider| provider.expire(now));
         if changed {
+            self.persist_provider();
+            self.publish_offers().await;
+        }
+    }
+
+    /// A run ended on this provider: its GPUs are free before the lease's end.
+    async fn run_ended(&mut self, order: OrderId) {
+        let released = self
+            .provider
+            .as_mut()
+            .and_then(|p| p.release(&order))
+            .is_some();
+        if released {
             self.persist_provider();
             self.publish_offers().await;
         }
@@ -535,6 +607,10 @@ impl Actor {
                 let _ = reply.send(self.provider_status(now));
             }
             Command::LeaseOutcome(outcome) => self.lease_outcome(*outcome, now),
+            Command::Run(id, note) => self.run_note(id, note),
+            Command::Cancel { id, reply } => {
+                let _ = reply.send(self.cancel(&id, now));
+            }
             Command::Undelivered { order, reason } => {
                 warn!(%order, %reason, "bid or decline not delivered");
             }
@@ -599,6 +675,11 @@ impl Actor {
         };
         let inventory = provider.inventory();
         let mine = self.key.public();
+        let (runs, earned) = self
+            .executor
+            .as_ref()
+            .map(Executor::views)
+            .unwrap_or_default();
         Ok(ProviderStatus {
             driver: inventory.driver.clone(),
             nvml_unavailable: inventory.nvml_unavailable.clone(),
@@ -629,8 +710,8 @@ impl Actor {
             orders_seen: provider.orders_seen,
             bids_sent: provider.bids_sent,
             declines_sent: provider.declines_sent,
-            runs: Vec::new(),
-            earned: agora_protocol::Amount::ZERO,
+            runs,
+            earned,
         })
     }
 
@@ -696,6 +777,7 @@ impl Actor {
             bids: Vec::new(),
             tried: Vec::new(),
             closes_at: now.plus_ms(u64::from(signed.message().bid_window_ms)),
+            run: Default::default(),
         };
         record.event(now, "submitted", "");
         match chosen {
@@ -722,7 +804,8 @@ impl Actor {
         Ok(self.jobs[&id].view.clone())
     }
 
-    fn persist_job(&self, id: &OrderId) {
+    fn persist_job(&mut self, id: &OrderId) {
+        self.sync_events(id);
         if let Some(job) = self.jobs.get(id)
             && let Err(e) = self.store.put_job(id, job)
         {
@@ -907,7 +990,9 @@ impl Actor {
                 job.view.lease = Some(lease_view(&lease, true));
                 job.view.state = JobState::Leased;
                 info!(job = %id, lease = %lease.id(), provider = %outcome.provider.short(), "leased");
+                self.lease_jobs.insert(lease.id(), id);
                 self.persist_job(&id);
+                self.start_run(id, now);
             }
             Err(LeaseFailure::Escrow(lease, reason)) => {
                 if let Err(e) = self.store.put_lease(&lease) {

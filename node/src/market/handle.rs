@@ -71,6 +71,13 @@ pub(crate) enum Command {
         reply: Reply<JobView>,
     },
     Provider(Reply<ProviderStatus>),
+    /// Cancel a job.
+    Cancel {
+        id: String,
+        reply: Reply<JobView>,
+    },
+    /// A run's background work reports (internal).
+    Run(OrderId, super::actor::RunNote),
     /// A lease attempt ended (internal).
     LeaseOutcome(Box<LeaseOutcome>),
     /// A bid or decline could not be delivered (internal).
@@ -104,6 +111,12 @@ impl MarketHandle {
             .await
             .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    /// Cancels a job: before its lease it just stops; after, the provider
+    /// is told to stop it, and it is paid for the time used.
+    pub async fn cancel(&self, id: String) -> Result<JobView, MarketError> {
+        self.call(|reply| Command::Cancel { id, reply }).await
     }
 
     /// Node and network summary.

@@ -26,6 +26,32 @@ pub struct JobRecord {
     pub tried: Vec<PublicKey>,
     /// When the auction closes.
     pub closes_at: Timestamp,
+    /// The run, once leased.
+    #[serde(default)]
+    pub run: RunState,
+}
+
+/// The requester's side of a leased job's run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunState {
+    /// The provider acknowledged the payload.
+    pub payload_delivered: bool,
+    /// Entries of the provider's log received (its next is this + 1).
+    pub provider_entries: u64,
+    /// The latest countersigned receipt, hex.
+    pub receipt: Option<String>,
+    /// The result manifest, hex.
+    pub manifest: Option<String>,
+    /// The requester asked for a cancel.
+    pub cancel_requested: bool,
+    /// The provider acknowledged the cancel.
+    pub cancel_delivered: bool,
+    /// Last word from the provider.
+    pub last_heard: Option<Timestamp>,
+    /// `view.events` already copied into the job's log.
+    pub events_logged: usize,
+    /// Output fetching is over (fetched, or given up with a reason).
+    pub fetch_done: bool,
 }
 
 impl JobRecord {
@@ -49,6 +75,15 @@ impl JobRecord {
             event: event.into(),
             detail: detail.into(),
         });
+    }
+
+    /// The latest countersigned receipt.
+    pub(crate) fn receipt(&self) -> Option<agora_protocol::ReceiptClaim> {
+        self.run
+            .receipt
+            .as_ref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| agora_protocol::ReceiptClaim::decode(&b).ok())
     }
 
     pub(crate) fn fail(&mut self, at: Timestamp, reason: String) {
@@ -117,10 +152,10 @@ pub(crate) async fn attempt_lease(
         .await;
     let cosigned = match response {
         Ok(Response::Lease(cosigned)) => cosigned,
-        Ok(Response::Refused(reason)) => {
+        Ok(Response::Refused(reason) | Response::Retry(reason)) => {
             return outcome(Err(LeaseFailure::Provider(format!("refused: {reason}"))));
         }
-        Ok(Response::Ack) => {
+        Ok(_) => {
             return outcome(Err(LeaseFailure::Provider(
                 "answered a lease proposal without a lease".into(),
             )));

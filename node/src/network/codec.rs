@@ -6,10 +6,15 @@ use std::io;
 
 use agora_proto::v1 as pb;
 use agora_protocol::envelope::MAX_JOB_PAYLOAD_BODY;
-use agora_protocol::{Bid, CoSigned, Decline, LeaseTerms, Signed, SignedEnvelope, WireMessage};
+use agora_protocol::{
+    Bid, CoSigned, Decline, JobControl, JobPayload, LeaseTerms, Signed, SignedEnvelope,
+    UsageReceipt, WireMessage,
+};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use prost::Message;
+
+use super::wire::{Fetch, JobUpdate};
 
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/direct/1");
@@ -28,6 +33,16 @@ pub enum Request {
     Decline(Signed<Decline>),
     /// A requester proposes lease terms.
     LeaseProposal(Signed<LeaseTerms>),
+    /// A requester sends the job of a locked lease.
+    JobPayload(Signed<JobPayload>),
+    /// A requester controls its job.
+    JobControl(Signed<JobControl>),
+    /// A provider asks for a receipt's countersignature.
+    Receipt(Signed<UsageReceipt>),
+    /// A provider forwards a run's log.
+    Update(JobUpdate),
+    /// A requester fetches part of an output file.
+    Fetch(Fetch),
 }
 
 /// A response. A `Lease` is verified by the party that asked for it, which
@@ -40,6 +55,19 @@ pub enum Response {
     Lease(CoSigned),
     /// Not accepted, with the reason.
     Refused(String),
+    /// Not accepted now; the same request may succeed later.
+    Retry(String),
+    /// A countersigned receipt.
+    Receipt(CoSigned),
+    /// The next log sequence the requester expects.
+    UpdateAck(u64),
+    /// Part of an output file, and the file's size.
+    Chunk {
+        /// The bytes.
+        data: Vec<u8>,
+        /// The whole file's size.
+        size: u64,
+    },
 }
 
 impl Request {
@@ -49,6 +77,11 @@ impl Request {
             Request::Bid(bid) => Body::Bid(bid.envelope().to_proto()),
             Request::Decline(decline) => Body::Decline(decline.envelope().to_proto()),
             Request::LeaseProposal(terms) => Body::LeaseProposal(terms.envelope().to_proto()),
+            Request::JobPayload(p) => Body::JobPayload(p.envelope().to_proto()),
+            Request::JobControl(c) => Body::JobControl(c.envelope().to_proto()),
+            Request::Receipt(r) => Body::Receipt(r.envelope().to_proto()),
+            Request::Update(u) => Body::Update(u.to_proto()),
+            Request::Fetch(f) => Body::Fetch(f.to_proto()),
         };
         pb::DirectRequest { body: Some(body) }
     }
@@ -61,6 +94,11 @@ impl Request {
             Some(Body::Bid(e)) => Request::Bid(signed(e)?),
             Some(Body::Decline(e)) => Request::Decline(signed(e)?),
             Some(Body::LeaseProposal(e)) => Request::LeaseProposal(signed(e)?),
+            Some(Body::JobPayload(e)) => Request::JobPayload(signed(e)?),
+            Some(Body::JobControl(e)) => Request::JobControl(signed(e)?),
+            Some(Body::Receipt(e)) => Request::Receipt(signed(e)?),
+            Some(Body::Update(u)) => Request::Update(JobUpdate::from_proto(u)?),
+            Some(Body::Fetch(f)) => Request::Fetch(Fetch::from_proto(f)?),
             None => return Err("request: empty".into()),
         })
     }
@@ -84,7 +122,24 @@ impl Response {
             Some(Body::Refused(r)) => {
                 let mut reason = r.reason;
                 reason.truncate(1024);
-                Response::Refused(reason)
+                if r.retry {
+                    Response::Retry(reason)
+                } else {
+                    Response::Refused(reason)
+                }
+            }
+            Some(Body::Receipt(c)) => {
+                Response::Receipt(CoSigned::from_proto(c).map_err(|e| e.to_string())?)
+            }
+            Some(Body::UpdateAck(a)) => Response::UpdateAck(a.next),
+            Some(Body::Chunk(c)) => {
+                if c.data.len() > super::wire::MAX_FETCH_CHUNK as usize {
+                    return Err(format!("response: chunk of {} bytes", c.data.len()));
+                }
+                Response::Chunk {
+                    data: c.data,
+                    size: c.size,
+                }
             }
             None => return Err("response: empty".into()),
         })
@@ -98,6 +153,17 @@ impl Response {
             Response::Lease(c) => Body::Lease(c.to_proto()),
             Response::Refused(reason) => Body::Refused(pb::Refusal {
                 reason: reason.clone(),
+                retry: false,
+            }),
+            Response::Retry(reason) => Body::Refused(pb::Refusal {
+                reason: reason.clone(),
+                retry: true,
+            }),
+            Response::Receipt(c) => Body::Receipt(c.to_proto()),
+            Response::UpdateAck(next) => Body::UpdateAck(pb::UpdateAck { next: *next }),
+            Response::Chunk { data, size } => Body::Chunk(pb::OutputChunk {
+                data: data.clone(),
+                size: *size,
             }),
         };
         pb::DirectResponse { body: Some(body) }.encode_to_vec()

@@ -127,6 +127,16 @@ impl ProviderRole {
         self.leases.insert(lease.id(), lease);
     }
 
+    /// Frees the GPUs of an order whose run ended.
+    pub fn release(&mut self, order: &agora_protocol::OrderId) -> Option<super::bidder::Reservation> {
+        self.bidder.release(order)
+    }
+
+    /// The bid engine's GPU classes.
+    pub fn slots(&self) -> &[super::offers::Slot] {
+        self.bidder.slots()
+    }
+
     /// Leases signed.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()
