@@ -17,6 +17,11 @@ pub struct NodeSettings {
     pub bid_hold_grace_ms: u64,
     /// Receipt interval put in lease terms, seconds.
     pub receipt_interval_secs: u64,
+    /// A provider stops a job this long after a receipt interval passes
+    /// without the requester's countersignature, seconds.
+    pub countersign_grace_secs: u64,
+    /// Providers may run jobs without bubblewrap (never by default).
+    pub allow_unsandboxed: bool,
 }
 
 impl Default for NodeSettings {
@@ -26,20 +31,25 @@ impl Default for NodeSettings {
             offer_refresh_secs: 2,
             bid_hold_grace_ms: 5000,
             receipt_interval_secs: 2,
+            countersign_grace_secs: 3,
+            allow_unsandboxed: false,
         }
     }
 }
 
 impl NodeSettings {
-    /// The `[node]` section.
+    /// The `[node]` and `[runtime]` sections.
     pub fn config_toml(&self) -> String {
         format!(
             "[node]\noffer_ttl_secs = {}\noffer_refresh_secs = {}\nbid_hold_grace_ms = {}\n\
-             receipt_interval_secs = {}\n",
+             receipt_interval_secs = {}\n\n[runtime]\ncountersign_grace_secs = {}\n\
+             allow_unsandboxed = {}\n",
             self.offer_ttl_secs,
             self.offer_refresh_secs,
             self.bid_hold_grace_ms,
-            self.receipt_interval_secs
+            self.receipt_interval_secs,
+            self.countersign_grace_secs,
+            self.allow_unsandboxed
         )
     }
 }
@@ -79,6 +89,9 @@ pub struct TestnetConfig {
     pub node: NodeSettings,
     /// Whom each node bootstraps from.
     pub bootstrap: Bootstrap,
+    /// The mock chain's grace after a lease's end before anyone may close
+    /// it, milliseconds.
+    pub close_grace_ms: u64,
     /// How long a process may take to become ready.
     pub ready_timeout: Duration,
     /// How long a SIGTERM may take before SIGKILL follows.
@@ -104,6 +117,7 @@ impl TestnetConfig {
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             node: NodeSettings::default(),
             bootstrap: Bootstrap::default(),
+            close_grace_ms: 3_000,
             ready_timeout: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(10),
             detach: false,

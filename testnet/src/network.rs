@@ -275,6 +275,26 @@ impl Testnet {
         Ok(())
     }
 
+    /// Kills the mock chain with SIGKILL: the ledger is unreachable until
+    /// [`Testnet::restart_chain`].
+    pub async fn kill_chain(&mut self) -> Result<(), TestnetError> {
+        if let Some(proc) = &mut self.chain_proc {
+            proc.kill().await?;
+        }
+        self.chain_proc = None;
+        Ok(())
+    }
+
+    /// Starts the mock chain again on its data and its address.
+    pub async fn restart_chain(&mut self) -> Result<(), TestnetError> {
+        self.kill_chain().await?;
+        if self.bins.is_none() {
+            self.bins = Some(Binaries::locate(self.config.bin_dir.as_deref())?);
+        }
+        self.start_chain().await?;
+        self.manifest().save()
+    }
+
     /// Kills a node with SIGKILL: no shutdown, no flush.
     pub async fn kill(&mut self, name: &str) -> Result<(), TestnetError> {
         let i = self.index(name)?;
@@ -364,14 +384,28 @@ impl Testnet {
         let data = self.chain.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|e| TestnetError::io(&data, e))?;
         let from = file_len(&self.chain.log);
+        // A restarted chain keeps its address: the nodes know it.
+        let listen = self
+            .chain
+            .url
+            .strip_prefix("http://")
+            .unwrap_or("127.0.0.1:0")
+            .to_string();
+        let listen = if listen.is_empty() {
+            "127.0.0.1:0".to_string()
+        } else {
+            listen
+        };
         let mut proc = Launch {
             name: CHAIN,
             program: &self.bins()?.mock_chain,
             args: vec![
                 "--listen".into(),
-                "127.0.0.1:0".into(),
+                listen.into(),
                 "--data".into(),
                 data.into_os_string(),
+                "--close-grace-ms".into(),
+                self.config.close_grace_ms.to_string().into(),
             ],
             log: &self.chain.log,
             rust_log: &self.config.rust_log,

@@ -522,7 +522,7 @@ impl Executor {
                 _ = meter.tick() => {
                     if metering.as_ref().is_none_or(|m| m.is_finished()) {
                         let e = self.clone();
-                        metering = Some(tokio::spawn(async move { e.meter(id, false).await; }));
+                        metering = Some(tokio::spawn(async move { e.meter(id, false, 1).await; }));
                     }
                     self.check_countersignatures(&id, interval);
                 }
@@ -603,7 +603,13 @@ impl Executor {
         self.persist(&id);
         info!(lease = %id, %detail, "job ended");
         let _ = o.ended.try_send(terms.order_id);
-        self.meter(id, true).await;
+        // A requester that stopped countersigning gets one try at the final
+        // receipt; others get a few.
+        let silent = reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("the requester countersigned no receipt"));
+        self.meter(id, true, if silent { 1 } else { FINAL_RECEIPT_TRIES })
+            .await;
         self.settle(id).await;
     }
 
@@ -666,7 +672,7 @@ impl Executor {
     /// Signs the next cumulative receipt and asks the requester to
     /// countersign it. The final receipt carries the exit status and the
     /// manifest's hash, and is offered a few times.
-    async fn meter(&self, id: LeaseId, is_final: bool) {
+    async fn meter(&self, id: LeaseId, is_final: bool, tries: u32) {
         let o = &self.inner.options;
         let Some((lease, record)) = self.with(&id, |l| (l.lease.clone(), l.record.clone())) else {
             return;
@@ -725,7 +731,6 @@ impl Executor {
         self.with(&id, |l| l.record.receipt_seq = sequence);
         self.persist(&id);
         let peer = terms.requester.peer_id();
-        let tries = if is_final { FINAL_RECEIPT_TRIES } else { 1 };
         for attempt in 0..tries {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_secs(1 << attempt.min(3))).await;
@@ -734,24 +739,12 @@ impl Executor {
                 Ok(Response::Receipt(cosigned)) => {
                     match accept_countersigned(&cosigned, &signed, &lease) {
                         Ok(claim) => {
-                            let r = claim.receipt().clone();
                             self.with(&id, |l| {
                                 l.record.countersigned = Some(hex::encode(claim.encode()));
                                 l.record.countersigned_at = Some(now());
                             });
                             self.persist(&id);
                             let _ = o.store.flush();
-                            self.log_event(
-                                &id,
-                                "receipt",
-                                &format!(
-                                    "#{} {} GPU-s, {} countersigned{}",
-                                    r.sequence,
-                                    r.gpu_seconds,
-                                    r.cumulative_amount,
-                                    if r.is_final { " (final)" } else { "" }
-                                ),
-                            );
                             return;
                         }
                         Err(e) => {

@@ -1,9 +1,8 @@
 //! The instant path: a job names an offer and is leased on it directly,
 //! with no order on gossip and no bid window.
 
-use agora_client::api::JobState;
 
-use crate::support::{fund, spec, submit, testnet, wait_for_offers, wait_terminal};
+use crate::support::{fund, spec, submit, testnet, wait_for_offers, wait_placed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chosen_offer_is_leased_without_a_bid_window() {
@@ -25,8 +24,8 @@ async fn a_chosen_offer_is_leased_without_a_bid_window() {
     instant.market.bid_window_ms = 30_000;
     let job = submit(&net, requester, instant, Some(offer.id.clone())).await;
     assert_eq!(job.offer.as_deref(), Some(offer.id.as_str()), "{job:#?}");
-    let job = wait_terminal(&net, requester, &job.id).await;
-    assert_eq!(job.state, JobState::Leased, "{job:#?}");
+    let job = wait_placed(&net, requester, &job.id).await;
+    assert!(job.lease.as_ref().is_some_and(|l| l.escrow_locked), "{job:#?}");
     let lease = job.lease.as_ref().expect("a leased job has a lease");
     assert_eq!(
         (lease.provider, lease.slot, lease.gpu_model.as_str()),

@@ -7,7 +7,7 @@ use agora_client::api::{JobState, OfferView};
 use agora_protocol::DeclineReason;
 use agora_protocol::matching::Score;
 
-use crate::support::{fund, spec, submit, testnet, wait_for_offers, wait_job, wait_terminal};
+use crate::support::{fund, spec, submit, testnet, wait_for_offers, wait_job, wait_placed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_providers_one_requester() {
@@ -22,8 +22,8 @@ async fn three_providers_one_requester() {
     only_one.resources.gpu_model = Some("H100".into());
     only_one.constraints.region = Some("EU".into());
     let job = submit(&net, requester, only_one, None).await;
-    let job = wait_terminal(&net, requester, &job.id).await;
-    assert_eq!(job.state, JobState::Leased, "{job:#?}");
+    let job = wait_placed(&net, requester, &job.id).await;
+    assert!(job.lease.as_ref().is_some_and(|l| l.escrow_locked), "{job:#?}");
     let lease = job.lease.as_ref().expect("a leased job has a lease");
     assert_eq!(lease.provider, providers[0].account, "{job:#?}");
     assert_eq!((lease.gpu_model.as_str(), lease.gpu_count), ("H100", 1));
@@ -45,8 +45,8 @@ async fn three_providers_one_requester() {
     let fitting: BTreeSet<_> = offers.iter().filter(fits).map(|o| o.provider).collect();
     assert_eq!(fitting.len(), 3, "every provider fits: {offers:#?}");
     let job = submit(&net, requester, several, None).await;
-    let job = wait_terminal(&net, requester, &job.id).await;
-    assert_eq!(job.state, JobState::Leased, "{job:#?}");
+    let job = wait_placed(&net, requester, &job.id).await;
+    assert!(job.lease.as_ref().is_some_and(|l| l.escrow_locked), "{job:#?}");
     let lease = job.lease.as_ref().expect("a leased job has a lease");
     assert_eq!(
         (lease.provider, lease.slot),

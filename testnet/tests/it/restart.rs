@@ -7,7 +7,7 @@ use agora_client::api::{JobSpec, JobState, JobView, ProviderStatus, ReservationV
 use agora_protocol::{DeclineReason, PublicKey};
 use agora_testnet::Testnet;
 
-use crate::support::{DEADLINE, POLL, fund, spec, submit, testnet, wait_for_offers, wait_terminal};
+use crate::support::{DEADLINE, POLL, fund, spec, submit, testnet, wait_for_offers, wait_placed};
 
 /// The lease reservations (bid holds expire on their own, so they are left
 /// out of the comparison).
@@ -36,7 +36,7 @@ async fn submit_until_answered(
     let mut unanswered = Vec::new();
     loop {
         let job = submit(net, requester, spec.clone(), None).await;
-        let job = wait_terminal(net, requester, &job.id).await;
+        let job = wait_placed(net, requester, &job.id).await;
         let answered = job.bids.iter().any(|b| b.provider == provider)
             || job.declines.iter().any(|d| d.provider == provider);
         if answered {
@@ -62,12 +62,15 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
     wait_for_offers(&net, requester).await;
 
     // provider-0 has 2 H100s: lease one.
+    // A job the provider will not run (it gives jobs no network), so its
+    // lease keeps holding the GPU for the lease's whole time.
     let mut h100 = spec("before restart");
+    h100.constraints.network = true;
     h100.resources.gpu_model = Some("H100".into());
     h100.constraints.region = Some("EU".into());
     let job = submit(&net, requester, h100.clone(), None).await;
-    let job = wait_terminal(&net, requester, &job.id).await;
-    assert_eq!(job.state, JobState::Leased, "{job:#?}");
+    let job = wait_placed(&net, requester, &job.id).await;
+    assert!(job.lease.as_ref().is_some_and(|l| l.escrow_locked), "{job:#?}");
 
     let before = net
         .client("provider-0")
@@ -153,9 +156,8 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
     // The market goes on: the second H100 is leased, and then there is
     // none left — provider-0 says so.
     let job = submit_until_answered(&net, requester, &h100, provider0).await;
-    assert_eq!(
-        job.state,
-        JobState::Leased,
+    assert!(
+        job.lease.as_ref().is_some_and(|l| l.escrow_locked),
         "{job:#?}\n{}",
         net.log_tails(30)
     );

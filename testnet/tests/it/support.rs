@@ -166,9 +166,12 @@ pub async fn wait_job(
     }
 }
 
-/// Polls a job until it is terminal.
-pub async fn wait_terminal(net: &Testnet, node: &str, id: &str) -> JobView {
-    wait_job(net, node, id, "a terminal state", |j| j.state.is_terminal()).await
+/// Polls a job until its lease is funded, or it ended without one.
+pub async fn wait_placed(net: &Testnet, node: &str, id: &str) -> JobView {
+    wait_job(net, node, id, "a funded lease or an end", |j| {
+        j.lease.as_ref().is_some_and(|l| l.escrow_locked) || j.state.is_terminal()
+    })
+    .await
 }
 
 /// A one-GPU job on simulated GPUs at up to 10 AGR per GPU-hour for ten

@@ -1,0 +1,296 @@
+//! Jobs that run, and the faults they must survive: a provider or a
+//! requester killed mid-job, a job that fails, a cancel, the chain down,
+//! and a job that tries to escape its sandbox. Each asserts who was paid
+//! what, against the ledger itself.
+
+use agora_client::api::{JobLogEntry, JobLogPage, JobState, JobView, LogKind, RunView};
+use agora_contracts_mock::client::HttpLedger;
+use agora_protocol::ledger::Ledger;
+use agora_protocol::{Amount, LeaseId};
+use agora_testnet::Testnet;
+use std::time::{Duration, Instant};
+
+use crate::support::{DEADLINE, POLL, fund, spec, testnet, wait_for_offers, wait_job};
+
+/// A job running `script` under `sh -c`, for at most `max_secs`.
+fn job(name: &str, script: &str, max_secs: u64) -> agora_client::api::SubmitJob {
+    let mut spec = spec(name);
+    spec.command = vec!["sh".into(), "-c".into(), script.into()];
+    spec.market.max_duration_secs = max_secs;
+    spec.market.bid_window_ms = 500;
+    agora_client::api::SubmitJob { spec, offer: None }
+}
+
+async fn started(net: &Testnet, submit: &agora_client::api::SubmitJob) -> JobView {
+    let client = net.client("requester-0").unwrap();
+    fund(&client).await;
+    wait_for_offers(net, "requester-0").await;
+    let job = client.submit_job(submit).await.unwrap();
+    wait_job(net, "requester-0", &job.id, "two countersigned receipts", |j| {
+        j.receipt.as_ref().is_some_and(|r| r.sequence >= 2)
+    })
+    .await
+}
+
+fn lease_id(job: &JobView) -> LeaseId {
+    job.lease.as_ref().unwrap().id.parse().unwrap()
+}
+
+/// The job's whole log, through the API.
+async fn log(net: &Testnet, id: &str) -> Vec<JobLogEntry> {
+    let node = net.node("requester-0").unwrap();
+    let http = reqwest::Client::new();
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: JobLogPage = http
+            .get(format!("{}/v1/jobs/{id}/log?after={after}", node.api_url))
+            .bearer_auth(&node.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page.entries.is_empty() {
+            return out;
+        }
+        after = page.next;
+        out.extend(page.entries);
+    }
+}
+
+fn output(entries: &[JobLogEntry]) -> String {
+    entries
+        .iter()
+        .filter(|e| e.kind != LogKind::Event)
+        .map(|e| e.text.as_str())
+        .collect()
+}
+
+async fn terminal(net: &Testnet, id: &str) -> JobView {
+    wait_job(net, "requester-0", id, "a terminal state", |j| {
+        j.state.is_terminal()
+    })
+    .await
+}
+
+/// The provider's view of the run of `lease`, once `done` holds.
+async fn provider_run(
+    net: &Testnet,
+    lease: &LeaseId,
+    what: &str,
+    done: impl Fn(&RunView) -> bool,
+) -> RunView {
+    let client = net.client("provider-0").unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let status = client.provider_status().await;
+        let run = status
+            .as_ref()
+            .ok()
+            .and_then(|s| s.runs.iter().find(|r| r.lease_id == lease.to_string()).cloned());
+        if let Some(run) = &run
+            && done(run)
+        {
+            return run.clone();
+        }
+        if Instant::now() >= deadline {
+            panic!("run {lease}: {what} did not happen; last: {run:#?}\n{}", net.log_tails(40));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Checks the ledger's books for a closed lease: the provider got `paid`,
+/// the requester the rest, in three ledger operations.
+async fn assert_closed(net: &Testnet, lease: &LeaseId, paid: Amount) {
+    let ledger = HttpLedger::new(net.chain_url()).unwrap();
+    let escrow = ledger.escrow(lease).await.unwrap().expect("escrow");
+    assert_eq!(escrow.settled, paid, "{escrow:#?}");
+    assert_eq!(
+        escrow.refunded,
+        Some(Amount(escrow.escrow.0 - paid.0)),
+        "{escrow:#?}"
+    );
+    assert_eq!(escrow.ops, 3, "lock, one settlement, close: {escrow:#?}");
+    assert!(ledger.supply().await.unwrap().conserved());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_and_both_sides_agree_on_the_money() {
+    let (_dir, net) = testnet(1, 1).await;
+    let submit = job(
+        "ok",
+        "for i in 1 2 3; do echo line $i; sleep 1; done; echo result > $AGORA_OUTPUT/out.txt; echo warn >&2",
+        60,
+    );
+    let client = net.client("requester-0").unwrap();
+    fund(&client).await;
+    wait_for_offers(&net, "requester-0").await;
+    let before = client.balance().await.unwrap().balance;
+    let id = client.submit_job(&submit).await.unwrap().id;
+    let job = terminal(&net, &id).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", net.log_tails(30));
+    assert_eq!(job.exit_code, Some(0));
+    let receipt = job.receipt.clone().unwrap();
+    assert!(receipt.is_final && receipt.gpu_seconds >= 3, "{receipt:#?}");
+    assert!(job.results_fetched);
+    assert_eq!(job.outputs.len(), 1);
+    assert_eq!(job.outputs[0].path, "out.txt");
+    assert_eq!(
+        job.outputs[0].blake3,
+        blake3::hash(b"result\n").to_hex().to_string()
+    );
+    let entries = log(&net, &id).await;
+    assert_eq!(output(&entries).matches("line ").count(), 3, "{entries:#?}");
+    assert!(entries.iter().any(|e| e.kind == LogKind::Stderr && e.text.contains("warn")));
+    for pair in entries.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "gap-free log");
+    }
+    assert_closed(&net, &lease_id(&job), receipt.amount).await;
+    let after = client.balance().await.unwrap().balance;
+    assert_eq!(after.0, before.0 - receipt.amount.0, "requester paid the final receipt only");
+    let run = provider_run(&net, &lease_id(&job), "closed", |r| r.closed).await;
+    assert_eq!(run.settled, receipt.amount);
+    net.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_killed_mid_job_is_paid_only_countersigned_time_and_never_twice() {
+    let (_dir, mut net) = testnet(1, 1).await;
+    let submit = job("long", "while true; do echo tick; sleep 1; done", 20);
+    let job = started(&net, &submit).await;
+    net.kill("provider-0").await.unwrap();
+    // What the requester countersigned last is all the provider can claim.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = net.client("requester-0").unwrap();
+    let at_kill = client.job(&job.id).await.unwrap().receipt.unwrap();
+    // The provider comes back: the run is over, and it settles what it holds.
+    net.restart("provider-0").await.unwrap();
+    let lease = lease_id(&job);
+    let run = provider_run(&net, &lease, "settled", |r| r.settled > Amount::ZERO).await;
+    assert_eq!(run.settled, at_kill.amount, "{run:#?}");
+    assert!(run.reason.unwrap_or_default().contains("restarted"));
+    let done = terminal(&net, &job.id).await;
+    assert_eq!(done.state, JobState::Failed, "{done:#?}");
+    // A second restart settles nothing more.
+    net.restart("provider-0").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_closed(&net, &lease, at_kill.amount).await;
+    net.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_killed_mid_job_stops_the_job_and_pays_the_last_receipt() {
+    let (_dir, mut net) = testnet(1, 1).await;
+    let submit = job("orphan", "while true; do echo tick; sleep 1; done", 120);
+    let job = started(&net, &submit).await;
+    net.kill("requester-0").await.unwrap();
+    let lease = lease_id(&job);
+    let killed = Instant::now();
+    provider_run(&net, &lease, "stopped", |r| r.state == "ended").await;
+    // Interval 2 s + grace 3 s, checked each interval: well within 15 s.
+    assert!(killed.elapsed() < Duration::from_secs(15), "{:?}", killed.elapsed());
+    let run = provider_run(&net, &lease, "settled", |r| r.settled > Amount::ZERO).await;
+    assert!(
+        run.reason.as_deref().unwrap_or_default().contains("countersigned no receipt"),
+        "{run:#?}"
+    );
+    let receipt = run.receipt.clone().unwrap();
+    assert!(!receipt.is_final);
+    assert_eq!(run.settled, receipt.amount, "paid the last countersigned receipt");
+    let ledger = HttpLedger::new(net.chain_url()).unwrap();
+    let escrow = ledger.escrow(&lease).await.unwrap().unwrap();
+    assert_eq!(escrow.settled, receipt.amount);
+    net.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_exits_non_zero_fails_with_its_status_and_pays_its_time() {
+    let (_dir, net) = testnet(1, 1).await;
+    let client = net.client("requester-0").unwrap();
+    fund(&client).await;
+    wait_for_offers(&net, "requester-0").await;
+    let submit = job("bad", "echo about to fail; sleep 2; exit 3", 60);
+    let id = client.submit_job(&submit).await.unwrap().id;
+    let job = terminal(&net, &id).await;
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    assert_eq!(job.exit_code, Some(3));
+    assert!(job.reason.as_deref().unwrap_or_default().contains('3'), "{job:#?}");
+    let receipt = job.receipt.clone().unwrap();
+    assert!(receipt.is_final && receipt.exit_status == Some(3));
+    assert!(receipt.amount > Amount::ZERO);
+    assert!(output(&log(&net, &id).await).contains("about to fail"));
+    assert_closed(&net, &lease_id(&job), receipt.amount).await;
+    net.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_stops_and_pays_the_time_used() {
+    let (_dir, net) = testnet(1, 1).await;
+    let submit = job("cancel-me", "while true; do echo tick; sleep 1; done", 300);
+    let job = started(&net, &submit).await;
+    let node = net.node("requester-0").unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/jobs/{}/cancel", node.api_url, job.id))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{answer:?}");
+    let done = terminal(&net, &job.id).await;
+    assert_eq!(done.state, JobState::Cancelled, "{done:#?}");
+    let receipt = done.receipt.clone().unwrap();
+    assert!(receipt.is_final && receipt.gpu_seconds >= 2, "{receipt:#?}");
+    assert!(receipt.gpu_seconds < 60, "stopped promptly: {receipt:#?}");
+    assert_closed(&net, &lease_id(&done), receipt.amount).await;
+    net.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_outage_neither_stops_a_job_nor_loses_its_settlement() {
+    let (_dir, mut net) = testnet(1, 1).await;
+    let submit = job("through-outage", "for i in 1 2 3 4 5 6; do echo $i; sleep 1; done", 60);
+    let job = started(&net, &submit).await;
+    net.kill_chain().await.unwrap();
+    // The job runs to its end while the chain is down.
+    let ended = wait_job(&net, "requester-0", &job.id, "the job's end", |j| {
+        j.receipt.as_ref().is_some_and(|r| r.is_final)
+    })
+    .await;
+    assert_eq!(ended.exit_code, Some(0), "{ended:#?}");
+    assert_eq!(ended.state, JobState::Settling);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    net.restart_chain().await.unwrap();
+    let done = terminal(&net, &job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    let receipt = done.receipt.clone().unwrap();
+    assert_closed(&net, &lease_id(&done), receipt.amount).await;
+    net.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cannot_read_the_provider_key_or_reach_the_network() {
+    let (_dir, net) = testnet(1, 1).await;
+    let provider = net.node("provider-0").unwrap();
+    let key = provider.data_dir.join("node.key");
+    assert!(key.exists());
+    let api = net.node("requester-0").unwrap().api_url.clone();
+    let port = api.rsplit(':').next().unwrap().to_string();
+    let script = format!(
+        "if cat {key} > /dev/null; then echo KEY-READ; else echo key-denied; fi; \
+         if bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null; then echo NET-OPEN; else echo net-denied; fi",
+        key = key.display()
+    );
+    let client = net.client("requester-0").unwrap();
+    fund(&client).await;
+    wait_for_offers(&net, "requester-0").await;
+    let id = client.submit_job(&job("escape", &script, 60)).await.unwrap().id;
+    let done = terminal(&net, &id).await;
+    let out = output(&log(&net, &id).await);
+    assert!(out.contains("key-denied") && !out.contains("KEY-READ"), "{out}");
+    assert!(out.contains("net-denied") && !out.contains("NET-OPEN"), "{out}");
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    net.down().await.unwrap();
+}
