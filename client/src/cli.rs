@@ -2,5 +2,7 @@
 
 pub(crate) mod args;
 pub(crate) mod commands;
+mod logs;
 mod render;
+mod result;
 mod table;

@@ -10,6 +10,9 @@
 //! # Ok(()) }
 //! ```
 
+mod stream;
+
+use std::path::Path;
 use std::time::Duration;
 
 use agora_protocol::Amount;
@@ -17,10 +20,14 @@ use reqwest::{Method, StatusCode, Url, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use tokio::io::AsyncWriteExt as _;
+
 use crate::api::{
-    ApiError, BalanceView, DepositRequest, JobView, NodeInfo, OfferView, OffersPage,
-    ProviderStatus, SubmitJob,
+    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferView, OffersPage,
+    ProviderStatus, ResultView, SubmitJob,
 };
+
+pub use stream::{JobStream, Reconnect, StreamItem};
 
 /// How long one request may take, connecting included, unless
 /// [`NodeClient::with_timeout`] says otherwise.
@@ -108,6 +115,43 @@ pub enum ClientError {
     TooLarge {
         /// The URL called.
         url: String,
+    },
+    /// The job's log stream broke and did not come back.
+    #[error(
+        "the log stream at {url} broke and {attempts} reconnect(s) failed: {reason}; the job goes on, follow it again with `agora job logs -f`"
+    )]
+    StreamLost {
+        /// The stream's URL.
+        url: String,
+        /// Reconnects tried.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
+    /// The log stream said something this client cannot follow (an
+    /// unreadable entry, a gap in the sequence, an oversized line).
+    #[error("the log stream at {url} is malformed: {reason}")]
+    BadStream {
+        /// The stream's URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A downloaded file was larger than the job's manifest says.
+    #[error("{url} sent more than the {limit} bytes the job's manifest lists")]
+    Oversized {
+        /// The URL called.
+        url: String,
+        /// The manifest's size.
+        limit: u64,
+    },
+    /// Writing a downloaded file failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// A success status whose JSON is not what this client expects.
     #[error(
@@ -246,6 +290,101 @@ impl NodeClient {
         self.get(self.url(&["jobs", id])).await
     }
 
+    /// `POST /v1/jobs/{id}/cancel`: the job's view after cancelling (409
+    /// [`ClientError::Api`] once it has ended).
+    pub async fn cancel_job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.send::<JobView, ()>(Method::POST, self.url(&["jobs", id, "cancel"]), None)
+            .await
+    }
+
+    /// `GET /v1/jobs/{id}/log?after=SEQ&limit=N`: entries after `after`.
+    pub async fn job_log(
+        &self,
+        id: &str,
+        after: u64,
+        limit: Option<u32>,
+    ) -> Result<JobLogPage, ClientError> {
+        let mut url = self.url(&["jobs", id, "log"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("after", &after.to_string());
+            if let Some(limit) = limit {
+                pairs.append_pair("limit", &limit.to_string());
+            }
+        }
+        self.get(url).await
+    }
+
+    /// `GET /v1/jobs/{id}/stream?after=SEQ`: the job's log from `after` on,
+    /// live, until the job ends. The stream reconnects by itself when the
+    /// connection drops (see [`Reconnect`]), resuming after the last entry
+    /// it returned, so no entry is lost or repeated.
+    pub fn stream_job(&self, id: &str, after: u64) -> JobStream {
+        JobStream::new(self.clone(), id, after)
+    }
+
+    /// `GET /v1/jobs/{id}/result` (409 [`ClientError::Api`] before the job
+    /// has outputs).
+    pub async fn result(&self, id: &str) -> Result<ResultView, ClientError> {
+        self.get(self.url(&["jobs", id, "result"])).await
+    }
+
+    /// `GET /v1/jobs/{id}/result/{path}`: streams one output file into
+    /// `dest` (created or truncated), refusing more than `max_bytes`, and
+    /// returns the bytes written and their blake3. `path` is sent as its
+    /// `/`-separated segments; the caller checks it is a safe relative path.
+    pub async fn download_result_file(
+        &self,
+        id: &str,
+        path: &str,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<(u64, blake3::Hash), ClientError> {
+        let mut segments = vec!["jobs", id, "result"];
+        segments.extend(path.split('/'));
+        let url = self.url(&segments);
+        let shown = url.to_string();
+        // The timeout bounds the wait for the headers and then each chunk,
+        // not the whole (possibly large) file.
+        let timeout = || ClientError::Timeout {
+            url: shown.clone(),
+            secs: self.timeout.as_secs(),
+        };
+        let mut response =
+            tokio::time::timeout(self.timeout, self.request(Method::GET, url).send())
+                .await
+                .map_err(|_| timeout())?
+                .map_err(|e| self.transport_error(&shown, e))?;
+        if !response.status().is_success() {
+            return Err(self.error_answer(&shown, response).await);
+        }
+        let write_error = |source| ClientError::Write {
+            path: dest.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(dest).await.map_err(write_error)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut written: u64 = 0;
+        while let Some(chunk) = tokio::time::timeout(self.timeout, response.chunk())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|e| self.transport_error(&shown, e))?
+        {
+            written = written.saturating_add(chunk.len() as u64);
+            if written > max_bytes {
+                return Err(ClientError::Oversized {
+                    url: shown,
+                    limit: max_bytes,
+                });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(write_error)?;
+        }
+        file.flush().await.map_err(write_error)?;
+        file.sync_all().await.map_err(write_error)?;
+        Ok((written, hasher.finalize()))
+    }
+
     /// `GET /v1/provider` (404 [`ClientError::Api`] on a requester-only
     /// node).
     pub async fn provider_status(&self) -> Result<ProviderStatus, ClientError> {
@@ -286,51 +425,79 @@ impl NodeClient {
         body: Option<&B>,
     ) -> Result<T, ClientError> {
         let shown = url.to_string();
-        let mut request = self.http.request(method, url).timeout(self.timeout);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = self.request(method, url).timeout(self.timeout);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let mut response = request
+        let response = request
             .header(header::ACCEPT, "application/json")
             .send()
             .await
             .map_err(|e| self.transport_error(&shown, e))?;
         let status = response.status();
+        if !status.is_success() {
+            return Err(self.error_answer(&shown, response).await);
+        }
+        let bytes = self.read_body(&shown, response).await?;
+        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { url: shown, source })
+    }
+
+    /// A request with the token, without a timeout.
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// The whole body, up to [`MAX_RESPONSE_BYTES`].
+    async fn read_body(
+        &self,
+        url: &str,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, ClientError> {
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.transport_error(&shown, e))?
+            .map_err(|e| self.transport_error(url, e))?
         {
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(ClientError::TooLarge { url: shown });
+                return Err(ClientError::TooLarge {
+                    url: url.to_string(),
+                });
             }
             bytes.extend_from_slice(&chunk);
         }
+        Ok(bytes)
+    }
+
+    /// The error an unsuccessful answer stands for.
+    async fn error_answer(&self, url: &str, response: reqwest::Response) -> ClientError {
+        let status = response.status();
         if status == StatusCode::UNAUTHORIZED {
-            return Err(ClientError::Unauthorized {
-                url: shown,
+            return ClientError::Unauthorized {
+                url: url.to_string(),
                 token_sent: self.token.is_some(),
-            });
+            };
         }
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ApiError>(&bytes) {
-                Ok(api) => ClientError::Api {
-                    status,
-                    error: api.error,
-                    at: api.at,
-                },
-                Err(_) => ClientError::Status {
-                    url: shown,
-                    status,
-                    body: body_excerpt(&bytes),
-                },
-            });
+        let bytes = match self.read_body(url, response).await {
+            Ok(bytes) => bytes,
+            Err(e) => return e,
+        };
+        match serde_json::from_slice::<ApiError>(&bytes) {
+            Ok(api) => ClientError::Api {
+                status,
+                error: api.error,
+                at: api.at,
+            },
+            Err(_) => ClientError::Status {
+                url: url.to_string(),
+                status,
+                body: body_excerpt(&bytes),
+            },
         }
-        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { url: shown, source })
     }
 
     fn transport_error(&self, url: &str, error: reqwest::Error) -> ClientError {

@@ -87,18 +87,52 @@ pub(crate) struct SearchArgs {
 /// `agora job ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum JobCommand {
-    /// Submit a job spec file (TOML) and wait until it is leased or ends.
+    /// Submit a job spec file (TOML) and wait until it is placed (leased or
+    /// running) or ends; with --watch, follow it to the end.
     ///
     /// Exits 1 when the job ends with no bids (listing each provider's
-    /// reason) or fails.
+    /// reason), fails or is cancelled.
     Submit(SubmitArgs),
-    /// One job: state, lease, bids and declines.
+    /// One job: state, lease, bids, declines, and its run: exit code,
+    /// latest receipt, settlement, outputs.
     Status {
         /// Job id (hex).
         id: String,
     },
     /// Every job of this node.
     List,
+    /// A job's log: its output (stdout to stdout, stderr to stderr) and
+    /// lifecycle events (on stderr).
+    ///
+    /// With --follow, exits 0 if the job succeeded and 1 otherwise.
+    Logs(LogsArgs),
+    /// Download a finished job's output files into a directory and verify
+    /// each against the job's manifest (blake3).
+    Result {
+        /// Job id (hex).
+        id: String,
+        /// Where to put the files (created if missing).
+        #[arg(short, long = "output", value_name = "DIR")]
+        output: PathBuf,
+    },
+    /// Cancel a job: stop it and settle what it used.
+    Cancel {
+        /// Job id (hex).
+        id: String,
+    },
+}
+
+/// `agora job logs`.
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// Job id (hex).
+    pub(crate) id: String,
+    /// Follow the log live until the job ends.
+    #[arg(short, long)]
+    pub(crate) follow: bool,
+    /// Start after this sequence number.
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    pub(crate) after: u64,
 }
 
 /// `agora job submit`.
@@ -112,8 +146,12 @@ pub(crate) struct SubmitArgs {
     /// Print the submitted job and return without waiting.
     #[arg(long)]
     pub(crate) no_wait: bool,
-    /// Stop waiting after this many seconds (the job goes on; follow it with
-    /// `agora job status`).
+    /// Follow the job to its end: progress, then its log, then a
+    /// settlement summary. Exits 0 only if the job succeeded.
+    #[arg(long, conflicts_with = "no_wait")]
+    pub(crate) watch: bool,
+    /// Stop waiting for the job to be placed after this many seconds (the
+    /// job goes on; follow it with `agora job status`).
     #[arg(
         long,
         value_name = "SECS",
@@ -145,7 +183,7 @@ pub(crate) enum NodeCommand {
 /// `agora provider ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProviderCommand {
-    /// GPUs, offers, reservations and leases.
+    /// GPUs, offers, reservations, leases, runs and earnings.
     Status,
 }
 
@@ -185,6 +223,15 @@ mod tests {
         match cli.command {
             Command::Ledger(LedgerCommand::Deposit { amount }) => {
                 assert_eq!(amount, Amount(2_500_000))
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli =
+            Cli::try_parse_from(["agora", "job", "logs", "j1", "-f", "--after", "7"]).unwrap();
+        match cli.command {
+            Command::Job(JobCommand::Logs(args)) => {
+                assert!(args.follow);
+                assert_eq!((args.id.as_str(), args.after), ("j1", 7));
             }
             other => panic!("{other:?}"),
         }

@@ -8,11 +8,12 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::args::{
-    Cli, Command, JobCommand, LedgerCommand, NodeCommand, OffersCommand, ProviderCommand,
+    Cli, Command, JobCommand, LedgerCommand, LogsArgs, NodeCommand, OffersCommand, ProviderCommand,
     SubmitArgs,
 };
-use super::render;
-use agora_client::api::{JobView, SubmitJob};
+use super::logs::{self, LogPrinter};
+use super::{render, result};
+use agora_client::api::{JobState, JobView, SubmitJob};
 use agora_client::http::NodeClient;
 use agora_client::spec;
 
@@ -39,6 +40,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(JobCommand::List) => out.show(&node.jobs().await?, |jobs: &Vec<JobView>| {
             render::jobs(jobs)
         }),
+        Command::Job(JobCommand::Logs(args)) => job_logs(&node, &out, args).await,
+        Command::Job(JobCommand::Result { id, output }) => {
+            let (view, files) = result::download(&node, &id, &output).await?;
+            out.show(&view, |v| render::result_files(v, &files))
+        }
+        Command::Job(JobCommand::Cancel { id }) => {
+            let job = node.cancel_job(&id).await?;
+            out.show(&job, |j| format!("{}\n", render::progress(j)))
+        }
         Command::Ledger(LedgerCommand::Balance) => {
             out.show(&node.balance().await?, render::balance)
         }
@@ -55,7 +65,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `agora job submit`: submit, then follow the job until it settles.
+/// `agora job submit`: submit, then follow the job until it is placed or
+/// ends; with `--watch`, to its end.
 async fn submit(node: &NodeClient, out: &Output, args: SubmitArgs) -> anyhow::Result<()> {
     let spec = spec::load(&args.file)?;
     let mut job = node
@@ -70,7 +81,7 @@ async fn submit(node: &NodeClient, out: &Output, args: SubmitArgs) -> anyhow::Re
     eprintln!("{}", render::progress(&job));
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
     let mut last = job.state;
-    while !job.state.is_terminal() {
+    while !placed_or_ended(job.state) {
         if Instant::now() >= deadline {
             bail!(
                 "job {} is still {} after {}s; it goes on: follow it with `agora job status {}`",
@@ -90,7 +101,46 @@ async fn submit(node: &NodeClient, out: &Output, args: SubmitArgs) -> anyhow::Re
             last = job.state;
         }
     }
-    finish(out, &job)
+    if !args.watch || job.lease.is_none() {
+        return finish(out, &job);
+    }
+    let printer = LogPrinter::new(out.json);
+    let job = logs::follow(node, &printer, &job.id, 0).await?;
+    if out.json {
+        out.show_line(&job)?;
+    } else {
+        out.show(&job, render::summary)?;
+    }
+    ended_well(&job)
+}
+
+/// Leased, running, settling, or ended: `agora job submit` returns.
+fn placed_or_ended(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Leased | JobState::Running | JobState::Settling
+    ) || state.is_terminal()
+}
+
+/// `agora job logs`.
+async fn job_logs(node: &NodeClient, out: &Output, args: LogsArgs) -> anyhow::Result<()> {
+    let printer = LogPrinter::new(out.json);
+    if !args.follow {
+        return logs::print_existing(node, &printer, &args.id, args.after).await;
+    }
+    let job = logs::follow(node, &printer, &args.id, args.after).await?;
+    ended_well(&job)
+}
+
+/// `Ok` if the job succeeded, else why not.
+fn ended_well(job: &JobView) -> anyhow::Result<()> {
+    if job.state == JobState::Succeeded {
+        return Ok(());
+    }
+    match render::outcome_error(job) {
+        Some(why) => bail!(why),
+        None => bail!("job {} ended {}", job.id, render::state(job.state)),
+    }
 }
 
 /// Prints a settled job; a job that got no bids or failed is an error.
@@ -108,6 +158,13 @@ struct Output {
 }
 
 impl Output {
+    /// One compact JSON line on stdout.
+    fn show_line<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        let json = Output { json: false };
+        let line = serde_json::to_string(value)?;
+        json.show(&line, |l| format!("{l}\n"))
+    }
+
     fn show<T: Serialize>(
         &self,
         value: &T,

@@ -1,8 +1,12 @@
 //! Human renderings of the API's answers: pure functions from a view to the
 //! text `agora` prints, so they are tested without a node.
 
+mod run;
+
 use agora_protocol::amount::format_fixed;
 use agora_protocol::{Amount, DeclineReason, Timestamp};
+
+pub(crate) use run::{log_event, result_files, summary};
 
 use super::table::{Table, fields};
 use agora_client::api::{
@@ -250,6 +254,7 @@ pub(crate) fn job(j: &JobView) -> String {
         ]);
     }
     section(&mut out, "steps", &steps);
+    out.push_str(&run::job_run(j));
     out
 }
 
@@ -304,18 +309,21 @@ pub(crate) fn outcome_error(j: &JobView) -> Option<String> {
             };
             Some(format!("job {} got no bids: {why}", j.id))
         }
-        JobState::Failed => Some(format!(
-            "job {} failed: {}",
-            j.id,
-            j.reason.as_deref().unwrap_or("the node gave no reason")
-        )),
+        JobState::Failed => {
+            let why = match (&j.reason, j.exit_code) {
+                (Some(reason), _) => reason.clone(),
+                (None, Some(code)) => format!("it exited with status {code}"),
+                (None, None) => "the node gave no reason".into(),
+            };
+            Some(format!("job {} failed: {why}", j.id))
+        }
+        JobState::Cancelled => Some(format!("job {} was cancelled", j.id)),
         JobState::Bidding
         | JobState::Leasing
         | JobState::Leased
         | JobState::Running
         | JobState::Settling
-        | JobState::Succeeded
-        | JobState::Cancelled => None,
+        | JobState::Succeeded => None,
     }
 }
 
@@ -433,6 +441,7 @@ pub(crate) fn provider_status(p: &ProviderStatus) -> String {
         ("orders seen", p.orders_seen.to_string()),
         ("bids sent", p.bids_sent.to_string()),
         ("declines sent", p.declines_sent.to_string()),
+        ("earned", agr(p.earned)),
     ]);
 
     let mut gpus = Table::new(["INDEX", "MODEL", "VRAM GIB", "CC", "POWER W", "SIM", "UUID"])
@@ -498,6 +507,7 @@ pub(crate) fn provider_status(p: &ProviderStatus) -> String {
         ]);
     }
     section(&mut out, "leases", &leases);
+    run::provider_runs(p, &mut out);
     out
 }
 
