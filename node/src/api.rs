@@ -22,8 +22,8 @@ use serde::Deserialize;
 use crate::clock::now;
 use crate::market::{MarketError, MarketHandle};
 use crate::network::wire::plain_path;
-use crate::store::Store;
 use crate::requester::order::order_from_spec;
+use crate::store::Store;
 
 /// Largest request body: a job spec with its small inputs.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;

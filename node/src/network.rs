@@ -12,8 +12,8 @@
 mod actor;
 mod behaviour;
 pub mod codec;
-pub mod wire;
 mod handle;
+pub mod wire;
 
 use agora_protocol::{Offer, Order, Signed};
 use libp2p::{Multiaddr, PeerId};

@@ -123,7 +123,11 @@ impl JobUpdate {
         let mut expect: Option<u64> = None;
         for e in p.entries {
             if e.data.len() > MAX_ENTRY_DATA {
-                return Err(format!("update: entry {} has {} bytes", e.seq, e.data.len()));
+                return Err(format!(
+                    "update: entry {} has {} bytes",
+                    e.seq,
+                    e.data.len()
+                ));
             }
             total += e.data.len();
             if total > MAX_UPDATE_DATA {
@@ -137,7 +141,12 @@ impl JobUpdate {
                 Ok(pb::LogKind::Event) => LogKind::Event,
                 Ok(pb::LogKind::Stdout) => LogKind::Stdout,
                 Ok(pb::LogKind::Stderr) => LogKind::Stderr,
-                _ => return Err(format!("update: entry {} has unknown kind {}", e.seq, e.kind)),
+                _ => {
+                    return Err(format!(
+                        "update: entry {} has unknown kind {}",
+                        e.seq, e.kind
+                    ));
+                }
             };
             if e.event.len() > 64 || (kind == LogKind::Event) == e.event.is_empty() {
                 return Err(format!("update: entry {} has a bad event name", e.seq));
@@ -261,7 +270,16 @@ mod tests {
 
     #[test]
     fn paths_that_escape_are_refused() {
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "a\\b", "a/"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a/",
+        ] {
             assert!(plain_path(bad).is_err(), "{bad:?}");
         }
         for good in ["a", "out/model.bin", "a.b/c-d_e"] {

@@ -242,7 +242,11 @@ impl Executor {
             };
             lock(&exec.inner).insert(id, live);
             if interrupted {
-                exec.log_event(&id, "failed", "the provider's node restarted while the job ran");
+                exec.log_event(
+                    &id,
+                    "failed",
+                    "the provider's node restarted while the job ran",
+                );
                 exec.persist(&id);
             }
             let _ = exec.inner.options.ended.try_send(lease.terms().order_id);
@@ -259,9 +263,9 @@ impl Executor {
         let runs = lock(&self.inner);
         let mut views: Vec<_> = runs.values().map(|l| l.record.view(&l.lease)).collect();
         views.sort_by(|a, b| b.started_at.cmp(&a.started_at));
-        let earned = runs
-            .values()
-            .fold(Amount::ZERO, |acc, l| acc.checked_add(l.record.settled).unwrap_or(acc));
+        let earned = runs.values().fold(Amount::ZERO, |acc, l| {
+            acc.checked_add(l.record.settled).unwrap_or(acc)
+        });
         (views, earned)
     }
 
@@ -272,7 +276,9 @@ impl Executor {
         let p = payload.message();
         let lease = match o.store.lease(&p.lease_id) {
             Ok(Some(lease)) if lease.terms().provider == o.key.public() => lease,
-            Ok(_) => return Response::Refused(format!("no lease {} with this provider", p.lease_id)),
+            Ok(_) => {
+                return Response::Refused(format!("no lease {} with this provider", p.lease_id));
+            }
             Err(e) => return Response::Retry(format!("provider store: {e}")),
         };
         let terms = lease.terms().clone();
@@ -364,11 +370,7 @@ impl Executor {
                 .map(|f| (f.path.clone(), f.content.clone()))
                 .collect(),
             gpu_indices: gpus.iter().map(|g| g.0).collect(),
-            gpu_uuids: gpus
-                .iter()
-                .filter(|g| !g.2)
-                .map(|g| g.1.clone())
-                .collect(),
+            gpu_uuids: gpus.iter().filter(|g| !g.2).map(|g| g.1.clone()).collect(),
             network: p.network,
             time_limit: Duration::from_millis(terms.ends_at().ms_since(now)),
             work_dir: o.jobs_dir.join(id.to_string()),
@@ -556,7 +558,12 @@ impl Executor {
                 (code, reason, event, Some(outcome))
             }
             Ok(Err(e)) => (None, Some(e.to_string()), "failed", None),
-            Err(e) => (None, Some(format!("the runtime task failed: {e}")), "failed", None),
+            Err(e) => (
+                None,
+                Some(format!("the runtime task failed: {e}")),
+                "failed",
+                None,
+            ),
         };
         let manifest = Manifest {
             lease_id: id,
@@ -735,7 +742,11 @@ impl Executor {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_secs(1 << attempt.min(3))).await;
             }
-            match o.network.request(peer, Request::Receipt(signed.clone())).await {
+            match o
+                .network
+                .request(peer, Request::Receipt(signed.clone()))
+                .await
+            {
                 Ok(Response::Receipt(cosigned)) => {
                     match accept_countersigned(&cosigned, &signed, &lease) {
                         Ok(claim) => {
@@ -793,7 +804,10 @@ impl Executor {
                         self.log_event(
                             &id,
                             "settled",
-                            &format!("{} paid, {} in all (receipt #{})", s.paid, s.settled, s.last_sequence),
+                            &format!(
+                                "{} paid, {} in all (receipt #{})",
+                                s.paid, s.settled, s.last_sequence
+                            ),
                         );
                         info!(lease = %id, paid = %s.paid, settled = %s.settled, "settled");
                         Ok(false)
@@ -801,8 +815,7 @@ impl Executor {
                     Err(e) => Err(e),
                 },
                 None => {
-                    let final_settled =
-                        claim.as_ref().is_some_and(|c| c.receipt().is_final);
+                    let final_settled = claim.as_ref().is_some_and(|c| c.receipt().is_final);
                     let closable = final_settled
                         || match (o.ledger.escrow(&id).await, o.ledger.now().await) {
                             (Ok(Some(state)), Ok(chain_now)) => {
@@ -824,7 +837,10 @@ impl Executor {
                                 self.log_event(
                                     &id,
                                     "closed",
-                                    &format!("lease closed: {} settled, {} refunded", c.settled, c.refunded),
+                                    &format!(
+                                        "lease closed: {} settled, {} refunded",
+                                        c.settled, c.refunded
+                                    ),
                                 );
                                 return;
                             }
@@ -975,12 +991,23 @@ fn accept_countersigned(
 }
 
 /// The exit status, the reason, and the event name for how a job ended.
-fn describe_exit(exit: &Exit, stop_reason: Option<String>) -> (Option<i32>, Option<String>, &'static str) {
+fn describe_exit(
+    exit: &Exit,
+    stop_reason: Option<String>,
+) -> (Option<i32>, Option<String>, &'static str) {
     match exit {
         Exit::Code(0) => (Some(0), None, "exited"),
-        Exit::Code(code) => (Some(*code), Some(format!("exited with status {code}")), "exited"),
+        Exit::Code(code) => (
+            Some(*code),
+            Some(format!("exited with status {code}")),
+            "exited",
+        ),
         Exit::Signal(sig) => (None, Some(format!("killed by signal {sig}")), "failed"),
-        Exit::TimeLimit => (None, Some("ran out of leased time and was stopped".into()), "failed"),
+        Exit::TimeLimit => (
+            None,
+            Some("ran out of leased time and was stopped".into()),
+            "failed",
+        ),
         Exit::Cancelled => match stop_reason {
             Some(r) if r.starts_with("cancelled") => (None, Some(r), "cancelled"),
             Some(r) => (None, Some(r), "failed"),

@@ -128,7 +128,10 @@ impl ProviderRole {
     }
 
     /// Frees the GPUs of an order whose run ended.
-    pub fn release(&mut self, order: &agora_protocol::OrderId) -> Option<super::bidder::Reservation> {
+    pub fn release(
+        &mut self,
+        order: &agora_protocol::OrderId,
+    ) -> Option<super::bidder::Reservation> {
         self.bidder.release(order)
     }
 

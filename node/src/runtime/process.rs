@@ -1,26 +1,301 @@
-//! The process runtime (placeholder until the bubblewrap runtime lands:
-//! runs the command directly, for wiring tests only).
+//! The process runtime: runs a job's command inside bubblewrap.
+//!
+//! Each job gets a fresh work dir, mounted at `/work` in the sandbox
+//! (its inputs at their relative paths, its outputs in `/work/out`), a
+//! read-only system, no network unless granted, a cleared environment,
+//! and none of the provider's hidden paths; `sandbox.rs` has the
+//! layout. The job's process tree is killed when it runs out of time, is
+//! cancelled, or exits (background processes do not outlive it).
+//!
+//! Exit statuses: bwrap reports a job killed by signal `s` as status
+//! `128 + s` (the shell's convention); the runtime maps statuses
+//! 129..=192 back to [`Exit::Signal`], so a sandboxed job that exits with
+//! such a status by itself reads as killed by that signal.
+//!
+//! A program that cannot be found in the sandbox is
+//! [`RuntimeError::Start`]; one that is found but cannot execute (no
+//! exec bit, missing interpreter) ends as `Exit::Code(1)` with bwrap's
+//! message on stderr.
+//!
+//! Without a working bubblewrap, and only when the provider set
+//! `runtime.allow_unsandboxed`, jobs run as plain processes: own process
+//! group, cleared environment, work dir as current directory, time limit
+//! and tree kill, but they see everything the node's user can, and a
+//! process that leaves the job's process group and its tree (a daemon)
+//! is not reached.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use super::{Exit, Outcome, OutputFile, RunEvent, RunSpec, Runtime, RuntimeError, Stream};
 use crate::config::RuntimeSection;
+use crate::runtime::{Exit, Outcome, RunEvent, RunSpec, Runtime, RuntimeError, Stream};
 
-/// Runs jobs as processes.
+mod collect;
+mod output;
+mod sandbox;
+mod tree;
+
+#[cfg(test)]
+mod tests;
+
+/// How long the output readers may take to drain after the job is gone.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs jobs as sandboxed processes.
 #[derive(Debug, Clone)]
 pub struct ProcessRuntime {
     settings: RuntimeSection,
+    /// Canonical forms of the paths jobs must never see.
+    hidden: Vec<PathBuf>,
+    /// The bubblewrap binary; `None` when jobs run unsandboxed.
+    bwrap: Option<PathBuf>,
+}
+
+/// How the wait for a job ended.
+enum Ended {
+    Exited(ExitStatus),
+    TimeLimit,
+    Cancelled,
 }
 
 impl ProcessRuntime {
-    /// A runtime.
-    pub fn new(settings: RuntimeSection, _hidden: Vec<PathBuf>) -> Result<Self, RuntimeError> {
-        Ok(Self { settings })
+    /// A runtime with `settings`, hiding `hidden` (the node's data dir
+    /// and key file) from every job. Finds bubblewrap (`settings.bwrap`
+    /// or `PATH`) and checks once that it can create a sandbox here.
+    /// Without a working bubblewrap this fails with
+    /// [`RuntimeError::Unavailable`], unless `settings.allow_unsandboxed`,
+    /// in which case jobs run unsandboxed (see [`Self::sandboxed`]).
+    pub fn new(settings: RuntimeSection, hidden: Vec<PathBuf>) -> Result<Self, RuntimeError> {
+        let hidden = hidden
+            .into_iter()
+            .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+            .collect();
+        let bwrap = match find_bwrap(settings.bwrap.as_deref()).and_then(|b| probe(&b).map(|()| b))
+        {
+            Ok(bwrap) => Some(bwrap),
+            Err(reason) if settings.allow_unsandboxed => {
+                tracing::warn!(
+                    %reason,
+                    "jobs run WITHOUT a sandbox (runtime.allow_unsandboxed = true): \
+                     they can read and write everything this node's user can"
+                );
+                None
+            }
+            Err(reason) => {
+                return Err(RuntimeError::Unavailable(format!(
+                    "{reason}, or set runtime.allow_unsandboxed = true to run jobs without \
+                     a sandbox"
+                )));
+            }
+        };
+        Ok(Self {
+            settings,
+            hidden,
+            bwrap,
+        })
+    }
+
+    /// Whether jobs run inside bubblewrap (`false` only when the provider
+    /// allowed unsandboxed jobs and bubblewrap is unusable).
+    pub fn sandboxed(&self) -> bool {
+        self.bwrap.is_some()
+    }
+
+    /// The bubblewrap binary in use, if any.
+    pub fn bwrap(&self) -> Option<&Path> {
+        self.bwrap.as_deref()
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &RuntimeSection {
+        &self.settings
+    }
+
+    /// Creates the work dir and its `out/`, and writes the inputs.
+    /// Returns the canonical work dir.
+    async fn prepare(&self, spec: &RunSpec) -> Result<PathBuf, RuntimeError> {
+        tokio::fs::create_dir_all(&spec.work_dir).await?;
+        let work_dir = tokio::fs::canonicalize(&spec.work_dir).await?;
+        tokio::fs::create_dir_all(work_dir.join("out")).await?;
+        for (path, bytes) in &spec.inputs {
+            if !sandbox::is_plain_relative(path) {
+                return Err(RuntimeError::Start(format!(
+                    "input path {path:?} is not a plain relative path"
+                )));
+            }
+            let dest = work_dir.join(path);
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::write(&dest, bytes).await?;
+        }
+        Ok(work_dir)
+    }
+
+    /// The command that runs the job: bwrap around it, or (unsandboxed)
+    /// the job's program itself.
+    fn command(&self, spec: &RunSpec, work_dir: &Path) -> Result<Command, RuntimeError> {
+        let program = spec
+            .command
+            .first()
+            .ok_or_else(|| RuntimeError::Start("the command is empty".to_owned()))?;
+        let mut cmd = match &self.bwrap {
+            Some(bwrap) => {
+                let (args, binds) = sandbox::job_args(spec, work_dir, &self.hidden);
+                let env = sandbox::job_env(spec, sandbox::WORK, sandbox::OUTPUT);
+                let path = env
+                    .get("PATH")
+                    .map_or(sandbox::DEFAULT_PATH, String::as_str);
+                if !sandbox::program_exists(&binds, &self.hidden, program, path) {
+                    return Err(RuntimeError::Start(format!(
+                        "program {program:?} not found in the sandbox (PATH={path}, work dir \
+                         /work)"
+                    )));
+                }
+                let mut cmd = Command::new(bwrap);
+                cmd.args(args).env_clear();
+                cmd
+            }
+            None => {
+                let home = work_dir.to_string_lossy();
+                let out = work_dir.join("out");
+                let env = sandbox::job_env(spec, &home, &out.to_string_lossy());
+                let mut cmd = Command::new(program);
+                cmd.args(&spec.command[1..])
+                    .env_clear()
+                    .envs(env)
+                    .current_dir(work_dir);
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        Ok(cmd)
+    }
+
+    async fn run_job(
+        &self,
+        spec: RunSpec,
+        events: mpsc::Sender<RunEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, RuntimeError> {
+        let work_dir = self.prepare(&spec).await?;
+        let mut child =
+            self.command(&spec, &work_dir)?
+                .spawn()
+                .map_err(|e| match (&self.bwrap, e.kind()) {
+                    (Some(bwrap), _) => RuntimeError::Unavailable(format!(
+                        "cannot start bubblewrap at {}: {e}",
+                        bwrap.display()
+                    )),
+                    (None, std::io::ErrorKind::NotFound) => {
+                        RuntimeError::Start(format!("program {:?} not found", spec.command[0]))
+                    }
+                    (None, _) => RuntimeError::Start(format!("{:?}: {e}", spec.command[0])),
+                })?;
+        let group = child.id().unwrap_or(0);
+        tracing::info!(pid = group, sandboxed = self.sandboxed(), "job started");
+        let _ = events.send(RunEvent::Started).await;
+
+        let budget = Arc::new(output::LogBudget::new(self.settings.max_log_bytes));
+        let mut readers = Vec::with_capacity(2);
+        if let Some(stdout) = child.stdout.take() {
+            readers.push(tokio::spawn(output::pump(
+                stdout,
+                Stream::Stdout,
+                events.clone(),
+                budget.clone(),
+            )));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            readers.push(tokio::spawn(output::pump(
+                stderr,
+                Stream::Stderr,
+                events.clone(),
+                budget.clone(),
+            )));
+        }
+
+        let ended = tokio::select! {
+            biased;
+            status = child.wait() => Ended::Exited(status?),
+            () = cancel.cancelled() => Ended::Cancelled,
+            () = tokio::time::sleep(spec.time_limit) => Ended::TimeLimit,
+        };
+        let exit = match ended {
+            Ended::Exited(status) => {
+                // Background processes left in the job's group go too.
+                tree::kill_all(group, &[]);
+                exit_of(status, self.sandboxed())
+            }
+            Ended::TimeLimit => {
+                kill_tree(&mut child, group).await?;
+                Exit::TimeLimit
+            }
+            Ended::Cancelled => {
+                kill_tree(&mut child, group).await?;
+                Exit::Cancelled
+            }
+        };
+        tracing::info!(?exit, "job ended");
+
+        let drained = tokio::time::timeout(DRAIN_WAIT, async {
+            for reader in &mut readers {
+                let _ = reader.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            // A process outside the tree still holds a pipe (unsandboxed).
+            tracing::warn!("job output still open after the job ended; closing it");
+            for reader in &readers {
+                reader.abort();
+            }
+        }
+        let dropped = budget.dropped();
+        if dropped > 0 {
+            let note = format!(
+                "\n[agora: {dropped} bytes of output dropped: the job's log exceeded \
+                 runtime.max_log_bytes = {}]\n",
+                self.settings.max_log_bytes
+            );
+            let _ = events
+                .send(RunEvent::Output {
+                    stream: Stream::Stderr,
+                    data: note.into_bytes(),
+                })
+                .await;
+        }
+
+        let output_dir = work_dir.join("out");
+        let (max_files, max_bytes) = (
+            self.settings.max_output_files,
+            self.settings.max_output_bytes,
+        );
+        let dir = output_dir.clone();
+        let (outputs, outputs_note) =
+            tokio::task::spawn_blocking(move || collect::collect(&dir, max_files, max_bytes))
+                .await
+                .map_err(|e| RuntimeError::Io(std::io::Error::other(e)))??;
+        Ok(Outcome {
+            exit,
+            outputs,
+            output_dir,
+            outputs_note,
+        })
     }
 }
 
@@ -31,8 +306,14 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn health(&self) -> Result<(), RuntimeError> {
-        let _ = &self.settings;
-        Ok(())
+        match &self.bwrap {
+            Some(bwrap) if !is_executable(bwrap) => Err(RuntimeError::Unavailable(format!(
+                "bubblewrap at {} is gone: reinstall it (apt-get install bubblewrap) and \
+                 restart the node",
+                bwrap.display()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     async fn run(
@@ -41,68 +322,81 @@ impl Runtime for ProcessRuntime {
         events: mpsc::Sender<RunEvent>,
         cancel: CancellationToken,
     ) -> Result<Outcome, RuntimeError> {
-        let out = spec.work_dir.join("out");
-        std::fs::create_dir_all(&out)?;
-        for (path, data) in &spec.inputs {
-            let p = spec.work_dir.join(path);
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d)?;
-            }
-            std::fs::write(p, data)?;
-        }
-        let mut child = tokio::process::Command::new(&spec.command[0])
-            .args(&spec.command[1..])
-            .current_dir(&spec.work_dir)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("AGORA_OUTPUT", &out)
-            .envs(spec.env.iter().cloned())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| RuntimeError::Start(e.to_string()))?;
-        let _ = events.send(RunEvent::Started).await;
-        let mut stdout = child.stdout.take().ok_or_else(|| RuntimeError::Start("stdout".into()))?;
-        let mut stderr = child.stderr.take().ok_or_else(|| RuntimeError::Start("stderr".into()))?;
-        let ev2 = events.clone();
-        let a = tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            while let Ok(n) = stdout.read(&mut buf).await {
-                if n == 0 { break; }
-                let _ = ev2.send(RunEvent::Output { stream: Stream::Stdout, data: buf[..n].to_vec() }).await;
-            }
-        });
-        let b = tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 { break; }
-                let _ = events.send(RunEvent::Output { stream: Stream::Stderr, data: buf[..n].to_vec() }).await;
-            }
-        });
-        let exit = tokio::select! {
-            status = child.wait() => {
-                let status = status?;
-                match status.code() { Some(c) => Exit::Code(c), None => Exit::Signal(9) }
-            }
-            () = tokio::time::sleep(spec.time_limit) => { let _ = child.kill().await; Exit::TimeLimit }
-            () = cancel.cancelled() => { let _ = child.kill().await; Exit::Cancelled }
-        };
-        let _ = a.await;
-        let _ = b.await;
-        let mut outputs = Vec::new();
-        for entry in std::fs::read_dir(&out)? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                let data = std::fs::read(entry.path())?;
-                outputs.push(OutputFile {
-                    path: entry.file_name().to_string_lossy().into_owned(),
-                    size: data.len() as u64,
-                    blake3: *blake3::hash(&data).as_bytes(),
-                });
-            }
-        }
-        outputs.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(Outcome { exit, outputs, output_dir: out, outputs_note: None })
+        let span = tracing::info_span!("job", lease = %spec.lease_id);
+        self.run_job(spec, events, cancel).instrument(span).await
     }
+}
+
+/// Kills the job's group and every descendant of its first process,
+/// reaps the first process, and waits until the rest is gone too.
+async fn kill_tree(child: &mut Child, group: u32) -> Result<(), RuntimeError> {
+    let pids = tree::descendants(group);
+    tree::kill_all(group, &pids);
+    child.wait().await?;
+    if !tree::wait_gone(&pids).await {
+        tracing::warn!(?pids, "some of the job's processes outlived SIGKILL");
+    }
+    Ok(())
+}
+
+/// The job's exit as the runtime reports it (see the module docs for
+/// bwrap's 128 + signal statuses).
+fn exit_of(status: ExitStatus, sandboxed: bool) -> Exit {
+    match (status.code(), status.signal()) {
+        (Some(code), _) if sandboxed && (129..=192).contains(&code) => Exit::Signal(code - 128),
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+/// Whether `path` is a file with an exec bit.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The bubblewrap binary: `configured`, or the first `bwrap` on `PATH`.
+/// `Err` says why not, for a person.
+fn find_bwrap(configured: Option<&Path>) -> Result<PathBuf, String> {
+    const INSTALL: &str = "install it (apt-get install bubblewrap)";
+    if let Some(path) = configured {
+        return if is_executable(path) {
+            Ok(path.to_path_buf())
+        } else {
+            Err(format!(
+                "bubblewrap (bwrap) not found at {} (runtime.bwrap): {INSTALL} or fix the path",
+                path.display()
+            ))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("bwrap"))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| format!("bubblewrap (bwrap) not found on PATH: {INSTALL}"))
+}
+
+/// Runs `true` in a sandbox laid out as a job's; `Err` says why it fails.
+fn probe(bwrap: &Path) -> Result<(), String> {
+    let args: Vec<OsString> = sandbox::probe_args();
+    let out = std::process::Command::new(bwrap)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run bubblewrap at {}: {e}", bwrap.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "bubblewrap at {} cannot create a sandbox here ({}; {}): allow unprivileged user \
+         namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 and later \
+         kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap)",
+        bwrap.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
 }

@@ -26,9 +26,13 @@ async fn started(net: &Testnet, submit: &agora_client::api::SubmitJob) -> JobVie
     fund(&client).await;
     wait_for_offers(net, "requester-0").await;
     let job = client.submit_job(submit).await.unwrap();
-    wait_job(net, "requester-0", &job.id, "two countersigned receipts", |j| {
-        j.receipt.as_ref().is_some_and(|r| r.sequence >= 2)
-    })
+    wait_job(
+        net,
+        "requester-0",
+        &job.id,
+        "two countersigned receipts",
+        |j| j.receipt.as_ref().is_some_and(|r| r.sequence >= 2),
+    )
     .await
 }
 
@@ -86,17 +90,22 @@ async fn provider_run(
     let deadline = Instant::now() + DEADLINE;
     loop {
         let status = client.provider_status().await;
-        let run = status
-            .as_ref()
-            .ok()
-            .and_then(|s| s.runs.iter().find(|r| r.lease_id == lease.to_string()).cloned());
+        let run = status.as_ref().ok().and_then(|s| {
+            s.runs
+                .iter()
+                .find(|r| r.lease_id == lease.to_string())
+                .cloned()
+        });
         if let Some(run) = &run
             && done(run)
         {
             return run.clone();
         }
         if Instant::now() >= deadline {
-            panic!("run {lease}: {what} did not happen; last: {run:#?}\n{}", net.log_tails(40));
+            panic!(
+                "run {lease}: {what} did not happen; last: {run:#?}\n{}",
+                net.log_tails(40)
+            );
         }
         tokio::time::sleep(POLL).await;
     }
@@ -131,7 +140,12 @@ async fn a_job_runs_and_both_sides_agree_on_the_money() {
     let before = client.balance().await.unwrap().balance;
     let id = client.submit_job(&submit).await.unwrap().id;
     let job = terminal(&net, &id).await;
-    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", net.log_tails(30));
+    assert_eq!(
+        job.state,
+        JobState::Succeeded,
+        "{job:#?}\n{}",
+        net.log_tails(30)
+    );
     assert_eq!(job.exit_code, Some(0));
     let receipt = job.receipt.clone().unwrap();
     assert!(receipt.is_final && receipt.gpu_seconds >= 3, "{receipt:#?}");
@@ -144,13 +158,21 @@ async fn a_job_runs_and_both_sides_agree_on_the_money() {
     );
     let entries = log(&net, &id).await;
     assert_eq!(output(&entries).matches("line ").count(), 3, "{entries:#?}");
-    assert!(entries.iter().any(|e| e.kind == LogKind::Stderr && e.text.contains("warn")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.kind == LogKind::Stderr && e.text.contains("warn"))
+    );
     for pair in entries.windows(2) {
         assert_eq!(pair[1].seq, pair[0].seq + 1, "gap-free log");
     }
     assert_closed(&net, &lease_id(&job), receipt.amount).await;
     let after = client.balance().await.unwrap().balance;
-    assert_eq!(after.0, before.0 - receipt.amount.0, "requester paid the final receipt only");
+    assert_eq!(
+        after.0,
+        before.0 - receipt.amount.0,
+        "requester paid the final receipt only"
+    );
     let run = provider_run(&net, &lease_id(&job), "closed", |r| r.closed).await;
     assert_eq!(run.settled, receipt.amount);
     net.down().await.unwrap();
@@ -191,15 +213,25 @@ async fn a_requester_killed_mid_job_stops_the_job_and_pays_the_last_receipt() {
     let killed = Instant::now();
     provider_run(&net, &lease, "stopped", |r| r.state == "ended").await;
     // Interval 2 s + grace 3 s, checked each interval: well within 15 s.
-    assert!(killed.elapsed() < Duration::from_secs(15), "{:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        killed.elapsed()
+    );
     let run = provider_run(&net, &lease, "settled", |r| r.settled > Amount::ZERO).await;
     assert!(
-        run.reason.as_deref().unwrap_or_default().contains("countersigned no receipt"),
+        run.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("countersigned no receipt"),
         "{run:#?}"
     );
     let receipt = run.receipt.clone().unwrap();
     assert!(!receipt.is_final);
-    assert_eq!(run.settled, receipt.amount, "paid the last countersigned receipt");
+    assert_eq!(
+        run.settled, receipt.amount,
+        "paid the last countersigned receipt"
+    );
     let ledger = HttpLedger::new(net.chain_url()).unwrap();
     let escrow = ledger.escrow(&lease).await.unwrap().unwrap();
     assert_eq!(escrow.settled, receipt.amount);
@@ -217,7 +249,10 @@ async fn a_job_that_exits_non_zero_fails_with_its_status_and_pays_its_time() {
     let job = terminal(&net, &id).await;
     assert_eq!(job.state, JobState::Failed, "{job:#?}");
     assert_eq!(job.exit_code, Some(3));
-    assert!(job.reason.as_deref().unwrap_or_default().contains('3'), "{job:#?}");
+    assert!(
+        job.reason.as_deref().unwrap_or_default().contains('3'),
+        "{job:#?}"
+    );
     let receipt = job.receipt.clone().unwrap();
     assert!(receipt.is_final && receipt.exit_status == Some(3));
     assert!(receipt.amount > Amount::ZERO);
@@ -251,7 +286,11 @@ async fn a_cancelled_job_stops_and_pays_the_time_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_outage_neither_stops_a_job_nor_loses_its_settlement() {
     let (_dir, mut net) = testnet(1, 1).await;
-    let submit = job("through-outage", "for i in 1 2 3 4 5 6; do echo $i; sleep 1; done", 60);
+    let submit = job(
+        "through-outage",
+        "for i in 1 2 3 4 5 6; do echo $i; sleep 1; done",
+        60,
+    );
     let job = started(&net, &submit).await;
     net.kill_chain().await.unwrap();
     // The job runs to its end while the chain is down.
@@ -286,11 +325,21 @@ async fn a_job_cannot_read_the_provider_key_or_reach_the_network() {
     let client = net.client("requester-0").unwrap();
     fund(&client).await;
     wait_for_offers(&net, "requester-0").await;
-    let id = client.submit_job(&job("escape", &script, 60)).await.unwrap().id;
+    let id = client
+        .submit_job(&job("escape", &script, 60))
+        .await
+        .unwrap()
+        .id;
     let done = terminal(&net, &id).await;
     let out = output(&log(&net, &id).await);
-    assert!(out.contains("key-denied") && !out.contains("KEY-READ"), "{out}");
-    assert!(out.contains("net-denied") && !out.contains("NET-OPEN"), "{out}");
+    assert!(
+        out.contains("key-denied") && !out.contains("KEY-READ"),
+        "{out}"
+    );
+    assert!(
+        out.contains("net-denied") && !out.contains("NET-OPEN"),
+        "{out}"
+    );
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     net.down().await.unwrap();
 }

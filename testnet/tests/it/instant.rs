@@ -1,7 +1,6 @@
 //! The instant path: a job names an offer and is leased on it directly,
 //! with no order on gossip and no bid window.
 
-
 use crate::support::{fund, spec, submit, testnet, wait_for_offers, wait_placed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +24,10 @@ async fn a_chosen_offer_is_leased_without_a_bid_window() {
     let job = submit(&net, requester, instant, Some(offer.id.clone())).await;
     assert_eq!(job.offer.as_deref(), Some(offer.id.as_str()), "{job:#?}");
     let job = wait_placed(&net, requester, &job.id).await;
-    assert!(job.lease.as_ref().is_some_and(|l| l.escrow_locked), "{job:#?}");
+    assert!(
+        job.lease.as_ref().is_some_and(|l| l.escrow_locked),
+        "{job:#?}"
+    );
     let lease = job.lease.as_ref().expect("a leased job has a lease");
     assert_eq!(
         (lease.provider, lease.slot, lease.gpu_model.as_str()),

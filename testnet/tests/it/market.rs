@@ -23,7 +23,10 @@ async fn three_providers_one_requester() {
     only_one.constraints.region = Some("EU".into());
     let job = submit(&net, requester, only_one, None).await;
     let job = wait_placed(&net, requester, &job.id).await;
-    assert!(job.lease.as_ref().is_some_and(|l| l.escrow_locked), "{job:#?}");
+    assert!(
+        job.lease.as_ref().is_some_and(|l| l.escrow_locked),
+        "{job:#?}"
+    );
     let lease = job.lease.as_ref().expect("a leased job has a lease");
     assert_eq!(lease.provider, providers[0].account, "{job:#?}");
     assert_eq!((lease.gpu_model.as_str(), lease.gpu_count), ("H100", 1));
@@ -46,7 +49,10 @@ async fn three_providers_one_requester() {
     assert_eq!(fitting.len(), 3, "every provider fits: {offers:#?}");
     let job = submit(&net, requester, several, None).await;
     let job = wait_placed(&net, requester, &job.id).await;
-    assert!(job.lease.as_ref().is_some_and(|l| l.escrow_locked), "{job:#?}");
+    assert!(
+        job.lease.as_ref().is_some_and(|l| l.escrow_locked),
+        "{job:#?}"
+    );
     let lease = job.lease.as_ref().expect("a leased job has a lease");
     assert_eq!(
         (lease.provider, lease.slot),

@@ -70,7 +70,10 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
     h100.constraints.region = Some("EU".into());
     let job = submit(&net, requester, h100.clone(), None).await;
     let job = wait_placed(&net, requester, &job.id).await;
-    assert!(job.lease.as_ref().is_some_and(|l| l.escrow_locked), "{job:#?}");
+    assert!(
+        job.lease.as_ref().is_some_and(|l| l.escrow_locked),
+        "{job:#?}"
+    );
 
     let before = net
         .client("provider-0")

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agora_client::api::{
-    JobLogEntry, JobState, JobView, LogKind, OutputView, SettlementView,
-};
+use agora_client::api::{JobLogEntry, JobState, JobView, LogKind, OutputView, SettlementView};
 use agora_protocol::ledger::{EscrowState, Ledger};
 use agora_protocol::receipt::check_next;
 use agora_protocol::{
@@ -51,7 +49,11 @@ impl Actor {
         self.store.lease(&id).ok().flatten()
     }
 
-    fn log_entries(&mut self, id: &OrderId, entries: Vec<(Timestamp, LogKind, Option<String>, String)>) {
+    fn log_entries(
+        &mut self,
+        id: &OrderId,
+        entries: Vec<(Timestamp, LogKind, Option<String>, String)>,
+    ) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
@@ -140,7 +142,10 @@ impl Actor {
         let signed = match Signed::sign(payload, &self.key) {
             Ok(s) => s,
             Err(e) => {
-                self.run_note(id, RunNote::Payload(Err(format!("cannot sign the job: {e}"))));
+                self.run_note(
+                    id,
+                    RunNote::Payload(Err(format!("cannot sign the job: {e}"))),
+                );
                 return;
             }
         };
@@ -224,7 +229,12 @@ impl Actor {
 
     /// The provider's log: entries it has not sent before go into the job's
     /// log; the answer is the next entry expected.
-    pub(super) fn on_update(&mut self, peer: PeerId, update: JobUpdate, now: Timestamp) -> Response {
+    pub(super) fn on_update(
+        &mut self,
+        peer: PeerId,
+        update: JobUpdate,
+        now: Timestamp,
+    ) -> Response {
         let Some(order) = self.lease_jobs.get(&update.lease_id).copied() else {
             return Response::Refused(format!("no job under lease {}", update.lease_id));
         };
@@ -368,7 +378,10 @@ impl Actor {
             r.cumulative_amount,
             if r.is_final { " (final)" } else { "" }
         );
-        self.log_entries(&order, vec![(now, LogKind::Event, Some("receipt".into()), text)]);
+        self.log_entries(
+            &order,
+            vec![(now, LogKind::Event, Some("receipt".into()), text)],
+        );
         self.persist_job(&order);
         // Durable before the provider holds the countersignature.
         if let Err(e) = self.store.flush() {
@@ -456,7 +469,11 @@ impl Actor {
                 let Some(state) = state else {
                     return;
                 };
-                let before = job.view.settlement.as_ref().map(|s| (s.settled, s.refunded));
+                let before = job
+                    .view
+                    .settlement
+                    .as_ref()
+                    .map(|s| (s.settled, s.refunded));
                 job.view.settlement = Some(SettlementView {
                     escrow: state.escrow,
                     settled: state.settled,
@@ -487,7 +504,11 @@ impl Actor {
                 match result {
                     Ok(n) => {
                         job.view.results_fetched = true;
-                        job.event(now, "results_fetched", format!("{n} file(s), every hash checked"));
+                        job.event(
+                            now,
+                            "results_fetched",
+                            format!("{n} file(s), every hash checked"),
+                        );
                     }
                     Err(e) => job.event(now, "results_failed", e),
                 }
@@ -528,7 +549,11 @@ impl Actor {
             JobState::Failed
         };
         info!(job = %id, state = ?job.view.state, "job finished");
-        job.event(now, "finished", format!("{:?}", job.view.state).to_lowercase());
+        job.event(
+            now,
+            "finished",
+            format!("{:?}", job.view.state).to_lowercase(),
+        );
     }
 
     /// Every second: give up on silent providers, and read (and close) the
@@ -567,7 +592,11 @@ impl Actor {
                 warn!(job = %id, "provider silent; giving the run up");
                 job.view.state = JobState::Settling;
                 job.view.reason = Some("the provider stopped responding".into());
-                job.event(now, "provider_unresponsive", "no word from the provider for two receipt intervals plus grace");
+                job.event(
+                    now,
+                    "provider_unresponsive",
+                    "no word from the provider for two receipt intervals plus grace",
+                );
                 self.persist_job(&id);
             }
         }
@@ -655,7 +684,9 @@ async fn send_until(
             Err(e) => e.to_string(),
         };
         if crate::clock::now() >= ends {
-            return Err(format!("the lease ended before the provider took it ({last})"));
+            return Err(format!(
+                "the lease ended before the provider took it ({last})"
+            ));
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(3));
@@ -693,7 +724,9 @@ async fn fetch_outputs(
             };
             match network.request(peer, Request::Fetch(fetch)).await {
                 Ok(Response::Chunk { data, .. }) if !data.is_empty() => {
-                    let take = data.len().min(usize::try_from(file.size - offset).unwrap_or(usize::MAX));
+                    let take = data
+                        .len()
+                        .min(usize::try_from(file.size - offset).unwrap_or(usize::MAX));
                     hasher.update(&data[..take]);
                     out.write_all(&data[..take])
                         .await
