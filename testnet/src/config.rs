@@ -83,6 +83,9 @@ pub struct TestnetConfig {
     pub ready_timeout: Duration,
     /// How long a SIGTERM may take before SIGKILL follows.
     pub stop_timeout: Duration,
+    /// The mock chain's `--close-grace-ms` (how long after a lease's end
+    /// before anyone may close it); the chain's default when `None`.
+    pub chain_close_grace_ms: Option<u64>,
     /// Start every process in a process group of its own, so that it keeps
     /// running when the launcher's terminal sends ctrl-c (`agora-testnet up`).
     /// Off, the processes share the launcher's group, and a ctrl-c that ends
@@ -106,6 +109,7 @@ impl TestnetConfig {
             bootstrap: Bootstrap::default(),
             ready_timeout: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(10),
+            chain_close_grace_ms: None,
             detach: false,
         }
     }

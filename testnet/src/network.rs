@@ -364,15 +364,20 @@ impl Testnet {
         let data = self.chain.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|e| TestnetError::io(&data, e))?;
         let from = file_len(&self.chain.log);
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data".into(),
+            data.into_os_string(),
+        ];
+        if let Some(grace) = self.config.chain_close_grace_ms {
+            args.push("--close-grace-ms".into());
+            args.push(grace.to_string().into());
+        }
         let mut proc = Launch {
             name: CHAIN,
             program: &self.bins()?.mock_chain,
-            args: vec![
-                "--listen".into(),
-                "127.0.0.1:0".into(),
-                "--data".into(),
-                data.into_os_string(),
-            ],
+            args,
             log: &self.chain.log,
             rust_log: &self.config.rust_log,
             detach: self.config.detach,
