@@ -1,5 +1,7 @@
 //! `agora-testnet`: a whole Agora market on loopback.
 
+mod demo;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +29,29 @@ enum Command {
     Up(UpArgs),
     /// Stop every process of a testnet and check that none is left.
     Down(DownArgs),
+    /// Start a market of 3 providers and 1 requester, run three jobs (one
+    /// only an H100 can serve, one auctioned, one that fails), verify a
+    /// result and check that money was conserved; then stop everything.
+    ///
+    /// Exits non-zero if any check fails.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Testnet directory (the demo's chain, nodes, logs and results).
+    #[arg(long, default_value = ".agora-demo")]
+    dir: PathBuf,
+    /// Leave the testnet running afterwards (stop it with `down`).
+    #[arg(long)]
+    keep: bool,
+    /// Directory of agorad and agora-mock-chain (default: next to this
+    /// program, built there by cargo when missing).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// RUST_LOG of every process.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
 }
 
 #[derive(Args)]
@@ -89,6 +114,15 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up(args).await,
         Command::Down(args) => down(args).await,
+        Command::Demo(args) => {
+            demo::run(demo::DemoOptions {
+                dir: args.dir,
+                keep: args.keep,
+                bin_dir: args.bin_dir,
+                rust_log: args.log,
+            })
+            .await
+        }
     }
 }
 

@@ -26,7 +26,7 @@ max_duration_secs = 600
 
 /// Runs `agora` with the node URL and `args`; the environment's
 /// AGORA_NODE/AGORA_TOKEN are removed so only the arguments count.
-async fn agora(url: &str, args: &[&str]) -> Output {
+pub(crate) async fn agora(url: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_agora"))
         .env_remove("AGORA_NODE")
         .env_remove("AGORA_TOKEN")
@@ -38,15 +38,15 @@ async fn agora(url: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn write_spec(dir: &Path) -> String {
+pub(crate) fn write_spec(dir: &Path) -> String {
     let path = dir.join("job.toml");
     std::fs::write(&path, SPEC).unwrap();
     path.to_str().unwrap().to_string()

@@ -6,3 +6,4 @@
 mod cli;
 mod fake_node;
 mod http;
+mod run;
