@@ -262,7 +262,7 @@ impl Executor {
     pub fn views(&self) -> (Vec<RunView>, Amount) {
         let runs = lock(&self.inner);
         let mut views: Vec<_> = runs.values().map(|l| l.record.view(&l.lease)).collect();
-        views.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        views.sort_by_key(|v| std::cmp::Reverse(v.started_at));
         let earned = runs.values().fold(Amount::ZERO, |acc, l| {
             acc.checked_add(l.record.settled).unwrap_or(acc)
         });

@@ -38,7 +38,7 @@ pub(crate) enum RunNote {
     /// The cancel reached the provider.
     CancelDelivered,
     /// The escrow as read (and closed, when it was closable).
-    Escrow(Result<Option<EscrowState>, String>),
+    Escrow(Result<Option<Box<EscrowState>>, String>),
     /// Outputs fetched and checked, or why not.
     Fetched(Result<usize, String>),
 }
@@ -289,20 +289,18 @@ impl Actor {
         }
         for (event, detail) in transitions {
             match event.as_str() {
-                "started" => {
-                    if job.view.state == JobState::Leased {
-                        job.view.state = JobState::Running;
-                    }
+                "started" if job.view.state == JobState::Leased => {
+                    job.view.state = JobState::Running;
                 }
-                "exited" | "failed" | "cancelled" => {
-                    if !job.view.state.has_stopped() || job.view.exit_code.is_none() {
-                        job.view.exit_code = job.view.exit_code.or_else(|| exit_code_of(&detail));
-                        if event != "exited" || job.view.exit_code != Some(0) {
-                            job.view.reason = Some(detail.clone());
-                        }
-                        if !job.view.state.is_terminal() {
-                            job.view.state = JobState::Settling;
-                        }
+                "exited" | "failed" | "cancelled"
+                    if !job.view.state.has_stopped() || job.view.exit_code.is_none() =>
+                {
+                    job.view.exit_code = job.view.exit_code.or_else(|| exit_code_of(&detail));
+                    if event != "exited" || job.view.exit_code != Some(0) {
+                        job.view.reason = Some(detail.clone());
+                    }
+                    if !job.view.state.is_terminal() {
+                        job.view.state = JobState::Settling;
                     }
                 }
                 _ => {}
@@ -577,7 +575,7 @@ impl Actor {
                 }
                 JobState::Settling => {
                     let due = self.settle_checks.get(id).is_none_or(|t| now >= *t);
-                    if due && !self.settle_checks.contains_key(id) || due {
+                    if due {
                         check.push(*id);
                     }
                     if !job.run.fetch_done {
@@ -617,7 +615,9 @@ impl Actor {
                 .and_then(|j| j.receipt())
                 .is_some_and(|c| c.receipt().is_final);
             self.spawn_task(async move {
-                let state = read_and_close(&*ledger, lease.id(), final_done).await;
+                let state = read_and_close(&*ledger, lease.id(), final_done)
+                    .await
+                    .map(|s| s.map(Box::new));
                 let _ = handle
                     .commands
                     .send(Command::Run(id, RunNote::Escrow(state)))
