@@ -82,6 +82,33 @@ pub struct NodeInfo {
     pub version: String,
 }
 
+/// The first time a node saw one version of an offer (`GET
+/// /v1/node/arrivals`): what offer-propagation measurements are made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferArrival {
+    /// Offer id (hex).
+    pub offer: String,
+    /// The version.
+    pub sequence: u64,
+    /// When the provider created (and published) it, its clock.
+    pub created_at: Timestamp,
+    /// When this node first saw it, its clock.
+    pub received_at: Timestamp,
+    /// This node published it itself.
+    pub own: bool,
+}
+
+/// `GET /v1/node/arrivals?after=MS&limit=N`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferArrivals {
+    /// Versions first seen after `after`, in arrival order.
+    pub arrivals: Vec<OfferArrival>,
+    /// More entries follow the last one (ask again with its `received_at`).
+    pub more: bool,
+    /// Entries that fell off the node's bounded record since it started.
+    pub evicted: u64,
+}
+
 /// One offer as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferView {

@@ -15,7 +15,7 @@ mod stream;
 use std::path::Path;
 use std::time::Duration;
 
-use agora_protocol::Amount;
+use agora_protocol::{Amount, Timestamp};
 use reqwest::{Method, StatusCode, Url, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::api::{
-    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferView, OffersPage,
-    ProviderStatus, ResultView, SubmitJob,
+    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferArrivals, OfferView,
+    OffersPage, ProviderStatus, ResultView, SubmitJob,
 };
 
 pub use stream::{JobStream, Reconnect, StreamItem};
@@ -389,6 +389,25 @@ impl NodeClient {
     /// node).
     pub async fn provider_status(&self) -> Result<ProviderStatus, ClientError> {
         self.get(self.url(&["provider"])).await
+    }
+
+    /// `GET /v1/node/arrivals`: offer versions this node first saw after
+    /// `after` (its clock, ms), oldest first; page on with the last one's
+    /// `received_at` while `more` is set.
+    pub async fn offer_arrivals(
+        &self,
+        after: Timestamp,
+        limit: Option<u32>,
+    ) -> Result<OfferArrivals, ClientError> {
+        let mut url = self.url(&["node", "arrivals"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("after", &after.0.to_string());
+            if let Some(limit) = limit {
+                pairs.append_pair("limit", &limit.to_string());
+            }
+        }
+        self.get(url).await
     }
 
     /// `GET /v1/ledger/balance`: this node's account.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agora_client::api::{
-    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferView, OffersPage,
-    ProviderStatus, ResultView, SubmitJob,
+    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferArrivals, OfferView,
+    OffersPage, ProviderStatus, ResultView, SubmitJob,
 };
 use agora_contracts_mock::client::HttpLedger;
 use agora_protocol::{Amount, Keypair, LeaseTerms, Ledger, LedgerError, PublicKey};
@@ -105,6 +105,7 @@ pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/node", get(node_info))
+        .route("/v1/node/arrivals", get(offer_arrivals))
         .route("/v1/offers", get(search_offers))
         .route("/v1/offers/{id}", get(offer))
         .route("/v1/jobs", post(submit_job).get(jobs))
@@ -204,6 +205,23 @@ async fn not_found() -> Failure {
 
 async fn node_info(State(state): State<ApiState>) -> ApiResult<NodeInfo> {
     Ok(axum::Json(state.market.info().await?))
+}
+
+/// Offer versions first seen after `after` (ms), oldest first: what the
+/// bench measures offer propagation from. Same paging as a job's log.
+async fn offer_arrivals(
+    State(state): State<ApiState>,
+    params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<OfferArrivals> {
+    let params = log_params(params)?;
+    let page = state
+        .market
+        .arrivals(
+            agora_protocol::Timestamp(params.after),
+            params.limit.clamp(1, 10_000),
+        )
+        .await?;
+    Ok(axum::Json(page))
 }
 
 #[derive(Deserialize)]

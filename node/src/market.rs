@@ -4,6 +4,7 @@
 //! through a cloneable [`MarketHandle`] over a bounded channel.
 
 mod actor;
+mod arrivals;
 mod handle;
 mod jobs;
 

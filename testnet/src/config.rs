@@ -67,6 +67,12 @@ pub enum Bootstrap {
     /// other through Kademlia. A restarted node gets the first other node
     /// that runs.
     First,
+    /// The first node and up to `k - 1` other earlier nodes, picked
+    /// pseudo-randomly (the same picks every run); nodes start one after
+    /// another. Connections grow like a real network's — a few per node,
+    /// more through Kademlia — rather than one per pair as with
+    /// [`Bootstrap::Earlier`]. A restarted node gets every running node.
+    Sample(usize),
 }
 
 /// What to launch, and where.

@@ -493,7 +493,7 @@ fn agr(units: i128) -> String {
 /// From a cargo target dir (`cargo run -p agora-testnet -- demo` on a fresh
 /// clone), builds `agorad` and `agora-mock-chain` next to this program when
 /// they are missing, with the same profile.
-fn build_binaries_if_missing(bin_dir: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) fn build_binaries_if_missing(bin_dir: Option<&Path>) -> anyhow::Result<()> {
     if bin_dir.is_some() || Binaries::locate(None).is_ok() {
         return Ok(());
     }

@@ -1,5 +1,6 @@
 //! `agora-testnet`: a whole Agora market on loopback.
 
+mod bench;
 mod demo;
 
 use std::path::PathBuf;
@@ -35,6 +36,50 @@ enum Command {
     ///
     /// Exits non-zero if any check fails.
     Demo(DemoArgs),
+    /// Measure the market on N real nodes: offer propagation, order →
+    /// lease on both paths, submit → running and → settled, jobs per
+    /// second, memory and CPU per node, ledger operations per lease.
+    ///
+    /// Prints a table; `--json FILE` also writes the figures (ms, MB,
+    /// ratios) and FILE.svg, a chart of the latency distributions.
+    /// `submit_to_*` in the JSON are the instant path's; the table gives
+    /// both paths.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Nodes in all: providers with simulated GPUs and a few requesters.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Jobs to run (half auctioned, half on the instant path).
+    #[arg(long, default_value_t = 20)]
+    jobs: usize,
+    /// Requester nodes among them (default: a tenth, at least one).
+    #[arg(long)]
+    requesters: Option<usize>,
+    /// Write the figures here as JSON, and the chart next to it (.svg).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Testnet directory (scratch: a previous bench's is removed).
+    #[arg(long, default_value = ".agora-bench")]
+    dir: PathBuf,
+    /// Seconds of the idle window (offer propagation, idle memory).
+    #[arg(long, default_value_t = 8)]
+    idle_secs: u64,
+    /// Bid window of the auctioned jobs, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    bid_window_ms: u32,
+    /// Leave the testnet running afterwards (stop it with `down`).
+    #[arg(long)]
+    keep: bool,
+    /// Directory of agorad and agora-mock-chain (default: next to this
+    /// program, built there by cargo when missing).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// RUST_LOG of every process.
+    #[arg(long, default_value = "warn")]
+    log: String,
 }
 
 #[derive(Args)]
@@ -114,6 +159,21 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up(args).await,
         Command::Down(args) => down(args).await,
+        Command::Bench(args) => {
+            bench::run(bench::BenchOptions {
+                nodes: args.nodes,
+                jobs: args.jobs,
+                requesters: args.requesters,
+                json: args.json,
+                dir: args.dir,
+                bin_dir: args.bin_dir,
+                rust_log: args.log,
+                idle_secs: args.idle_secs,
+                bid_window_ms: args.bid_window_ms,
+                keep: args.keep,
+            })
+            .await
+        }
         Command::Demo(args) => {
             demo::run(demo::DemoOptions {
                 dir: args.dir,

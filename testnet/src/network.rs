@@ -99,6 +99,16 @@ impl Testnet {
                     net.wait_ready(i).await?;
                 }
             }
+            Bootstrap::Sample(k) => {
+                for i in 1..net.nodes.len() {
+                    let bootstrap = sample_earlier(i, k)
+                        .into_iter()
+                        .flat_map(|j| net.bootstrap_for(j))
+                        .collect();
+                    net.spawn_node(i, bootstrap)?;
+                    net.wait_ready(i).await?;
+                }
+            }
             Bootstrap::First => {
                 let bootstrap = net.bootstrap_for(0);
                 for i in 1..net.nodes.len() {
@@ -676,4 +686,46 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, TestnetError> {
         }
     }
     Ok(dir)
+}
+
+/// For [`Bootstrap::Sample`]: node 0 and up to `k - 1` other nodes among
+/// `1..i`, distinct, picked by a fixed pseudo-random sequence seeded by `i`.
+fn sample_earlier(i: usize, k: usize) -> Vec<usize> {
+    let mut picked = vec![0];
+    let others = i.saturating_sub(1);
+    let want = k.saturating_sub(1).min(others);
+    // splitmix64: well spread, and the same picks every run.
+    let mut state = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    while picked.len() < want + 1 {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let j = 1 + (z % others as u64) as usize;
+        if !picked.contains(&j) {
+            picked.push(j);
+        }
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample_earlier;
+
+    #[test]
+    fn sampled_bootstrap_peers_are_earlier_distinct_and_include_the_first() {
+        for i in 1..200 {
+            let picked = sample_earlier(i, 4);
+            assert_eq!(picked[0], 0);
+            assert_eq!(picked.len(), 4.min(i), "node {i}: {picked:?}");
+            assert!(picked.iter().all(|&j| j < i), "node {i}: {picked:?}");
+            let mut sorted = picked.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), picked.len(), "node {i}: {picked:?}");
+        }
+        assert_eq!(sample_earlier(50, 4), sample_earlier(50, 4));
+    }
 }

@@ -23,6 +23,7 @@ use tokio_util::time::DelayQueue;
 use tracing::{debug, info, warn};
 
 use super::COMMAND_CAPACITY;
+use super::arrivals::{ARRIVALS_KEPT, Arrivals};
 use super::handle::{Command, MarketError, MarketHandle};
 use super::jobs::{JobRecord, LeaseFailure, LeaseOutcome, attempt_lease, lease_view};
 use crate::clock::now;
@@ -139,6 +140,7 @@ pub fn spawn(options: MarketOptions) -> Result<MarketHandle, MarketError> {
         deadlines,
         tasks: Arc::new(tokio::sync::Semaphore::new(MAX_TASKS)),
         last_offer_publish: None,
+        arrivals: Arrivals::new(ARRIVALS_KEPT),
     };
     for id in resume {
         actor.next_lease_attempt(id, now);
@@ -176,6 +178,8 @@ struct Actor {
     deadlines: DelayQueue<OrderId>,
     tasks: Arc<tokio::sync::Semaphore>,
     last_offer_publish: Option<Timestamp>,
+    /// When each offer version was first seen here.
+    arrivals: Arrivals,
 }
 
 pub(crate) fn offer_view(offer: &Signed<Offer>) -> OfferView {
@@ -273,6 +277,7 @@ impl Actor {
         match event {
             NetworkEvent::Offer { offer, via } => {
                 let id = offer.message().id();
+                self.arrivals.record(offer.message(), false, now);
                 let outcome = self.book.insert(offer.clone(), now);
                 if outcome.accepted() {
                     if let Err(e) = self.store.put_offer(&offer) {
@@ -517,6 +522,7 @@ impl Actor {
                 }
             };
             self.book.insert(signed.clone(), now);
+            self.arrivals.record(signed.message(), true, now);
             if let Err(e) = self.network.publish(OFFERS_TOPIC, signed.encode()).await {
                 debug!(error = %e, "offer not published (yet)");
             }
@@ -605,6 +611,13 @@ impl Actor {
             }
             Command::Provider(reply) => {
                 let _ = reply.send(self.provider_status(now));
+            }
+            Command::Arrivals {
+                after,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(Ok(self.arrivals.after(after, limit)));
             }
             Command::LeaseOutcome(outcome) => self.lease_outcome(*outcome, now),
             Command::Run(id, note) => self.run_note(id, note),

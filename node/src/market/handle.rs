@@ -1,6 +1,6 @@
 //! The cloneable front of the market actor.
 
-use agora_client::api::{JobView, NodeInfo, OfferView, OffersPage, ProviderStatus};
+use agora_client::api::{JobView, NodeInfo, OfferArrivals, OfferView, OffersPage, ProviderStatus};
 use agora_protocol::{Order, OrderId};
 use tokio::sync::{mpsc, oneshot};
 
@@ -71,6 +71,11 @@ pub(crate) enum Command {
         reply: Reply<JobView>,
     },
     Provider(Reply<ProviderStatus>),
+    Arrivals {
+        after: agora_protocol::Timestamp,
+        limit: usize,
+        reply: Reply<OfferArrivals>,
+    },
     /// Cancel a job.
     Cancel {
         id: String,
@@ -174,5 +179,19 @@ impl MarketHandle {
     /// The provider's status.
     pub async fn provider(&self) -> Result<ProviderStatus, MarketError> {
         self.call(Command::Provider).await
+    }
+
+    /// Offer versions this node first saw after `after`, at most `limit`.
+    pub async fn arrivals(
+        &self,
+        after: agora_protocol::Timestamp,
+        limit: usize,
+    ) -> Result<OfferArrivals, MarketError> {
+        self.call(|reply| Command::Arrivals {
+            after,
+            limit,
+            reply,
+        })
+        .await
     }
 }

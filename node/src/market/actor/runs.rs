@@ -291,6 +291,7 @@ impl Actor {
             match event.as_str() {
                 "started" if job.view.state == JobState::Leased => {
                     job.view.state = JobState::Running;
+                    job.event(now, "running", "");
                 }
                 "exited" | "failed" | "cancelled"
                     if !job.view.state.has_stopped() || job.view.exit_code.is_none() =>

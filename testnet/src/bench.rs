@@ -1,0 +1,942 @@
+//! `agora-testnet bench`: measures the market end to end on real
+//! processes — a mock chain and N `agorad` nodes on loopback.
+//!
+//! Every latency comes from the nodes' own records, on one machine and one
+//! clock: offer propagation from each node's first sighting of each offer
+//! version (`GET /v1/node/arrivals`) against the time its provider created
+//! it; job latencies from the requesters' job events (`submitted`,
+//! `order_published`, `lease_signed`, `running`, `finished`). Memory and
+//! CPU are read from `/proc` for every node process.
+//!
+//! The run: start the testnet; wait until every node's book holds every
+//! provider's offer (the mesh is formed); an idle window in which offers
+//! are republished on their own refresh and memory and CPU are sampled; a
+//! load phase — auctioned jobs, then jobs on the instant path — while
+//! memory and CPU are sampled again; then the figures, a table, the JSON
+//! and an SVG chart.
+
+mod stats;
+mod svg;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_client::api::{
+    Constraints, JobSpec, JobState, JobView, MarketTerms, OfferArrival, Resources, Role, SubmitJob,
+};
+use agora_client::http::NodeClient;
+use agora_protocol::{Amount, Timestamp};
+use agora_testnet::{Bootstrap, Testnet, TestnetConfig};
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use self::stats::{ProcReading, max, percentile, read_proc};
+use self::svg::{Series, cdf_chart};
+
+/// What each requester is given to spend (jobs cost far less).
+const DEPOSIT: Amount = Amount(1_000_000_000);
+/// How often a waiting job is read.
+const JOB_POLL: Duration = Duration::from_millis(100);
+/// How long one job may take from submission to its end.
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the mesh may take to form.
+const MESH_TIMEOUT: Duration = Duration::from_secs(300);
+/// An offer version counts for propagation only if it was created at least
+/// this long before the arrivals are read.
+const PROPAGATION_SETTLE_MS: u64 = 2_000;
+/// Bootstrap peers per node (plus what Kademlia finds).
+const BOOTSTRAP_PEERS: usize = 4;
+/// Auctions in flight per GPU model: losing bidders hold a GPU until the
+/// bid window plus the hold grace, so more would be declined for lack of
+/// free GPUs rather than measured.
+const AUCTIONS_PER_MODEL: usize = 2;
+/// Instant-path jobs in flight at most (one per offer).
+const INSTANT_IN_FLIGHT: usize = 32;
+
+/// `agora-testnet bench` options.
+pub(crate) struct BenchOptions {
+    pub(crate) nodes: usize,
+    pub(crate) jobs: usize,
+    pub(crate) requesters: Option<usize>,
+    pub(crate) json: Option<PathBuf>,
+    pub(crate) dir: PathBuf,
+    pub(crate) bin_dir: Option<PathBuf>,
+    pub(crate) rust_log: String,
+    pub(crate) idle_secs: u64,
+    pub(crate) bid_window_ms: u32,
+    pub(crate) keep: bool,
+}
+
+/// `--json FILE`: exactly these keys (ms, MB = 10^6 bytes, ratios).
+#[derive(Debug, Serialize)]
+struct Report {
+    nodes: usize,
+    jobs: usize,
+    offer_propagation_ms: P50P99Max,
+    offer_delivery_ratio: Option<f64>,
+    auction_order_to_lease_ms: P50P99,
+    instant_order_to_lease_ms: P50P99,
+    submit_to_running_ms: P50P99,
+    submit_to_settled_ms: P50P99,
+    jobs_per_second: Option<f64>,
+    node_rss_mb: Rss,
+    ledger_ops_per_lease: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct P50P99Max {
+    p50: Option<f64>,
+    p99: Option<f64>,
+    max: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct P50P99 {
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Rss {
+    idle_p50: Option<f64>,
+    idle_max: Option<f64>,
+    load_max: Option<f64>,
+}
+
+impl P50P99 {
+    fn of(samples: &[f64]) -> Self {
+        Self {
+            p50: percentile(samples, 50.0),
+            p99: percentile(samples, 99.0),
+        }
+    }
+}
+
+/// One node as the bench sees it.
+struct NodeHandle {
+    name: String,
+    role: Role,
+    pid: u32,
+    client: NodeClient,
+}
+
+/// Starts the testnet, measures, reports, tears it down (unless `keep`).
+pub(crate) async fn run(options: BenchOptions) -> anyhow::Result<()> {
+    if options.nodes < 2 {
+        bail!("--nodes must be at least 2 (a provider and a requester)");
+    }
+    let requesters = options.requesters.unwrap_or((options.nodes / 10).max(1));
+    if requesters == 0 || requesters >= options.nodes {
+        bail!(
+            "--requesters must be between 1 and {} for {} nodes",
+            options.nodes - 1,
+            options.nodes
+        );
+    }
+    let providers = options.nodes - requesters;
+    crate::demo::build_binaries_if_missing(options.bin_dir.as_deref())?;
+    clear_old_bench(&options.dir)?;
+
+    let mut config = TestnetConfig::new(&options.dir, providers, requesters);
+    config.bin_dir = options.bin_dir.clone();
+    config.rust_log = options.rust_log.clone();
+    config.bootstrap = Bootstrap::Sample(BOOTSTRAP_PEERS);
+    config.ready_timeout = Duration::from_secs(120);
+    config.close_grace_ms = 2_000;
+    // A losing bid holds its GPU for the bid window plus this.
+    config.node.bid_hold_grace_ms = 1_000;
+    config.detach = options.keep;
+    eprintln!(
+        "bench: starting a mock chain, {providers} providers and {requesters} requesters in {} …",
+        options.dir.display()
+    );
+    let started = Instant::now();
+    let net = Testnet::start(config)
+        .await
+        .context("the testnet did not start")?;
+    eprintln!(
+        "bench: {} processes ready in {:.1} s",
+        options.nodes + 1,
+        started.elapsed().as_secs_f64()
+    );
+    let outcome = tokio::select! {
+        outcome = measure(&net, &options, providers) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    if let Err(e) = &outcome {
+        eprintln!(
+            "bench failed: {e:#}\nlast log lines:\n{}",
+            net.log_tails(10)
+        );
+    }
+    if options.keep {
+        let manifest = net.detach();
+        eprintln!(
+            "the testnet keeps running; stop it with:\n  agora-testnet down --dir {}",
+            manifest.dir.display()
+        );
+    } else {
+        net.down().await.context("stopping the testnet")?;
+    }
+    outcome
+}
+
+/// The bench directory is scratch: a previous bench's testnet there (all
+/// of its processes gone) is removed so its jobs do not mix with these.
+fn clear_old_bench(dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("testnet.json").exists() {
+        return Ok(());
+    }
+    let mut old = Testnet::from_dir(dir)?;
+    let running = old.running();
+    if !running.is_empty() {
+        bail!(
+            "a testnet in {} still runs ({} processes); stop it with `agora-testnet down --dir {}`",
+            dir.display(),
+            running.len(),
+            dir.display()
+        );
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+async fn measure(net: &Testnet, options: &BenchOptions, providers: usize) -> anyhow::Result<()> {
+    let nodes: Vec<NodeHandle> = net
+        .nodes()
+        .iter()
+        .map(|n| {
+            Ok(NodeHandle {
+                name: n.name.clone(),
+                role: n.role,
+                pid: n.pid,
+                client: net.client(&n.name)?,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let requesters: Vec<&NodeHandle> = nodes.iter().filter(|n| n.role == Role::Requester).collect();
+    for r in &requesters {
+        r.client
+            .deposit(DEPOSIT)
+            .await
+            .with_context(|| format!("deposit to {}", r.name))?;
+    }
+
+    // 1. The mesh: every node holds every provider's offer.
+    let mesh_started = Instant::now();
+    let mesh = wait_for_mesh(&nodes, providers).await?;
+    eprintln!(
+        "bench: mesh formed in {:.1} s (connections per node p50 {}, mesh peers p50 {})",
+        mesh_started.elapsed().as_secs_f64(),
+        mesh.connections_p50,
+        mesh.mesh_p50
+    );
+
+    // 2. Idle: offers republish on their refresh; memory and CPU sampled.
+    let t0 = now_ms();
+    eprintln!("bench: idle window of {} s …", options.idle_secs);
+    let idle = sample_for(&nodes, Duration::from_secs(options.idle_secs)).await;
+    let t1 = now_ms();
+    let propagation = propagation(&nodes, t0, t1).await?;
+
+    // 3. Load: auctions, then the instant path.
+    eprintln!("bench: {} jobs …", options.jobs);
+    let load_started = now_ms();
+    let (views, load) = {
+        let jobs = run_jobs(&requesters, options);
+        tokio::pin!(jobs);
+        let mut sampler = Sampler::new(&nodes);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                views = &mut jobs => break (views?, sampler.finish()),
+                _ = tick.tick() => sampler.sample(),
+            }
+        }
+    };
+    let load_ended = now_ms();
+
+    let figures = Figures::from_views(&views);
+    let report = Report {
+        nodes: options.nodes,
+        jobs: options.jobs,
+        offer_propagation_ms: P50P99Max {
+            p50: percentile(&propagation.latencies, 50.0),
+            p99: percentile(&propagation.latencies, 99.0),
+            max: max(&propagation.latencies),
+        },
+        offer_delivery_ratio: propagation.delivery_ratio(),
+        auction_order_to_lease_ms: P50P99::of(&figures.auction_order_to_lease),
+        instant_order_to_lease_ms: P50P99::of(&figures.instant_order_to_lease),
+        submit_to_running_ms: P50P99::of(&figures.instant_submit_to_running),
+        submit_to_settled_ms: P50P99::of(&figures.instant_submit_to_settled),
+        jobs_per_second: figures.jobs_per_second,
+        node_rss_mb: Rss {
+            idle_p50: percentile(&idle.rss_max_mb, 50.0),
+            idle_max: max(&idle.rss_max_mb),
+            load_max: max(&load.rss_max_mb),
+        },
+        ledger_ops_per_lease: figures.ledger_ops_per_lease,
+    };
+    print_table(
+        &report,
+        &figures,
+        &propagation,
+        &idle,
+        &load,
+        &mesh,
+        options,
+        Duration::from_millis(load_ended.saturating_sub(load_started)),
+    );
+
+    let chart = cdf_chart(
+        &format!(
+            "agora-testnet bench: {} nodes, {} jobs — latency distributions",
+            options.nodes, options.jobs
+        ),
+        &[
+            Series {
+                name: "offer propagation",
+                samples_ms: &propagation.latencies,
+            },
+            Series {
+                name: "auction: order → lease",
+                samples_ms: &figures.auction_order_to_lease,
+            },
+            Series {
+                name: "instant: order → lease",
+                samples_ms: &figures.instant_order_to_lease,
+            },
+            Series {
+                name: "instant: submit → running",
+                samples_ms: &figures.instant_submit_to_running,
+            },
+            Series {
+                name: "auction: submit → running",
+                samples_ms: &figures.auction_submit_to_running,
+            },
+            Series {
+                name: "instant: submit → settled",
+                samples_ms: &figures.instant_submit_to_settled,
+            },
+            Series {
+                name: "auction: submit → settled",
+                samples_ms: &figures.auction_submit_to_settled,
+            },
+        ],
+    );
+    let chart_path = match &options.json {
+        Some(json) => {
+            let text = serde_json::to_string_pretty(&report)?;
+            std::fs::write(json, text + "\n")
+                .with_context(|| format!("writing {}", json.display()))?;
+            println!("\nwrote {}", json.display());
+            json.with_extension("svg")
+        }
+        None => options.dir.join("bench.svg"),
+    };
+    std::fs::write(&chart_path, chart)
+        .with_context(|| format!("writing {}", chart_path.display()))?;
+    println!("wrote {}", chart_path.display());
+    if figures.succeeded == 0 && options.jobs > 0 {
+        bail!("no job succeeded; the figures above say what happened");
+    }
+    Ok(())
+}
+
+/// What the mesh looked like once it formed.
+struct Mesh {
+    connections_p50: u32,
+    mesh_p50: u32,
+}
+
+async fn wait_for_mesh(nodes: &[NodeHandle], providers: usize) -> anyhow::Result<Mesh> {
+    let deadline = Instant::now() + MESH_TIMEOUT;
+    loop {
+        let mut infos = JoinSet::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let client = n.client.clone();
+            infos.spawn(async move { (i, client.node_info().await) });
+        }
+        let mut short = Vec::new();
+        let mut connections = Vec::new();
+        let mut mesh = Vec::new();
+        while let Some(joined) = infos.join_next().await {
+            let (i, info) = joined.context("a node query panicked")?;
+            let info = info.with_context(|| format!("GET /v1/node of {}", nodes[i].name))?;
+            connections.push(f64::from(info.connected_peers));
+            mesh.push(f64::from(info.mesh_peers));
+            if (info.offers_in_book as usize) < providers {
+                short.push(format!("{} ({})", nodes[i].name, info.offers_in_book));
+            }
+        }
+        if short.is_empty() {
+            return Ok(Mesh {
+                connections_p50: percentile(&connections, 50.0).unwrap_or(0.0) as u32,
+                mesh_p50: percentile(&mesh, 50.0).unwrap_or(0.0) as u32,
+            });
+        }
+        if Instant::now() >= deadline {
+            short.truncate(10);
+            bail!(
+                "after {} s some nodes still lack offers from all {providers} providers: {}",
+                MESH_TIMEOUT.as_secs(),
+                short.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Memory and CPU of every node over a window.
+struct Usage {
+    /// Per node: its largest resident set, MB.
+    rss_max_mb: Vec<f64>,
+    /// Per node: CPU used over the window, percent of one core.
+    cpu_percent: Vec<f64>,
+    /// The largest sum of all nodes' resident sets at one sample, MB.
+    total_rss_max_mb: f64,
+}
+
+struct Sampler {
+    pids: Vec<u32>,
+    started: Instant,
+    first: Vec<Option<ProcReading>>,
+    last: Vec<Option<ProcReading>>,
+    rss_max: Vec<u64>,
+    total_max: u64,
+}
+
+impl Sampler {
+    fn new(nodes: &[NodeHandle]) -> Self {
+        let pids: Vec<u32> = nodes.iter().map(|n| n.pid).collect();
+        let first: Vec<_> = pids.iter().map(|&p| read_proc(p)).collect();
+        let mut sampler = Self {
+            rss_max: vec![0; pids.len()],
+            last: first.clone(),
+            first,
+            pids,
+            started: Instant::now(),
+            total_max: 0,
+        };
+        sampler.sample();
+        sampler
+    }
+
+    fn sample(&mut self) {
+        let mut total = 0;
+        for (i, &pid) in self.pids.iter().enumerate() {
+            if let Some(reading) = read_proc(pid) {
+                self.rss_max[i] = self.rss_max[i].max(reading.rss_bytes);
+                total += reading.rss_bytes;
+                self.last[i] = Some(reading);
+            }
+        }
+        self.total_max = self.total_max.max(total);
+    }
+
+    fn finish(mut self) -> Usage {
+        self.sample();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        Usage {
+            rss_max_mb: self.rss_max.iter().map(|&b| b as f64 / 1e6).collect(),
+            cpu_percent: self
+                .first
+                .iter()
+                .zip(&self.last)
+                .filter_map(|(a, b)| {
+                    Some((b.as_ref()?.cpu_secs - a.as_ref()?.cpu_secs) / secs * 100.0)
+                })
+                .collect(),
+            total_rss_max_mb: self.total_max as f64 / 1e6,
+        }
+    }
+}
+
+async fn sample_for(nodes: &[NodeHandle], window: Duration) -> Usage {
+    let mut sampler = Sampler::new(nodes);
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sampler.sample();
+    }
+    sampler.finish()
+}
+
+/// Offer propagation over the idle window.
+struct Propagation {
+    /// Versions published in the window by their providers.
+    published: usize,
+    /// Other nodes that should have seen each.
+    receivers: usize,
+    /// Receive − create, ms, one per (version, receiving node).
+    latencies: Vec<f64>,
+    /// Per version: by when 99 % of the other nodes had it, ms (only for
+    /// versions that reached 99 %).
+    reach_99: Vec<f64>,
+}
+
+impl Propagation {
+    fn delivery_ratio(&self) -> Option<f64> {
+        let expected = self.published * self.receivers;
+        (expected > 0).then(|| self.latencies.len() as f64 / expected as f64)
+    }
+}
+
+async fn propagation(nodes: &[NodeHandle], t0: u64, t1: u64) -> anyhow::Result<Propagation> {
+    // Every node's sightings since t0.
+    let mut all: Vec<Vec<OfferArrival>> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let mut mine = Vec::new();
+        let mut after = Timestamp(t0.saturating_sub(1));
+        loop {
+            let page = n
+                .client
+                .offer_arrivals(after, Some(10_000))
+                .await
+                .with_context(|| format!("GET /v1/node/arrivals of {}", n.name))?;
+            if let Some(last) = page.arrivals.last() {
+                after = last.received_at;
+            }
+            let more = page.more;
+            mine.extend(page.arrivals);
+            if !more {
+                break;
+            }
+        }
+        all.push(mine);
+    }
+    // The versions published in the window, early enough to have spread.
+    let cutoff = t1.saturating_sub(PROPAGATION_SETTLE_MS);
+    let mut published: HashMap<(String, u64), (usize, u64)> = HashMap::new();
+    for (i, arrivals) in all.iter().enumerate() {
+        for a in arrivals.iter().filter(|a| a.own) {
+            if a.created_at.0 >= t0 && a.created_at.0 <= cutoff {
+                published.insert((a.offer.clone(), a.sequence), (i, a.created_at.0));
+            }
+        }
+    }
+    let mut per_version: HashMap<(String, u64), Vec<f64>> = HashMap::new();
+    for (i, arrivals) in all.iter().enumerate() {
+        for a in arrivals.iter().filter(|a| !a.own) {
+            let key = (a.offer.clone(), a.sequence);
+            if let Some(&(publisher, created)) = published.get(&key)
+                && publisher != i
+            {
+                per_version
+                    .entry(key)
+                    .or_default()
+                    .push(a.received_at.0.saturating_sub(created) as f64);
+            }
+        }
+    }
+    let receivers = nodes.len() - 1;
+    let needed = (receivers as f64 * 0.99).ceil() as usize;
+    let mut reach_99 = Vec::new();
+    let mut latencies = Vec::new();
+    for samples in per_version.values_mut() {
+        samples.sort_by(f64::total_cmp);
+        if needed > 0 && samples.len() >= needed {
+            reach_99.push(samples[needed - 1]);
+        }
+        latencies.extend(samples.iter().copied());
+    }
+    Ok(Propagation {
+        published: published.len(),
+        receivers,
+        latencies,
+        reach_99,
+    })
+}
+
+fn job_spec(index: usize, gpu_model: Option<&str>, bid_window_ms: u32) -> JobSpec {
+    JobSpec {
+        name: Some(format!("bench-{index}")),
+        runtime: "process".into(),
+        command: vec!["true".into()],
+        env: BTreeMap::new(),
+        inputs: vec![],
+        resources: Resources {
+            gpus: 1,
+            gpu_model: gpu_model.map(str::to_string),
+            min_vram_gib: 0,
+            min_tflops: 0.0,
+            min_compute_capability: 0.0,
+        },
+        constraints: Constraints {
+            allow_simulated: true,
+            ..Default::default()
+        },
+        market: MarketTerms {
+            max_price_per_gpu_hour: "5".into(),
+            max_duration_secs: 60,
+            bid_window_ms,
+        },
+    }
+}
+
+/// Runs the jobs: the first half through auctions (GPU models in turn, at
+/// most [`AUCTIONS_PER_MODEL`] per model in flight), the rest on the
+/// instant path (one in flight per offer), spread over the requesters.
+/// Returns every job's last view.
+async fn run_jobs(
+    requesters: &[&NodeHandle],
+    options: &BenchOptions,
+) -> anyhow::Result<Vec<JobView>> {
+    let auctions = options.jobs - options.jobs / 2;
+    let instants = options.jobs / 2;
+    let book = requesters[0]
+        .client
+        .search_offers("", Some(1000))
+        .await
+        .context("reading the requester's book")?;
+    let mut models: Vec<String> = book.offers.iter().map(|o| o.gpu_model.clone()).collect();
+    models.sort();
+    models.dedup();
+    if models.is_empty() {
+        bail!("the requester's book is empty");
+    }
+    let mut views = Vec::with_capacity(options.jobs);
+
+    // Auctions.
+    let limit = Arc::new(Semaphore::new(AUCTIONS_PER_MODEL * models.len()));
+    let per_model: Vec<Arc<Semaphore>> = models
+        .iter()
+        .map(|_| Arc::new(Semaphore::new(AUCTIONS_PER_MODEL)))
+        .collect();
+    let mut set = JoinSet::new();
+    for k in 0..auctions {
+        let m = k % models.len();
+        let model_permit = per_model[m].clone().acquire_owned().await?;
+        let permit = limit.clone().acquire_owned().await?;
+        let client = requesters[k % requesters.len()].client.clone();
+        let spec = job_spec(k, Some(&models[m]), options.bid_window_ms);
+        set.spawn(async move {
+            let view = submit_and_wait(&client, SubmitJob { spec, offer: None }).await;
+            drop((permit, model_permit));
+            view
+        });
+        collect_finished(&mut set, &mut views)?;
+    }
+    while let Some(joined) = set.join_next().await {
+        views.push(joined.context("a job task panicked")??);
+    }
+
+    // The instant path: each job takes one offer, one job per offer at a time.
+    let offers: Vec<String> = book.offers.iter().map(|o| o.id.clone()).collect();
+    let per_offer: Vec<Arc<Semaphore>> =
+        offers.iter().map(|_| Arc::new(Semaphore::new(1))).collect();
+    let limit = Arc::new(Semaphore::new(INSTANT_IN_FLIGHT.min(offers.len())));
+    for k in 0..instants {
+        let o = k % offers.len();
+        let offer_permit = per_offer[o].clone().acquire_owned().await?;
+        let permit = limit.clone().acquire_owned().await?;
+        let client = requesters[k % requesters.len()].client.clone();
+        let spec = job_spec(auctions + k, None, options.bid_window_ms);
+        let offer = Some(offers[o].clone());
+        set.spawn(async move {
+            let view = submit_and_wait(&client, SubmitJob { spec, offer }).await;
+            drop((permit, offer_permit));
+            view
+        });
+        collect_finished(&mut set, &mut views)?;
+    }
+    while let Some(joined) = set.join_next().await {
+        views.push(joined.context("a job task panicked")??);
+    }
+    Ok(views)
+}
+
+fn collect_finished(
+    set: &mut JoinSet<anyhow::Result<JobView>>,
+    views: &mut Vec<JobView>,
+) -> anyhow::Result<()> {
+    while let Some(joined) = set.try_join_next() {
+        views.push(joined.context("a job task panicked")??);
+    }
+    Ok(())
+}
+
+/// Submits a job and reads it until it is terminal (or [`JOB_TIMEOUT`]).
+async fn submit_and_wait(client: &NodeClient, job: SubmitJob) -> anyhow::Result<JobView> {
+    let submitted = client.submit_job(&job).await.context("submitting a job")?;
+    let deadline = Instant::now() + JOB_TIMEOUT;
+    loop {
+        tokio::time::sleep(JOB_POLL).await;
+        let view = client
+            .job(&submitted.id)
+            .await
+            .with_context(|| format!("reading job {}", submitted.id))?;
+        if view.state.is_terminal() || Instant::now() >= deadline {
+            return Ok(view);
+        }
+    }
+}
+
+/// Latencies and counts from the requesters' job views.
+#[derive(Default)]
+struct Figures {
+    auction_order_to_lease: Vec<f64>,
+    instant_order_to_lease: Vec<f64>,
+    auction_submit_to_running: Vec<f64>,
+    instant_submit_to_running: Vec<f64>,
+    auction_submit_to_settled: Vec<f64>,
+    instant_submit_to_settled: Vec<f64>,
+    jobs_per_second: Option<f64>,
+    ledger_ops_per_lease: Option<f64>,
+    succeeded: usize,
+    /// Jobs by end state, with a few reasons each.
+    outcomes: BTreeMap<String, (usize, Vec<String>)>,
+}
+
+impl Figures {
+    fn from_views(views: &[JobView]) -> Self {
+        let mut f = Figures::default();
+        let mut ledger_ops = Vec::new();
+        let mut first_submit = u64::MAX;
+        let mut last_finish = 0;
+        for v in views {
+            let at = |name: &str| v.events.iter().find(|e| e.event == name).map(|e| e.at.0);
+            let since = |from: u64, to: Option<u64>| to.map(|t| t.saturating_sub(from) as f64);
+            let submitted = v.submitted_at.0;
+            let instant = v.offer.is_some();
+            let order_start = if instant {
+                Some(submitted)
+            } else {
+                at("order_published")
+            };
+            if let (Some(start), Some(lease)) = (order_start, at("lease_signed")) {
+                let ms = lease.saturating_sub(start) as f64;
+                if instant {
+                    f.instant_order_to_lease.push(ms);
+                } else {
+                    f.auction_order_to_lease.push(ms);
+                }
+            }
+            if let Some(ms) = since(submitted, at("running")) {
+                if instant {
+                    f.instant_submit_to_running.push(ms);
+                } else {
+                    f.auction_submit_to_running.push(ms);
+                }
+            }
+            let finished = at("finished");
+            if v.state == JobState::Succeeded
+                && let Some(ms) = since(submitted, finished)
+            {
+                if instant {
+                    f.instant_submit_to_settled.push(ms);
+                } else {
+                    f.auction_submit_to_settled.push(ms);
+                }
+                f.succeeded += 1;
+                first_submit = first_submit.min(submitted);
+                last_finish = last_finish.max(finished.unwrap_or(0));
+            }
+            if let Some(s) = v.settlement.as_ref().filter(|s| s.refunded.is_some()) {
+                ledger_ops.push(f64::from(s.ledger_ops));
+            }
+            let state = format!("{:?}", v.state).to_lowercase();
+            let entry = f.outcomes.entry(state).or_default();
+            entry.0 += 1;
+            if let Some(reason) = &v.reason
+                && entry.1.len() < 3
+                && !entry.1.contains(reason)
+            {
+                entry.1.push(reason.clone());
+            }
+        }
+        if f.succeeded > 0 && last_finish > first_submit {
+            f.jobs_per_second =
+                Some(f.succeeded as f64 / ((last_finish - first_submit) as f64 / 1000.0));
+        }
+        if !ledger_ops.is_empty() {
+            f.ledger_ops_per_lease = Some(ledger_ops.iter().sum::<f64>() / ledger_ops.len() as f64);
+        }
+        f
+    }
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.0} ms"))
+}
+
+fn mb(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.1} MB"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_table(
+    report: &Report,
+    figures: &Figures,
+    propagation: &Propagation,
+    idle: &Usage,
+    load: &Usage,
+    mesh: &Mesh,
+    options: &BenchOptions,
+    load_time: Duration,
+) {
+    let row = |what: &str, value: String, goal: &str| {
+        println!("  {what:<40} {value:<34} {goal}");
+    };
+    println!(
+        "\nagora-testnet bench: {} nodes ({} requesters), {} jobs; bid window {} ms",
+        report.nodes,
+        options.requesters.unwrap_or((options.nodes / 10).max(1)),
+        report.jobs,
+        options.bid_window_ms
+    );
+    println!("  {:<40} {:<34} goal", "measure", "value");
+    row(
+        "mesh (per node, p50)",
+        format!(
+            "{} connections, {} gossip mesh peers",
+            mesh.connections_p50, mesh.mesh_p50
+        ),
+        "",
+    );
+    let p = &report.offer_propagation_ms;
+    row(
+        "offer propagation p50 / p99 / max",
+        format!("{} / {} / {}", ms(p.p50), ms(p.p99), ms(p.max)),
+        "",
+    );
+    row(
+        "  offer reaches 99% of nodes (p50 / max)",
+        format!(
+            "{} / {} over {} versions",
+            ms(percentile(&propagation.reach_99, 50.0)),
+            ms(max(&propagation.reach_99)),
+            propagation.published
+        ),
+        "≤ 50 ms at 100 nodes",
+    );
+    row(
+        "  offers delivered",
+        report.offer_delivery_ratio.map_or_else(
+            || "-".into(),
+            |r| {
+                format!(
+                    "{:.2}% ({} of {})",
+                    r * 100.0,
+                    propagation.latencies.len(),
+                    propagation.published * propagation.receivers
+                )
+            },
+        ),
+        "100%",
+    );
+    let pair = |v: &[f64]| {
+        format!(
+            "{} / {} (n={})",
+            ms(percentile(v, 50.0)),
+            ms(percentile(v, 99.0)),
+            v.len()
+        )
+    };
+    row(
+        "auction order → lease p50 / p99",
+        pair(&figures.auction_order_to_lease),
+        "(bid window included)",
+    );
+    row(
+        "instant order → lease p50 / p99",
+        pair(&figures.instant_order_to_lease),
+        "",
+    );
+    row(
+        "instant submit → running p50 / p99",
+        pair(&figures.instant_submit_to_running),
+        "p50 ≤ 100 ms",
+    );
+    row(
+        "auction submit → running p50 / p99",
+        pair(&figures.auction_submit_to_running),
+        "",
+    );
+    row(
+        "instant submit → settled p50 / p99",
+        pair(&figures.instant_submit_to_settled),
+        "",
+    );
+    row(
+        "auction submit → settled p50 / p99",
+        pair(&figures.auction_submit_to_settled),
+        "",
+    );
+    row(
+        "jobs completed per second",
+        report.jobs_per_second.map_or_else(
+            || "-".into(),
+            |j| {
+                format!(
+                    "{j:.2} ({} in {:.1} s of load)",
+                    figures.succeeded,
+                    load_time.as_secs_f64()
+                )
+            },
+        ),
+        "",
+    );
+    row(
+        "node RSS idle p50 / max",
+        format!(
+            "{} / {}",
+            mb(report.node_rss_mb.idle_p50),
+            mb(report.node_rss_mb.idle_max)
+        ),
+        "≤ 15 MB",
+    );
+    row(
+        "node RSS under load p50 / max",
+        format!(
+            "{} / {}",
+            mb(percentile(&load.rss_max_mb, 50.0)),
+            mb(report.node_rss_mb.load_max)
+        ),
+        "",
+    );
+    row(
+        "all nodes' RSS, idle / load",
+        format!(
+            "{:.0} MB / {:.0} MB",
+            idle.total_rss_max_mb, load.total_rss_max_mb
+        ),
+        "≤ 2000 MB at 100 nodes",
+    );
+    let cpu = |u: &Usage| {
+        format!(
+            "{:.1}% / {:.1}% of a core",
+            percentile(&u.cpu_percent, 50.0).unwrap_or(0.0),
+            max(&u.cpu_percent).unwrap_or(0.0)
+        )
+    };
+    row("node CPU idle p50 / max", cpu(idle), "");
+    row("node CPU under load p50 / max", cpu(load), "");
+    row(
+        "ledger operations per lease",
+        report
+            .ledger_ops_per_lease
+            .map_or_else(|| "-".into(), |o| format!("{o:.2}")),
+        "3",
+    );
+    println!("  job outcomes:");
+    for (state, (count, reasons)) in &figures.outcomes {
+        if reasons.is_empty() {
+            println!("    {state:<10} {count}");
+        } else {
+            println!("    {state:<10} {count}  e.g. {}", reasons.join(" | "));
+        }
+    }
+}
