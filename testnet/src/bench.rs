@@ -407,6 +407,11 @@ struct Usage {
     cpu_percent: Vec<f64>,
     /// The largest sum of all nodes' resident sets at one sample, MB.
     total_rss_max_mb: f64,
+    /// Per node: its largest private resident memory, MB.
+    private_max_mb: Vec<f64>,
+    /// The largest sum of all nodes' proportional sets at one sample: the
+    /// memory the testnet's nodes really take, MB.
+    total_pss_max_mb: f64,
 }
 
 struct Sampler {
@@ -415,7 +420,9 @@ struct Sampler {
     first: Vec<Option<ProcReading>>,
     last: Vec<Option<ProcReading>>,
     rss_max: Vec<u64>,
+    private_max: Vec<u64>,
     total_max: u64,
+    total_pss_max: u64,
 }
 
 impl Sampler {
@@ -424,6 +431,8 @@ impl Sampler {
         let first: Vec<_> = pids.iter().map(|&p| read_proc(p)).collect();
         let mut sampler = Self {
             rss_max: vec![0; pids.len()],
+            private_max: vec![0; pids.len()],
+            total_pss_max: 0,
             last: first.clone(),
             first,
             pids,
@@ -435,15 +444,18 @@ impl Sampler {
     }
 
     fn sample(&mut self) {
-        let mut total = 0;
+        let (mut total, mut total_pss) = (0, 0);
         for (i, &pid) in self.pids.iter().enumerate() {
             if let Some(reading) = read_proc(pid) {
                 self.rss_max[i] = self.rss_max[i].max(reading.rss_bytes);
+                self.private_max[i] = self.private_max[i].max(reading.private_bytes.unwrap_or(0));
                 total += reading.rss_bytes;
+                total_pss += reading.pss_bytes.unwrap_or(0);
                 self.last[i] = Some(reading);
             }
         }
         self.total_max = self.total_max.max(total);
+        self.total_pss_max = self.total_pss_max.max(total_pss);
     }
 
     fn finish(mut self) -> Usage {
@@ -460,6 +472,8 @@ impl Sampler {
                 })
                 .collect(),
             total_rss_max_mb: self.total_max as f64 / 1e6,
+            private_max_mb: self.private_max.iter().map(|&b| b as f64 / 1e6).collect(),
+            total_pss_max_mb: self.total_pss_max as f64 / 1e6,
         }
     }
 }
@@ -908,10 +922,27 @@ fn print_table(
         "",
     );
     row(
-        "all nodes' RSS, idle / load",
+        "  private memory per node, idle p50 / load max",
         format!(
-            "{:.0} MB / {:.0} MB",
+            "{} / {}",
+            mb(percentile(&idle.private_max_mb, 50.0)),
+            mb(max(&load.private_max_mb))
+        ),
+        "",
+    );
+    row(
+        "all nodes' RSS sum, idle / load",
+        format!(
+            "{:.0} MB / {:.0} MB (code pages counted once per node)",
             idle.total_rss_max_mb, load.total_rss_max_mb
+        ),
+        "",
+    );
+    row(
+        "all nodes' PSS sum, idle / load",
+        format!(
+            "{:.0} MB / {:.0} MB (what they take)",
+            idle.total_pss_max_mb, load.total_pss_max_mb
         ),
         "≤ 2000 MB at 100 nodes",
     );

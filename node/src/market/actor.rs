@@ -141,6 +141,7 @@ pub fn spawn(options: MarketOptions) -> Result<MarketHandle, MarketError> {
         tasks: Arc::new(tokio::sync::Semaphore::new(MAX_TASKS)),
         last_offer_publish: None,
         arrivals: Arrivals::new(ARRIVALS_KEPT),
+        quick_escrow_reads: HashMap::new(),
     };
     for id in resume {
         actor.next_lease_attempt(id, now);
@@ -180,6 +181,8 @@ struct Actor {
     last_offer_publish: Option<Timestamp>,
     /// When each offer version was first seen here.
     arrivals: Arrivals,
+    /// Settling jobs whose escrow is re-read quickly: reads done so far.
+    quick_escrow_reads: HashMap<OrderId, u32>,
 }
 
 pub(crate) fn offer_view(offer: &Signed<Offer>) -> OfferView {

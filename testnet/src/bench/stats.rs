@@ -23,10 +23,20 @@ pub(crate) fn max(samples: &[f64]) -> Option<f64> {
 const TICKS_PER_SEC: f64 = 100.0;
 
 /// Resident memory and CPU time of one process, read from `/proc`.
+///
+/// Resident set size counts every page mapped in, including the program's
+/// code, which all nodes of a testnet share once in physical memory; the
+/// proportional set (PSS) divides shared pages among their users, so the
+/// PSS of all nodes adds up to what they really take; private memory is
+/// what one more node would add.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ProcReading {
     /// Resident set, bytes.
     pub(crate) rss_bytes: u64,
+    /// Proportional set, bytes (`None` without `smaps_rollup`).
+    pub(crate) pss_bytes: Option<u64>,
+    /// Private (clean + dirty) resident bytes.
+    pub(crate) private_bytes: Option<u64>,
     /// User + system CPU time so far, seconds.
     pub(crate) cpu_secs: f64,
 }
@@ -36,7 +46,12 @@ pub(crate) fn read_proc(pid: u32) -> Option<ProcReading> {
     let dir = Path::new("/proc").join(pid.to_string());
     let status = std::fs::read_to_string(dir.join("status")).ok()?;
     let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let rollup = std::fs::read_to_string(dir.join("smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| kb_field(&rollup, name);
     Some(ProcReading {
+        pss_bytes: field("Pss:"),
+        private_bytes: field("Private_Clean:")
+            .and_then(|clean| Some(clean + field("Private_Dirty:")?)),
         rss_bytes: parse_vm_rss(&status)?,
         cpu_secs: parse_cpu_ticks(&stat)? as f64 / TICKS_PER_SEC,
     })
@@ -44,7 +59,12 @@ pub(crate) fn read_proc(pid: u32) -> Option<ProcReading> {
 
 /// `VmRSS:   12345 kB` from `/proc/PID/status`, in bytes.
 fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    kb_field(status, "VmRSS:")
+}
+
+/// A `NAME   12345 kB` line's value, in bytes.
+fn kb_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -83,6 +103,9 @@ mod tests {
         let status = "Name:\tagorad\nVmPeak:\t  99999 kB\nVmRSS:\t   12288 kB\nThreads:\t4\n";
         assert_eq!(parse_vm_rss(status), Some(12288 * 1024));
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        let rollup = "Rss:  16384 kB\nPss:   6007 kB\nPss_Anon:  3764 kB\nPrivate_Clean:  4 kB\nPrivate_Dirty:  3764 kB\n";
+        assert_eq!(kb_field(rollup, "Pss:"), Some(6007 * 1024));
+        assert_eq!(kb_field(rollup, "Private_Dirty:"), Some(3764 * 1024));
         let stat = "4242 (a) b)) S 1 4242 4242 0 -1 4194560 900 0 0 0 731 269 0 0 20 0 5 0 100 0";
         assert_eq!(parse_cpu_ticks(stat), Some(1000));
         assert_eq!(parse_cpu_ticks("garbage"), None);

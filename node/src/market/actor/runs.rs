@@ -29,6 +29,11 @@ const RECEIPT_TOLERANCE_SECS: u64 = 3;
 const SILENCE_GRACE_MS: u64 = 10_000;
 /// How often a settling job's escrow is read.
 const SETTLE_POLL_MS: u64 = 1_000;
+/// After the final receipt is countersigned the provider settles and
+/// closes within milliseconds, so the escrow is re-read sooner than
+/// [`SETTLE_POLL_MS`]: after 25 ms, then doubling, this many times.
+const QUICK_ESCROW_READS: u32 = 6;
+const QUICK_ESCROW_FIRST_MS: u64 = 25;
 
 /// Internal results of a run's background work.
 #[derive(Debug)]
@@ -41,6 +46,8 @@ pub(crate) enum RunNote {
     Escrow(Result<Option<Box<EscrowState>>, String>),
     /// Outputs fetched and checked, or why not.
     Fetched(Result<usize, String>),
+    /// Read the escrow now (a quick re-read after the final receipt).
+    CheckEscrow,
 }
 
 impl Actor {
@@ -362,6 +369,11 @@ impl Actor {
         };
         job.run.receipt = Some(hex::encode(claim.encode()));
         job.view.receipt = Some(receipt_view(&r));
+        if job.view.state == JobState::Leased {
+            // A receipt means the job ran, even if word of its start is
+            // still on the way (a short job's final receipt can be first).
+            job.event(now, "running", "");
+        }
         if r.is_final {
             job.view.exit_code = r.exit_status.or(job.view.exit_code);
             if !job.view.state.is_terminal() {
@@ -387,6 +399,10 @@ impl Actor {
             return Response::Retry(format!("requester store: {e}"));
         }
         self.maybe_fetch(order);
+        if r.is_final {
+            self.quick_escrow_reads.insert(order, 0);
+            self.read_escrow_after(order, QUICK_ESCROW_FIRST_MS);
+        }
         Response::Receipt(claim.cosigned().clone())
     }
 
@@ -440,6 +456,35 @@ impl Actor {
     /// Background work reports back.
     pub(super) fn run_note(&mut self, id: OrderId, note: RunNote) {
         let now = crate::clock::now();
+        if let RunNote::CheckEscrow = note {
+            let settling = self
+                .jobs
+                .get(&id)
+                .is_some_and(|j| j.view.state == JobState::Settling);
+            // A read in flight holds its slot an hour; its answer re-plans.
+            let in_flight = self
+                .settle_checks
+                .get(&id)
+                .is_some_and(|t| t.0 > now.0 + SETTLE_POLL_MS);
+            if settling && !in_flight {
+                self.read_escrow(id, now);
+            }
+            return;
+        }
+        if let RunNote::Escrow(Ok(state)) = &note {
+            let closed = state.as_ref().is_some_and(|s| s.closed());
+            match self.quick_escrow_reads.get_mut(&id) {
+                Some(done) if !closed && *done < QUICK_ESCROW_READS => {
+                    *done += 1;
+                    let delay = QUICK_ESCROW_FIRST_MS << *done;
+                    self.read_escrow_after(id, delay);
+                }
+                Some(_) => {
+                    self.quick_escrow_reads.remove(&id);
+                }
+                None => {}
+            }
+        }
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -497,6 +542,7 @@ impl Actor {
                 }
                 self.finish_if_done(id, now);
             }
+            RunNote::CheckEscrow => {}
             RunNote::Fetched(result) => {
                 self.fetching.remove(&id);
                 job.run.fetch_done = true;
@@ -603,28 +649,46 @@ impl Actor {
             self.maybe_fetch(id);
         }
         for id in check {
-            let Some(lease) = self.lease_of(&id) else {
-                continue;
-            };
-            // In flight until the answer comes (an hour is "never").
-            self.settle_checks.insert(id, now.plus_ms(3_600_000));
-            let ledger = self.ledger.clone();
-            let handle = self.self_handle.clone();
-            let final_done = self
-                .jobs
-                .get(&id)
-                .and_then(|j| j.receipt())
-                .is_some_and(|c| c.receipt().is_final);
-            self.spawn_task(async move {
-                let state = read_and_close(&*ledger, lease.id(), final_done)
-                    .await
-                    .map(|s| s.map(Box::new));
-                let _ = handle
-                    .commands
-                    .send(Command::Run(id, RunNote::Escrow(state)))
-                    .await;
-            });
+            self.read_escrow(id, now);
         }
+    }
+
+    /// Reads the lease's escrow (closing it when that is due) off the
+    /// actor; the answer comes back as [`RunNote::Escrow`].
+    fn read_escrow(&mut self, id: OrderId, now: Timestamp) {
+        let Some(lease) = self.lease_of(&id) else {
+            return;
+        };
+        // In flight until the answer comes (an hour is "never").
+        self.settle_checks.insert(id, now.plus_ms(3_600_000));
+        let ledger = self.ledger.clone();
+        let handle = self.self_handle.clone();
+        let final_done = self
+            .jobs
+            .get(&id)
+            .and_then(|j| j.receipt())
+            .is_some_and(|c| c.receipt().is_final);
+        self.spawn_task(async move {
+            let state = read_and_close(&*ledger, lease.id(), final_done)
+                .await
+                .map(|s| s.map(Box::new));
+            let _ = handle
+                .commands
+                .send(Command::Run(id, RunNote::Escrow(state)))
+                .await;
+        });
+    }
+
+    /// Asks for an escrow read of `id` in `delay_ms`.
+    fn read_escrow_after(&mut self, id: OrderId, delay_ms: u64) {
+        let handle = self.self_handle.clone();
+        self.spawn_task(async move {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let _ = handle
+                .commands
+                .send(Command::Run(id, RunNote::CheckEscrow))
+                .await;
+        });
     }
 }
 
