@@ -38,6 +38,9 @@ pub struct ProviderRole {
     pub bids_sent: u64,
     /// Declines sent.
     pub declines_sent: u64,
+    /// Why the runtime cannot run jobs now; no offers, bids or leases
+    /// while set.
+    unavailable: Option<String>,
 }
 
 impl ProviderRole {
@@ -68,7 +71,22 @@ impl ProviderRole {
             orders_seen: snapshot.orders_seen,
             bids_sent: snapshot.bids_sent,
             declines_sent: snapshot.declines_sent,
+            unavailable: None,
         }
+    }
+
+    /// Records whether the runtime can run jobs (`None`) or why not;
+    /// whether that changed. While it cannot, the provider publishes no
+    /// offers, answers no orders and signs no leases.
+    pub fn set_unavailable(&mut self, reason: Option<String>) -> bool {
+        let changed = self.unavailable.is_some() != reason.is_some();
+        self.unavailable = reason;
+        changed
+    }
+
+    /// Why the runtime cannot run jobs, when it cannot.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
     }
 
     /// What to store.
@@ -89,11 +107,17 @@ impl ProviderRole {
 
     /// Current offers (unsigned).
     pub fn offers(&mut self, now: Timestamp) -> Vec<Offer> {
+        if self.unavailable.is_some() {
+            return Vec::new();
+        }
         self.bidder.offers(now)
     }
 
     /// Answers an order; `None` when nothing should be sent.
     pub fn on_order(&mut self, order: &Order, now: Timestamp) -> Option<Decision> {
+        if self.unavailable.is_some() {
+            return None;
+        }
         let first = !self.bidder.seen(&order.id());
         let decision = self.bidder.on_order(order, now);
         if first {
@@ -116,6 +140,9 @@ impl ProviderRole {
         proposal: &Signed<LeaseTerms>,
         now: Timestamp,
     ) -> Result<(), String> {
+        if let Some(reason) = &self.unavailable {
+            return Err(format!("this provider cannot run jobs now: {reason}"));
+        }
         self.bidder
             .on_lease_proposal(proposal, now)
             .map(|_| ())
