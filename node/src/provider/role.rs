@@ -186,3 +186,70 @@ impl ProviderRole {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::provider::offers::tests::{CONFIG, inventory};
+    use agora_protocol::{Amount, Energy, Keypair};
+
+    const NOW: Timestamp = Timestamp(1_000_000);
+
+    fn role() -> ProviderRole {
+        let config = Config::parse(CONFIG, "test").unwrap();
+        let key = Keypair::from_seed(&[1; 32]);
+        let inventory = inventory(&config.simulated_gpu);
+        let bidder = Bidder::new(
+            key.public(),
+            config.provider.as_ref().unwrap(),
+            &config.node,
+            &inventory,
+            NOW,
+        )
+        .unwrap();
+        ProviderRole::new(bidder, inventory, ProviderSnapshot::default(), Vec::new())
+    }
+
+    fn order(nonce: u8) -> Order {
+        Order {
+            requester: Keypair::from_seed(&[2; 32]).public(),
+            nonce: vec![nonce; 16],
+            gpu_count: 1,
+            gpu_model: None,
+            min_vram_mib: 0,
+            min_fp32_mtflops: 0,
+            min_compute_capability: 0,
+            region: Some("EU".into()),
+            jurisdiction: None,
+            energy: Energy::Unknown,
+            require_verified: false,
+            allow_simulated: true,
+            max_price_per_gpu_hour: Amount(3_000_000),
+            max_duration_secs: 600,
+            bid_window_ms: 1_000,
+            runtime: "process".into(),
+            created_at: NOW,
+            expires_at: NOW.plus_secs(31),
+        }
+    }
+
+    #[test]
+    fn a_runtime_that_cannot_run_jobs_stops_offers_and_bids_until_it_can() {
+        let mut role = role();
+        assert!(!role.offers(NOW).is_empty());
+        // Only a change of state counts as one (one log line each).
+        assert!(!role.set_unavailable(None));
+        assert!(role.set_unavailable(Some("the Ray head does not answer".into())));
+        assert!(!role.set_unavailable(Some("still down".into())));
+        assert_eq!(role.unavailable(), Some("still down"));
+        assert!(role.offers(NOW).is_empty());
+        assert!(role.on_order(&order(1), NOW).is_none());
+        assert_eq!(role.bids_sent, 0);
+        // Back: offers and bids again.
+        assert!(role.set_unavailable(None));
+        assert!(!role.offers(NOW).is_empty());
+        assert!(matches!(role.on_order(&order(2), NOW), Some(Decision::Bid(_))));
+        assert_eq!(role.bids_sent, 1);
+    }
+}

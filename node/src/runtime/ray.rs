@@ -337,7 +337,8 @@ fn state_of(info: &JobInfo, stopped_by: Option<&Exit>) -> State {
     }
 }
 
-/// Ray's reason for a failed job: the first line of its message.
+/// Ray's reason for a failed job: the first line of its message, without
+/// the log excerpt Ray appends.
 fn ray_reason(info: &JobInfo) -> String {
     let first = info
         .message
@@ -345,8 +346,11 @@ fn ray_reason(info: &JobInfo) -> String {
         .and_then(|m| m.lines().map(str::trim).find(|l| !l.is_empty()));
     match first {
         Some(line) => {
+            // "… failed with exit code 3, last available logs (…):" — the
+            // logs are in the job's log already.
+            let line = line.split(", last available logs").next().unwrap_or(line);
             let line: String = line.chars().take(MAX_REASON).collect();
-            format!("Ray: {}", line.trim_end_matches(','))
+            format!("Ray: {}", line.trim_end_matches([',', ':']))
         }
         None => "Ray reports the job FAILED without a reason".into(),
     }
