@@ -134,6 +134,43 @@ async fn a_ray_provider_runs_a_job_on_ray_and_is_paid() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_fails_on_ray_carries_rays_reason_and_pays_its_time() {
+    let Some(dashboard) = ray_env("AGORA_RAY_DASHBOARD") else {
+        return;
+    };
+    let (_dir, net) = ray_testnet(&dashboard, 20).await;
+    let client = net.client("requester-0").unwrap();
+    fund(&client).await;
+    wait_for_offers(&net, "requester-0").await;
+    let code = "import sys, time\nprint('about to fail'); time.sleep(2); sys.exit(3)\n";
+    let id = client
+        .submit_job(&python_job("fails-on-ray", code, 120))
+        .await
+        .unwrap()
+        .id;
+    let job = terminal(&net, &id).await;
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    assert_eq!(job.exit_code, Some(3));
+    let entries = log(&net, &id).await;
+    assert!(output(&entries).contains("about to fail"), "{entries:#?}");
+    // Ray's own words reach the job's events.
+    let ended = entries
+        .iter()
+        .rev()
+        .find(|e| e.event.as_deref() == Some("exited"))
+        .unwrap_or_else(|| panic!("no exit event: {entries:#?}"));
+    assert!(
+        ended.text.contains("Ray: Job entrypoint command failed with exit code 3"),
+        "{ended:#?}"
+    );
+    let receipt = job.receipt.clone().unwrap();
+    assert!(receipt.is_final && receipt.exit_status == Some(3));
+    assert!(receipt.amount > Amount::ZERO);
+    assert_closed(&net, &lease_id(&job), receipt.amount).await;
+    net.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_ray_head_mid_job_fails_it_with_a_reason_and_pays_countersigned_time() {
     let Some(ray) = ray_env("AGORA_RAY_BIN") else {
         return;
