@@ -115,7 +115,9 @@ impl RaySection {
             .dashboard
             .strip_prefix("http://")
             .or_else(|| self.dashboard.strip_prefix("https://"));
-        if rest.is_none_or(|r| r.trim_end_matches('/').is_empty() || r.contains(char::is_whitespace)) {
+        if rest
+            .is_none_or(|r| r.trim_end_matches('/').is_empty() || r.contains(char::is_whitespace))
+        {
             return Err(invalid(
                 "dashboard",
                 format!(
@@ -126,7 +128,10 @@ impl RaySection {
             ));
         }
         if self.gpu_model.trim().is_empty() {
-            return Err(invalid("gpu_model", "is empty; name the cluster's GPU model".into()));
+            return Err(invalid(
+                "gpu_model",
+                "is empty; name the cluster's GPU model".into(),
+            ));
         }
         if self.gpu_vram_gib == 0 {
             return Err(invalid("gpu_vram_gib", "must be at least 1".into()));
@@ -441,7 +446,10 @@ count = 2
         let ray = Config::parse(text, "ray.toml").unwrap().ray.unwrap();
         ray.validate().unwrap();
         assert_eq!(ray.base_url(), "http://127.0.0.1:8265");
-        assert_eq!((ray.num_cpus, ray.poll_ms, ray.logical_gpus), (1.0, 1000, false));
+        assert_eq!(
+            (ray.num_cpus, ray.poll_ms, ray.logical_gpus),
+            (1.0, 1000, false)
+        );
         let bad = |ray: RaySection| ray.validate().unwrap_err().to_string();
         let err = bad(RaySection {
             dashboard: "127.0.0.1:8265".into(),

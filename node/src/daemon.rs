@@ -142,12 +142,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     };
     let provider = match options.role {
         Role::Requester => None,
-        Role::Provider => Some(provider_role(
-            &options.config,
-            &key,
-            &store,
-            ray_inventory,
-        )?),
+        Role::Provider => Some(provider_role(&options.config, &key, &store, ray_inventory)?),
     };
 
     let cancel = CancellationToken::new();
@@ -384,7 +379,10 @@ async fn watch_health(
                         %reason,
                         "the runtime cannot run jobs; offers and bids stop until it can"
                     ),
-                    None => info!(runtime = runtime.name(), "the runtime is back; offering again"),
+                    None => info!(
+                        runtime = runtime.name(),
+                        "the runtime is back; offering again"
+                    ),
                 }
             }
         }

@@ -160,7 +160,7 @@ pub fn provider_config(index: usize, node: &NodeSettings) -> String {
         Some(ray) => format!(
             "{}\n{}",
             profile.provider_toml("ray"),
-            ray.config_toml(&profile.gpu_model, profile.vram_gib, profile.tflops)
+            ray.config_toml(profile.gpu_model, profile.vram_gib, profile.tflops)
         ),
     };
     format!(

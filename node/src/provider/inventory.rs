@@ -155,11 +155,11 @@ pub fn ray(ray: &RaySection, count: u32, now: Timestamp) -> Inventory {
         detect()
     };
     let model = normalize_model(&ray.gpu_model);
-    if let Some(gpu) = local
-        .gpus
-        .iter()
-        .find(|g| !g.model.to_ascii_lowercase().contains(&model.to_ascii_lowercase()))
-    {
+    if let Some(gpu) = local.gpus.iter().find(|g| {
+        !g.model
+            .to_ascii_lowercase()
+            .contains(&model.to_ascii_lowercase())
+    }) {
         tracing::warn!(
             declared = %model,
             local = %gpu.model,
@@ -188,9 +188,8 @@ pub fn ray(ray: &RaySection, count: u32, now: Timestamp) -> Inventory {
     Inventory {
         gpus,
         driver: local.driver,
-        nvml_unavailable: (count == 0).then(|| {
-            format!("the Ray cluster at {} reports no GPUs", ray.base_url())
-        }),
+        nvml_unavailable: (count == 0)
+            .then(|| format!("the Ray cluster at {} reports no GPUs", ray.base_url())),
     }
 }
 
@@ -248,7 +247,12 @@ mod tests {
         };
         let inventory = ray(&section, 3, Timestamp(1));
         assert_eq!(inventory.gpus.len(), 3);
-        assert!(inventory.gpus.iter().all(|g| g.model == "A100" && g.simulated));
+        assert!(
+            inventory
+                .gpus
+                .iter()
+                .all(|g| g.model == "A100" && g.simulated)
+        );
         assert_eq!(
             (inventory.gpus[2].uuid.as_str(), inventory.gpus[2].vram_mib),
             ("RAY-2", 40_960)

@@ -249,7 +249,10 @@ mod tests {
         // Back: offers and bids again.
         assert!(role.set_unavailable(None));
         assert!(!role.offers(NOW).is_empty());
-        assert!(matches!(role.on_order(&order(2), NOW), Some(Decision::Bid(_))));
+        assert!(matches!(
+            role.on_order(&order(2), NOW),
+            Some(Decision::Bid(_))
+        ));
         assert_eq!(role.bids_sent, 1);
     }
 }

@@ -394,8 +394,7 @@ fn submission(spec: &RunSpec, work_dir: &Path, num_cpus: f64) -> Result<Submissi
 /// `s` as one POSIX shell word.
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
     {
         return s.to_owned();
@@ -436,7 +435,11 @@ mod tests {
             )
         );
         // No exit status (the runtime env failed): 1, and Ray's words.
-        let env_failed = info("FAILED", Some("Failed to set up runtime environment."), None);
+        let env_failed = info(
+            "FAILED",
+            Some("Failed to set up runtime environment."),
+            None,
+        );
         assert_eq!(
             state_of(&env_failed, None),
             State::Ended(
@@ -460,7 +463,10 @@ mod tests {
             state_of(&info("STOPPED", None, None), None),
             State::Ended(Exit::Signal(15), Some(_))
         ));
-        assert_eq!(state_of(&info("NEW_STATE", None, None), None), State::Waiting);
+        assert_eq!(
+            state_of(&info("NEW_STATE", None, None), None),
+            State::Waiting
+        );
     }
 
     #[test]

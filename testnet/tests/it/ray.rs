@@ -70,7 +70,9 @@ async fn a_ray_provider_runs_a_job_on_ray_and_is_paid() {
     fund(&client).await;
     let offers = wait_for_offers(&net, "requester-0").await;
     assert!(
-        offers.iter().any(|o| o.runtimes.contains(&"ray".to_string())),
+        offers
+            .iter()
+            .any(|o| o.runtimes.contains(&"ray".to_string())),
         "{offers:#?}"
     );
     let before = client.balance().await.unwrap().balance;
@@ -160,7 +162,9 @@ async fn a_job_that_fails_on_ray_carries_rays_reason_and_pays_its_time() {
         .find(|e| e.event.as_deref() == Some("exited"))
         .unwrap_or_else(|| panic!("no exit event: {entries:#?}"));
     assert!(
-        ended.text.contains("Ray: Job entrypoint command failed with exit code 3"),
+        ended
+            .text
+            .contains("Ray: Job entrypoint command failed with exit code 3"),
         "{ended:#?}"
     );
     let receipt = job.receipt.clone().unwrap();
@@ -206,7 +210,10 @@ async fn killing_the_ray_head_mid_job_fails_it_with_a_reason_and_pays_countersig
     let done = terminal(&net, &id).await;
     assert_eq!(done.state, JobState::Failed, "{done:#?}");
     assert!(
-        done.reason.as_deref().unwrap_or_default().contains("Ray head"),
+        done.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Ray head"),
         "{done:#?}"
     );
     // Paid exactly the last receipt the requester countersigned.

@@ -143,7 +143,10 @@ impl RayApi {
     pub(crate) async fn logs(&self, id: &str, max: usize) -> Result<Option<String>, RayError> {
         let path = format!("/api/jobs/{id}/logs");
         // JSON escaping at most doubles most text; leave room for it.
-        match self.get(&path, max.saturating_mul(2).saturating_add(1024)).await {
+        match self
+            .get(&path, max.saturating_mul(2).saturating_add(1024))
+            .await
+        {
             Ok(body) => {
                 let logs: Logs = self.decode(&path, &body)?;
                 Ok((logs.logs.len() <= max).then_some(logs.logs))
@@ -219,14 +222,18 @@ impl RayApi {
         if over {
             return Err(RayError::Bad {
                 base: self.base.clone(),
-                what: format!("{path}"),
+                what: path.to_owned(),
                 detail: format!("{TOO_LARGE} ({max} bytes)"),
             });
         }
         Ok(body)
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<T, RayError> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> Result<T, RayError> {
         serde_json::from_slice(body).map_err(|e| RayError::Bad {
             base: self.base.clone(),
             what: format!("{path} with a body that is not what Ray sends"),

@@ -47,7 +47,10 @@ mod tests {
             vec![b"two\nthree\n".to_vec()]
         );
         // At the end the partial line goes as it is.
-        assert_eq!(f.advance(b"one\ntwo\nthree\nfour", true), vec![b"four".to_vec()]);
+        assert_eq!(
+            f.advance(b"one\ntwo\nthree\nfour", true),
+            vec![b"four".to_vec()]
+        );
         assert_eq!(f.seen, 18);
         // A shorter log (rotated) does not resend anything.
         assert!(f.advance(b"one\n", true).is_empty());
@@ -64,7 +67,11 @@ mod tests {
         let mut f = LogFollower::default();
         let chunks = f.advance(&log, false);
         assert!(chunks.len() > 1);
-        assert!(chunks.iter().all(|c| c.len() <= MAX_CHUNK && c.ends_with(b"\n")));
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.len() <= MAX_CHUNK && c.ends_with(b"\n"))
+        );
         assert_eq!(chunks.concat(), log);
         // A single line longer than a chunk is split.
         let mut f = LogFollower::default();
