@@ -428,3 +428,62 @@ fn write_ready(dir: &Path, ready: &ReadyInfo) -> std::io::Result<()> {
 pub fn clear_ready(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(READY_FILE));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::runtime::{Outcome, RunEvent, RunSpec, RuntimeError};
+
+    /// A runtime whose health a test switches.
+    struct Switch(AtomicBool);
+
+    #[async_trait]
+    impl Runtime for Switch {
+        fn name(&self) -> &str {
+            "switch"
+        }
+
+        async fn health(&self) -> Result<(), RuntimeError> {
+            if self.0.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(RuntimeError::Unavailable("the head is gone".into()))
+            }
+        }
+
+        async fn run(
+            &self,
+            _: RunSpec,
+            _: mpsc::Sender<RunEvent>,
+            _: CancellationToken,
+        ) -> Result<Outcome, RuntimeError> {
+            Err(RuntimeError::Unavailable("not in this test".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn health_changes_are_reported_once_each() {
+        let runtime = Arc::new(Switch(AtomicBool::new(false)));
+        let cancel = CancellationToken::new();
+        let mut rx = watch_health(runtime.clone(), Duration::from_millis(20), cancel.clone()).await;
+        // Down from the start: said at once.
+        let first = rx.borrow_and_update().clone();
+        assert!(first.is_some_and(|r| r.contains("the head is gone")));
+        runtime.0.store(true, Ordering::SeqCst);
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow_and_update(), None);
+        // Staying up is no change.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!rx.has_changed().unwrap());
+        runtime.0.store(false, Ordering::SeqCst);
+        rx.changed().await.unwrap();
+        assert!(rx.borrow_and_update().is_some());
+        cancel.cancel();
+    }
+}
