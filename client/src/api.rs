@@ -621,6 +621,10 @@ pub struct ProviderStatus {
     /// Settled to this provider over all runs.
     #[serde(default)]
     pub earned: Amount,
+    /// Why the runtime cannot run jobs now (e.g. the Ray head does not
+    /// answer); while set, the provider neither offers nor bids.
+    #[serde(default)]
+    pub runtime_unavailable: Option<String>,
 }
 
 /// A job as its provider runs it.

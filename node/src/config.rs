@@ -52,6 +52,127 @@ pub struct Config {
     /// How a provider runs leased jobs.
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// The Ray cluster a provider with `runtimes = ["ray"]` runs jobs on.
+    #[serde(default)]
+    pub ray: Option<RaySection>,
+}
+
+/// `[ray]`: the Ray cluster behind a provider whose runtime is `ray`.
+/// Jobs go to the cluster through its dashboard's Job Submission API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaySection {
+    /// The head's dashboard, e.g. `http://127.0.0.1:8265`.
+    pub dashboard: String,
+    /// Model of the cluster's GPUs as offers state it ("A100"); Ray
+    /// reports how many GPUs there are, not what they are.
+    pub gpu_model: String,
+    /// VRAM per GPU, GiB.
+    pub gpu_vram_gib: u64,
+    /// FP32 TFLOPS per GPU, declared (offers say `declared`).
+    pub gpu_tflops: f64,
+    /// The cluster's GPUs are logical (`ray start --num-gpus` on machines
+    /// without them, as in tests): offers say `simulated`.
+    #[serde(default)]
+    pub logical_gpus: bool,
+    /// CPUs Ray reserves for each job's entrypoint.
+    #[serde(default = "one_f64")]
+    pub num_cpus: f64,
+    /// How often a job's status and logs are read, milliseconds.
+    #[serde(default = "default_ray_poll_ms")]
+    pub poll_ms: u64,
+    /// A running job whose head answers nothing for this long ends
+    /// failed; the same time bounds every request to the head.
+    #[serde(default = "default_ray_head_timeout")]
+    pub head_timeout_secs: u64,
+    /// How often the head's health is checked; offers stop while it is
+    /// down.
+    #[serde(default = "default_ray_health_secs")]
+    pub health_secs: u64,
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+fn default_ray_poll_ms() -> u64 {
+    1000
+}
+fn default_ray_head_timeout() -> u64 {
+    20
+}
+fn default_ray_health_secs() -> u64 {
+    5
+}
+
+impl RaySection {
+    /// Checks the address and the ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            field: format!("ray.{field}"),
+            reason,
+        };
+        let rest = self
+            .dashboard
+            .strip_prefix("http://")
+            .or_else(|| self.dashboard.strip_prefix("https://"));
+        if rest
+            .is_none_or(|r| r.trim_end_matches('/').is_empty() || r.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "dashboard",
+                format!(
+                    "{:?} is not an http(s) URL; give the head's dashboard, e.g. \
+                     \"http://127.0.0.1:8265\"",
+                    self.dashboard
+                ),
+            ));
+        }
+        if self.gpu_model.trim().is_empty() {
+            return Err(invalid(
+                "gpu_model",
+                "is empty; name the cluster's GPU model".into(),
+            ));
+        }
+        if self.gpu_vram_gib == 0 {
+            return Err(invalid("gpu_vram_gib", "must be at least 1".into()));
+        }
+        if !(self.gpu_tflops.is_finite() && self.gpu_tflops > 0.0) {
+            return Err(invalid(
+                "gpu_tflops",
+                format!("{} must be a positive number", self.gpu_tflops),
+            ));
+        }
+        if !(self.num_cpus.is_finite() && self.num_cpus >= 0.0) {
+            return Err(invalid(
+                "num_cpus",
+                format!("{} must be zero or more", self.num_cpus),
+            ));
+        }
+        if !(50..=60_000).contains(&self.poll_ms) {
+            return Err(invalid(
+                "poll_ms",
+                format!("{} is outside 50..=60000 ms", self.poll_ms),
+            ));
+        }
+        if !(1..=3600).contains(&self.head_timeout_secs) {
+            return Err(invalid(
+                "head_timeout_secs",
+                format!("{} is outside 1..=3600 s", self.head_timeout_secs),
+            ));
+        }
+        if !(1..=3600).contains(&self.health_secs) {
+            return Err(invalid(
+                "health_secs",
+                format!("{} is outside 1..=3600 s", self.health_secs),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The dashboard URL without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        self.dashboard.trim_end_matches('/')
+    }
 }
 
 /// `[runtime]`: how a provider runs jobs. Every key is optional.
@@ -316,6 +437,49 @@ count = 2
             .unwrap_err()
             .to_string();
         assert!(err.contains("ofer_ttl_secs"), "{err}");
+    }
+
+    #[test]
+    fn the_ray_section_is_checked() {
+        let text = "[ray]\ndashboard = \"http://127.0.0.1:8265/\"\ngpu_model = \"A100\"\n\
+                    gpu_vram_gib = 40\ngpu_tflops = 19.5\n";
+        let ray = Config::parse(text, "ray.toml").unwrap().ray.unwrap();
+        ray.validate().unwrap();
+        assert_eq!(ray.base_url(), "http://127.0.0.1:8265");
+        assert_eq!(
+            (ray.num_cpus, ray.poll_ms, ray.logical_gpus),
+            (1.0, 1000, false)
+        );
+        let bad = |ray: RaySection| ray.validate().unwrap_err().to_string();
+        let err = bad(RaySection {
+            dashboard: "127.0.0.1:8265".into(),
+            ..ray.clone()
+        });
+        assert!(err.contains("ray.dashboard"), "{err}");
+        let err = bad(RaySection {
+            dashboard: "http://".into(),
+            ..ray.clone()
+        });
+        assert!(err.contains("ray.dashboard"), "{err}");
+        let err = bad(RaySection {
+            gpu_tflops: f64::NAN,
+            ..ray.clone()
+        });
+        assert!(err.contains("ray.gpu_tflops"), "{err}");
+        let err = bad(RaySection {
+            poll_ms: 0,
+            ..ray.clone()
+        });
+        assert!(err.contains("ray.poll_ms"), "{err}");
+        let err = bad(RaySection {
+            gpu_model: " ".into(),
+            ..ray
+        });
+        assert!(err.contains("ray.gpu_model"), "{err}");
+        let err = Config::parse("[ray]\ndashboard = \"http://x\"\n", "ray.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gpu_model"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use agora_client::api::Role;
 use agora_contracts_mock::client::HttpLedger;
@@ -24,6 +25,7 @@ use crate::provider::inventory;
 use crate::provider::role::{ProviderRole, ProviderSnapshot};
 use crate::runtime::Runtime;
 use crate::runtime::process::ProcessRuntime;
+use crate::runtime::ray::RayRuntime;
 use crate::store::Store;
 use crate::{api, identity};
 
@@ -131,15 +133,29 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     let ledger = Arc::new(HttpLedger::new(&options.ledger).map_err(|e| setup("ledger", e))?);
     options.config.node.validate()?;
 
+    let (runtime, ray_inventory) = match options.role {
+        Role::Requester => (None, None),
+        Role::Provider => {
+            let (runtime, inventory) = provider_runtime(&options).await?;
+            (Some(runtime), inventory)
+        }
+    };
     let provider = match options.role {
         Role::Requester => None,
-        Role::Provider => Some(provider_role(&options.config, &key, &store)?),
+        Role::Provider => Some(provider_role(&options.config, &key, &store, ray_inventory)?),
     };
 
     let cancel = CancellationToken::new();
     let (ended_tx, runs_ended) = tokio::sync::mpsc::channel(256);
-    let runtime = match &provider {
-        Some(_) => Some(process_runtime(&options)?),
+    let runtime_health = match &runtime {
+        Some(runtime) => Some(
+            watch_health(
+                runtime.clone(),
+                health_interval(&options.config),
+                cancel.child_token(),
+            )
+            .await,
+        ),
         None => None,
     };
     let (network, events) = network::spawn(
@@ -178,6 +194,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         provider,
         executor,
         runs_ended,
+        runtime_health,
         results_dir: options.data_dir.join("results"),
         cancel: cancel.child_token(),
     })
@@ -237,6 +254,7 @@ fn provider_role(
     config: &Config,
     key: &agora_protocol::Keypair,
     store: &Store,
+    ray_inventory: Option<inventory::Inventory>,
 ) -> Result<ProviderRole, StartError> {
     let provider_config = config.provider.as_ref().ok_or_else(|| {
         StartError::Setup(
@@ -244,7 +262,9 @@ fn provider_role(
         )
     })?;
     let now = now();
-    let inventory = if config.simulated_gpu.is_empty() {
+    let inventory = if let Some(inventory) = ray_inventory {
+        inventory
+    } else if config.simulated_gpu.is_empty() {
         let found = inventory::detect();
         if let Some(reason) = &found.nvml_unavailable {
             // One clear line, then carry on with what there is.
@@ -262,6 +282,112 @@ fn provider_role(
     let snapshot: ProviderSnapshot = store.meta("provider")?.unwrap_or_default();
     let leases = store.leases()?;
     Ok(ProviderRole::new(bidder, inventory, snapshot, leases))
+}
+
+/// The runtime the provider's config chooses (`provider.runtimes`), with
+/// the inventory it dictates: a Ray provider offers the GPUs its cluster
+/// reports, so its head must answer when the node starts.
+async fn provider_runtime(
+    options: &NodeOptions,
+) -> Result<(Arc<dyn Runtime>, Option<inventory::Inventory>), StartError> {
+    let config = &options.config;
+    let runtimes = config
+        .provider
+        .as_ref()
+        .map(|p| p.runtimes.clone())
+        .unwrap_or_default();
+    match runtimes.as_slice() {
+        [one] if one == "ray" => {}
+        [one] if one == "process" => return Ok((process_runtime(options)?, None)),
+        [] => return Ok((process_runtime(options)?, None)),
+        other => {
+            return Err(StartError::Setup(format!(
+                "provider.runtimes = {other:?}: a provider runs one runtime, \"process\" or \"ray\""
+            )));
+        }
+    }
+    let ray = config.ray.clone().ok_or_else(|| {
+        StartError::Setup(
+            "provider.runtimes = [\"ray\"] needs a [ray] section (dashboard, gpu_model, \
+             gpu_vram_gib, gpu_tflops); see docs/provider-guide.md"
+                .into(),
+        )
+    })?;
+    ray.validate()?;
+    let runtime =
+        RayRuntime::new(config.runtime.clone(), ray.clone()).map_err(|e| setup("ray", e))?;
+    let count = runtime.cluster_gpus().await.map_err(|e| {
+        StartError::Setup(format!(
+            "cannot read the Ray cluster's GPUs ({e}); start the head (ray start --head) or fix \
+             ray.dashboard"
+        ))
+    })?;
+    let inventory = inventory::ray(&ray, count, now());
+    info!(dashboard = %ray.base_url(), gpus = count, model = %ray.gpu_model, "jobs run on Ray");
+    Ok((Arc::new(runtime), Some(inventory)))
+}
+
+/// How often the runtime's health is checked.
+fn health_interval(config: &Config) -> Duration {
+    match &config.ray {
+        Some(ray)
+            if config
+                .provider
+                .as_ref()
+                .is_some_and(|p| p.runtimes.iter().any(|r| r == "ray")) =>
+        {
+            Duration::from_secs(ray.health_secs)
+        }
+        _ => Duration::from_secs(PROCESS_HEALTH_SECS),
+    }
+}
+
+/// How often the process runtime's health is checked, seconds.
+const PROCESS_HEALTH_SECS: u64 = 30;
+
+/// Checks the runtime's health now and then every `every`; the channel
+/// holds why it cannot run jobs (`None` while it can). Each change is
+/// logged once.
+async fn watch_health(
+    runtime: Arc<dyn Runtime>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> tokio::sync::watch::Receiver<Option<String>> {
+    let first = runtime.health().await.err().map(|e| e.to_string());
+    if let Some(reason) = &first {
+        warn!(runtime = runtime.name(), %reason, "the runtime cannot run jobs; no offers until it can");
+    }
+    let (tx, rx) = tokio::sync::watch::channel(first);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+            let now = runtime.health().await.err().map(|e| e.to_string());
+            let changed = tx.send_if_modified(|state| {
+                if state.is_some() == now.is_some() {
+                    return false;
+                }
+                *state = now.clone();
+                true
+            });
+            if changed {
+                match &now {
+                    Some(reason) => warn!(
+                        runtime = runtime.name(),
+                        %reason,
+                        "the runtime cannot run jobs; offers and bids stop until it can"
+                    ),
+                    None => info!(
+                        runtime = runtime.name(),
+                        "the runtime is back; offering again"
+                    ),
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// The process runtime, refusing to start a provider that could only run
@@ -301,4 +427,63 @@ fn write_ready(dir: &Path, ready: &ReadyInfo) -> std::io::Result<()> {
 /// Removes `node.json` (on shutdown), so a stale file never looks ready.
 pub fn clear_ready(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(READY_FILE));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::runtime::{Outcome, RunEvent, RunSpec, RuntimeError};
+
+    /// A runtime whose health a test switches.
+    struct Switch(AtomicBool);
+
+    #[async_trait]
+    impl Runtime for Switch {
+        fn name(&self) -> &str {
+            "switch"
+        }
+
+        async fn health(&self) -> Result<(), RuntimeError> {
+            if self.0.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(RuntimeError::Unavailable("the head is gone".into()))
+            }
+        }
+
+        async fn run(
+            &self,
+            _: RunSpec,
+            _: mpsc::Sender<RunEvent>,
+            _: CancellationToken,
+        ) -> Result<Outcome, RuntimeError> {
+            Err(RuntimeError::Unavailable("not in this test".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn health_changes_are_reported_once_each() {
+        let runtime = Arc::new(Switch(AtomicBool::new(false)));
+        let cancel = CancellationToken::new();
+        let mut rx = watch_health(runtime.clone(), Duration::from_millis(20), cancel.clone()).await;
+        // Down from the start: said at once.
+        let first = rx.borrow_and_update().clone();
+        assert!(first.is_some_and(|r| r.contains("the head is gone")));
+        runtime.0.store(true, Ordering::SeqCst);
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow_and_update(), None);
+        // Staying up is no change.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!rx.has_changed().unwrap());
+        runtime.0.store(false, Ordering::SeqCst);
+        rx.changed().await.unwrap();
+        assert!(rx.borrow_and_update().is_some());
+        cancel.cancel();
+    }
 }

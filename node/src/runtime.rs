@@ -4,7 +4,8 @@
 //! the job runs, [`RunEvent`]s (started, output), and at its end an
 //! [`Outcome`] with the job's exit status and its hashed outputs. The
 //! default runtime is [`process::ProcessRuntime`], which runs the command
-//! inside bubblewrap; a Ray-backed runtime implements the same trait.
+//! inside bubblewrap; [`ray::RayRuntime`] runs it as a job on a Ray
+//! cluster.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod process;
+pub mod ray;
 
 /// Everything a runtime needs to run one job.
 #[derive(Debug, Clone)]
@@ -104,6 +106,9 @@ pub struct Outcome {
     /// Set when outputs were left out (too many, too large, not regular
     /// files): what and why.
     pub outputs_note: Option<String>,
+    /// Why it ended in the runtime's own words, when they say more than
+    /// the exit (Ray's message for a failed job).
+    pub reason: Option<String>,
 }
 
 /// Why a runtime could not run a job at all.

@@ -192,12 +192,26 @@ impl ProviderProfile {
 
     /// The `[provider]` and `[[simulated_gpu]]` sections of `agorad.toml`.
     pub fn config_toml(&self) -> String {
+        let mut toml = self.provider_toml("process");
+        let _ = writeln!(toml);
+        let _ = writeln!(toml, "[[simulated_gpu]]");
+        let _ = writeln!(toml, "model = \"{}\"", self.gpu_model);
+        let _ = writeln!(toml, "vram_gib = {}", self.vram_gib);
+        let _ = writeln!(toml, "tflops = {:?}", self.tflops);
+        let _ = writeln!(toml, "compute_capability = {:?}", self.compute_capability);
+        let _ = writeln!(toml, "bandwidth_gbps = {}", self.bandwidth_gbps);
+        let _ = writeln!(toml, "count = {}", self.gpu_count);
+        toml
+    }
+
+    /// The `[provider]` section (with its pricing) for `runtime`.
+    pub fn provider_toml(&self, runtime: &str) -> String {
         let mut toml = String::new();
         let _ = writeln!(toml, "[provider]");
         let _ = writeln!(toml, "region = \"{}\"", self.region);
         let _ = writeln!(toml, "jurisdiction = \"{}\"", self.jurisdiction);
         let _ = writeln!(toml, "energy = \"{}\"", energy_key(self.energy));
-        let _ = writeln!(toml, "runtimes = [\"process\"]");
+        let _ = writeln!(toml, "runtimes = [\"{runtime}\"]");
         let _ = writeln!(toml);
         let _ = writeln!(toml, "[provider.pricing]");
         let _ = writeln!(toml, "default = \"{}\"", self.price);
@@ -207,14 +221,6 @@ impl ProviderProfile {
             "models = {{ \"{}\" = \"{}\" }}",
             self.gpu_model, self.price
         );
-        let _ = writeln!(toml);
-        let _ = writeln!(toml, "[[simulated_gpu]]");
-        let _ = writeln!(toml, "model = \"{}\"", self.gpu_model);
-        let _ = writeln!(toml, "vram_gib = {}", self.vram_gib);
-        let _ = writeln!(toml, "tflops = {:?}", self.tflops);
-        let _ = writeln!(toml, "compute_capability = {:?}", self.compute_capability);
-        let _ = writeln!(toml, "bandwidth_gbps = {}", self.bandwidth_gbps);
-        let _ = writeln!(toml, "count = {}", self.gpu_count);
         toml
     }
 }

@@ -23,7 +23,9 @@ mod network;
 mod process;
 
 pub use binaries::{AGORAD, Binaries, MOCK_CHAIN};
-pub use config::{Bootstrap, NodeSettings, TestnetConfig, provider_config, requester_config};
+pub use config::{
+    Bootstrap, NodeSettings, RayProvider, TestnetConfig, provider_config, requester_config,
+};
 pub use error::TestnetError;
 pub use manifest::{ChainEntry, MANIFEST_FILE, Manifest, NodeEntry, NodeReady};
 pub use network::{CHAIN, Testnet};

@@ -66,6 +66,8 @@ pub struct MarketOptions {
     pub executor: Option<Executor>,
     /// Orders whose runs ended (their GPUs are free again).
     pub runs_ended: mpsc::Receiver<OrderId>,
+    /// Why the provider's runtime cannot run jobs (`None` while it can).
+    pub runtime_health: Option<tokio::sync::watch::Receiver<Option<String>>>,
     /// Where a requester keeps fetched outputs.
     pub results_dir: PathBuf,
     /// Stops the actor.
@@ -128,6 +130,7 @@ pub fn spawn(options: MarketOptions) -> Result<MarketHandle, MarketError> {
         provider: options.provider,
         executor: options.executor,
         runs_ended: options.runs_ended,
+        runtime_health: options.runtime_health,
         results_dir: options.results_dir,
         lease_jobs,
         fetching: HashSet::new(),
@@ -164,6 +167,7 @@ struct Actor {
     provider: Option<ProviderRole>,
     executor: Option<Executor>,
     runs_ended: mpsc::Receiver<OrderId>,
+    runtime_health: Option<tokio::sync::watch::Receiver<Option<String>>>,
     results_dir: PathBuf,
     /// Leases of this requester's jobs.
     lease_jobs: HashMap<agora_protocol::LeaseId, OrderId>,
@@ -536,10 +540,20 @@ impl Actor {
         let now = now();
         self.book.expire(now);
         self.tick_runs(now);
-        let changed = self
-            .provider
+        let health = self
+            .runtime_health
             .as_mut()
-            .is_some_and(|provider| provider.expire(now));
+            .filter(|h| h.has_changed().unwrap_or(false))
+            .map(|h| h.borrow_and_update().clone());
+        let health_changed = match (health, self.provider.as_mut()) {
+            (Some(state), Some(provider)) => provider.set_unavailable(state),
+            _ => false,
+        };
+        let changed = health_changed
+            | self
+                .provider
+                .as_mut()
+                .is_some_and(|provider| provider.expire(now));
         if changed {
             self.persist_provider();
             self.publish_offers().await;
@@ -728,6 +742,7 @@ impl Actor {
             declines_sent: provider.declines_sent,
             runs,
             earned,
+            runtime_unavailable: provider.unavailable().map(str::to_owned),
         })
     }
 

@@ -555,6 +555,7 @@ impl Executor {
         let (exit_code, reason, event, outcome) = match result {
             Ok(Ok(outcome)) => {
                 let (code, reason, event) = describe_exit(&outcome.exit, stop_reason);
+                let reason = with_runtime_reason(reason, outcome.reason.as_deref());
                 (code, reason, event, Some(outcome))
             }
             Ok(Err(e)) => (None, Some(e.to_string()), "failed", None),
@@ -1013,6 +1014,16 @@ fn describe_exit(
             Some(r) => (None, Some(r), "failed"),
             None => (None, Some("cancelled".into()), "cancelled"),
         },
+    }
+}
+
+/// The exit's description followed by the runtime's own reason (Ray's
+/// message), when it gave one.
+fn with_runtime_reason(reason: Option<String>, runtime: Option<&str>) -> Option<String> {
+    match (reason, runtime) {
+        (Some(r), Some(extra)) => Some(format!("{r}; {extra}")),
+        (None, Some(extra)) => Some(extra.to_owned()),
+        (reason, None) => reason,
     }
 }
 

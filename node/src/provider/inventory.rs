@@ -3,7 +3,7 @@
 
 use agora_protocol::{Benchmark, BenchmarkMethod, Timestamp};
 
-use crate::config::SimulatedGpu;
+use crate::config::{RaySection, SimulatedGpu};
 
 /// One GPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +144,55 @@ pub fn simulated(declared: &[SimulatedGpu], now: Timestamp) -> Vec<Gpu> {
     gpus
 }
 
+/// The GPUs of a Ray cluster: `count` as Ray reports them, each of the
+/// model, VRAM and throughput `[ray]` declares. Where NVML sees GPUs on
+/// this machine, a model other than the declared one is reported (the
+/// declaration stands: the cluster's workers may differ from the head).
+pub fn ray(ray: &RaySection, count: u32, now: Timestamp) -> Inventory {
+    let local = if ray.logical_gpus {
+        Inventory::default()
+    } else {
+        detect()
+    };
+    let model = normalize_model(&ray.gpu_model);
+    if let Some(gpu) = local.gpus.iter().find(|g| {
+        !g.model
+            .to_ascii_lowercase()
+            .contains(&model.to_ascii_lowercase())
+    }) {
+        tracing::warn!(
+            declared = %model,
+            local = %gpu.model,
+            "ray.gpu_model differs from a GPU NVML sees on this machine; offers state the declared model"
+        );
+    }
+    let gpus = (0..count)
+        .map(|index| Gpu {
+            index,
+            uuid: format!("RAY-{index}"),
+            model: model.clone(),
+            vram_mib: ray.gpu_vram_gib.saturating_mul(1024),
+            compute_capability: 0,
+            power_limit_w: 0,
+            benchmark: Some(Benchmark {
+                fp32_mtflops: (ray.gpu_tflops * 1000.0).round().max(1.0) as u64,
+                fp16_mtflops: 0,
+                memory_bandwidth_mbps: 0,
+                method: BenchmarkMethod::Declared,
+                method_detail: "declared in [ray]".into(),
+                measured_at: now,
+            }),
+            simulated: ray.logical_gpus,
+        })
+        .collect();
+    Inventory {
+        gpus,
+        driver: local.driver,
+        nvml_unavailable: (count == 0)
+            .then(|| format!("the Ray cluster at {} reports no GPUs", ray.base_url())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +230,36 @@ mod tests {
             ),
             (40_960, 80, "SIM-1")
         );
+    }
+
+    #[test]
+    fn ray_gpus_are_counted_by_ray_and_described_by_config() {
+        let section = RaySection {
+            dashboard: "http://127.0.0.1:8265".into(),
+            gpu_model: "NVIDIA A100".into(),
+            gpu_vram_gib: 40,
+            gpu_tflops: 19.5,
+            logical_gpus: true,
+            num_cpus: 1.0,
+            poll_ms: 1000,
+            head_timeout_secs: 20,
+            health_secs: 5,
+        };
+        let inventory = ray(&section, 3, Timestamp(1));
+        assert_eq!(inventory.gpus.len(), 3);
+        assert!(
+            inventory
+                .gpus
+                .iter()
+                .all(|g| g.model == "A100" && g.simulated)
+        );
+        assert_eq!(
+            (inventory.gpus[2].uuid.as_str(), inventory.gpus[2].vram_mib),
+            ("RAY-2", 40_960)
+        );
+        let none = ray(&section, 0, Timestamp(1));
+        assert!(none.gpus.is_empty());
+        assert!(none.nvml_unavailable.unwrap().contains("no GPUs"));
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct ProviderRole {
     pub bids_sent: u64,
     /// Declines sent.
     pub declines_sent: u64,
+    /// Why the runtime cannot run jobs now; no offers, bids or leases
+    /// while set.
+    unavailable: Option<String>,
 }
 
 impl ProviderRole {
@@ -68,7 +71,22 @@ impl ProviderRole {
             orders_seen: snapshot.orders_seen,
             bids_sent: snapshot.bids_sent,
             declines_sent: snapshot.declines_sent,
+            unavailable: None,
         }
+    }
+
+    /// Records whether the runtime can run jobs (`None`) or why not;
+    /// whether that changed. While it cannot, the provider publishes no
+    /// offers, answers no orders and signs no leases.
+    pub fn set_unavailable(&mut self, reason: Option<String>) -> bool {
+        let changed = self.unavailable.is_some() != reason.is_some();
+        self.unavailable = reason;
+        changed
+    }
+
+    /// Why the runtime cannot run jobs, when it cannot.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
     }
 
     /// What to store.
@@ -89,11 +107,17 @@ impl ProviderRole {
 
     /// Current offers (unsigned).
     pub fn offers(&mut self, now: Timestamp) -> Vec<Offer> {
+        if self.unavailable.is_some() {
+            return Vec::new();
+        }
         self.bidder.offers(now)
     }
 
     /// Answers an order; `None` when nothing should be sent.
     pub fn on_order(&mut self, order: &Order, now: Timestamp) -> Option<Decision> {
+        if self.unavailable.is_some() {
+            return None;
+        }
         let first = !self.bidder.seen(&order.id());
         let decision = self.bidder.on_order(order, now);
         if first {
@@ -116,6 +140,9 @@ impl ProviderRole {
         proposal: &Signed<LeaseTerms>,
         now: Timestamp,
     ) -> Result<(), String> {
+        if let Some(reason) = &self.unavailable {
+            return Err(format!("this provider cannot run jobs now: {reason}"));
+        }
         self.bidder
             .on_lease_proposal(proposal, now)
             .map(|_| ())
@@ -157,5 +184,75 @@ impl ProviderRole {
             .filter(|r| r.live(now))
             .map(Reservation::view)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::provider::offers::tests::{CONFIG, inventory};
+    use agora_protocol::{Amount, Energy, Keypair};
+
+    const NOW: Timestamp = Timestamp(1_000_000);
+
+    fn role() -> ProviderRole {
+        let config = Config::parse(CONFIG, "test").unwrap();
+        let key = Keypair::from_seed(&[1; 32]);
+        let inventory = inventory(&config.simulated_gpu);
+        let bidder = Bidder::new(
+            key.public(),
+            config.provider.as_ref().unwrap(),
+            &config.node,
+            &inventory,
+            NOW,
+        )
+        .unwrap();
+        ProviderRole::new(bidder, inventory, ProviderSnapshot::default(), Vec::new())
+    }
+
+    fn order(nonce: u8) -> Order {
+        Order {
+            requester: Keypair::from_seed(&[2; 32]).public(),
+            nonce: vec![nonce; 16],
+            gpu_count: 1,
+            gpu_model: None,
+            min_vram_mib: 0,
+            min_fp32_mtflops: 0,
+            min_compute_capability: 0,
+            region: Some("EU".into()),
+            jurisdiction: None,
+            energy: Energy::Unknown,
+            require_verified: false,
+            allow_simulated: true,
+            max_price_per_gpu_hour: Amount(3_000_000),
+            max_duration_secs: 600,
+            bid_window_ms: 1_000,
+            runtime: "process".into(),
+            created_at: NOW,
+            expires_at: NOW.plus_secs(31),
+        }
+    }
+
+    #[test]
+    fn a_runtime_that_cannot_run_jobs_stops_offers_and_bids_until_it_can() {
+        let mut role = role();
+        assert!(!role.offers(NOW).is_empty());
+        // Only a change of state counts as one (one log line each).
+        assert!(!role.set_unavailable(None));
+        assert!(role.set_unavailable(Some("the Ray head does not answer".into())));
+        assert!(!role.set_unavailable(Some("still down".into())));
+        assert_eq!(role.unavailable(), Some("still down"));
+        assert!(role.offers(NOW).is_empty());
+        assert!(role.on_order(&order(1), NOW).is_none());
+        assert_eq!(role.bids_sent, 0);
+        // Back: offers and bids again.
+        assert!(role.set_unavailable(None));
+        assert!(!role.offers(NOW).is_empty());
+        assert!(matches!(
+            role.on_order(&order(2), NOW),
+            Some(Decision::Bid(_))
+        ));
+        assert_eq!(role.bids_sent, 1);
     }
 }

@@ -40,9 +40,9 @@ use tracing::Instrument;
 use crate::config::RuntimeSection;
 use crate::runtime::{Exit, Outcome, RunEvent, RunSpec, Runtime, RuntimeError, Stream};
 
-mod collect;
-mod output;
-mod sandbox;
+pub(crate) mod collect;
+pub(crate) mod output;
+pub(crate) mod sandbox;
 mod tree;
 
 #[cfg(test)]
@@ -295,6 +295,7 @@ impl ProcessRuntime {
             outputs,
             output_dir,
             outputs_note,
+            reason: None,
         })
     }
 }

@@ -36,12 +36,12 @@ async fn started(net: &Testnet, submit: &agora_client::api::SubmitJob) -> JobVie
     .await
 }
 
-fn lease_id(job: &JobView) -> LeaseId {
+pub(crate) fn lease_id(job: &JobView) -> LeaseId {
     job.lease.as_ref().unwrap().id.parse().unwrap()
 }
 
 /// The job's whole log, through the API.
-async fn log(net: &Testnet, id: &str) -> Vec<JobLogEntry> {
+pub(crate) async fn log(net: &Testnet, id: &str) -> Vec<JobLogEntry> {
     let node = net.node("requester-0").unwrap();
     let http = reqwest::Client::new();
     let mut out = Vec::new();
@@ -64,7 +64,7 @@ async fn log(net: &Testnet, id: &str) -> Vec<JobLogEntry> {
     }
 }
 
-fn output(entries: &[JobLogEntry]) -> String {
+pub(crate) fn output(entries: &[JobLogEntry]) -> String {
     entries
         .iter()
         .filter(|e| e.kind != LogKind::Event)
@@ -72,7 +72,7 @@ fn output(entries: &[JobLogEntry]) -> String {
         .collect()
 }
 
-async fn terminal(net: &Testnet, id: &str) -> JobView {
+pub(crate) async fn terminal(net: &Testnet, id: &str) -> JobView {
     wait_job(net, "requester-0", id, "a terminal state", |j| {
         j.state.is_terminal()
     })
@@ -80,7 +80,7 @@ async fn terminal(net: &Testnet, id: &str) -> JobView {
 }
 
 /// The provider's view of the run of `lease`, once `done` holds.
-async fn provider_run(
+pub(crate) async fn provider_run(
     net: &Testnet,
     lease: &LeaseId,
     what: &str,
@@ -113,7 +113,7 @@ async fn provider_run(
 
 /// Checks the ledger's books for a closed lease: the provider got `paid`,
 /// the requester the rest, in three ledger operations.
-async fn assert_closed(net: &Testnet, lease: &LeaseId, paid: Amount) {
+pub(crate) async fn assert_closed(net: &Testnet, lease: &LeaseId, paid: Amount) {
     let ledger = HttpLedger::new(net.chain_url()).unwrap();
     let escrow = ledger.escrow(lease).await.unwrap().expect("escrow");
     assert_eq!(escrow.settled, paid, "{escrow:#?}");

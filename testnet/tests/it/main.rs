@@ -15,5 +15,6 @@ mod faults;
 mod instant;
 mod launcher;
 mod market;
+mod ray;
 mod restart;
 mod support;

@@ -80,7 +80,7 @@ impl LeftOut {
 /// Walks `out_dir` (never following symlinks) and hashes its regular
 /// files in path order until `max_files` or `max_bytes` is reached.
 /// Returns the files kept and a note on what was left out.
-pub(super) fn collect(
+pub(crate) fn collect(
     out_dir: &Path,
     max_files: u32,
     max_bytes: u64,

@@ -60,7 +60,7 @@ impl LogBudget {
 /// in [`MAX_CHUNK`]; else, for a line longer than that, its first
 /// `MAX_CHUNK` bytes; else, when `flush`, whatever is there. `None` when
 /// `buf` holds only a partial line and `flush` is off.
-pub(super) fn take_chunk(buf: &mut Vec<u8>, flush: bool) -> Option<Vec<u8>> {
+pub(crate) fn take_chunk(buf: &mut Vec<u8>, flush: bool) -> Option<Vec<u8>> {
     if buf.is_empty() {
         return None;
     }

@@ -59,7 +59,7 @@ const ETC: &[&str] = &[
 ];
 
 /// Environment variables the runtime sets and a job cannot override.
-pub(super) const RESERVED_ENV: &[&str] = &[
+pub(crate) const RESERVED_ENV: &[&str] = &[
     "AGORA_OUTPUT",
     "AGORA_LEASE_ID",
     "CUDA_VISIBLE_DEVICES",
@@ -323,7 +323,7 @@ pub(super) fn program_exists(
 
 /// Whether `path` is plain and relative: non-empty, only normal
 /// components (no `/` root, `.`, or `..`).
-pub(super) fn is_plain_relative(path: &str) -> bool {
+pub(crate) fn is_plain_relative(path: &str) -> bool {
     !path.is_empty()
         && Path::new(path)
             .components()
