@@ -64,11 +64,17 @@ struct BenchArgs {
     /// Testnet directory (scratch: a previous bench's is removed).
     #[arg(long, default_value = ".agora-bench")]
     dir: PathBuf,
-    /// Seconds of the idle window (offer propagation, idle memory).
-    #[arg(long, default_value_t = 8)]
+    /// Seconds of the idle window (offer propagation, idle memory); make
+    /// it longer than the offer refresh, so that every provider publishes
+    /// in it.
+    #[arg(long, default_value_t = 24)]
     idle_secs: u64,
-    /// Bid window of the auctioned jobs, milliseconds.
-    #[arg(long, default_value_t = 500)]
+    /// How often providers republish their offers, seconds (a node's
+    /// default is 20; offers live three times as long).
+    #[arg(long, default_value_t = 20)]
+    offer_refresh_secs: u64,
+    /// Bid window of the auctioned jobs, milliseconds (the API's default).
+    #[arg(long, default_value_t = 2000)]
     bid_window_ms: u32,
     /// Leave the testnet running afterwards (stop it with `down`).
     #[arg(long)]
@@ -169,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
                 bin_dir: args.bin_dir,
                 rust_log: args.log,
                 idle_secs: args.idle_secs,
+                offer_refresh_secs: args.offer_refresh_secs,
                 bid_window_ms: args.bid_window_ms,
                 keep: args.keep,
             })
