@@ -351,6 +351,13 @@ mod tests {
     async fn adopting_checks_the_command_line() {
         let dir = tempfile::tempdir().unwrap();
         let mut proc = sleeper(dir.path(), true);
+        // Until the child has exec'd, its command line is still this test
+        // binary's: wait for the shell to say it is up.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&proc.log).is_ok_and(|l| l.contains("up")) {
+            assert!(Instant::now() < deadline, "the shell never started");
+            tokio::time::sleep(POLL).await;
+        }
         assert!(Proc::adopt("x", proc.pid, &proc.log, Path::new("/no/such/marker")).is_none());
         let mut adopted = Proc::adopt("x", proc.pid, &proc.log, Path::new("sleep 600")).unwrap();
         adopted.kill().await.unwrap();
