@@ -271,7 +271,13 @@ async fn measure(net: &Testnet, options: &BenchOptions, providers: usize) -> any
     };
     let load_ended = now_ms();
 
-    let figures = Figures::from_views(&views);
+    let (views, lost) = views;
+    let mut figures = Figures::from_views(&views);
+    if !lost.is_empty() {
+        let entry = figures.outcomes.entry("lost".into()).or_default();
+        entry.0 = lost.len();
+        entry.1 = lost.into_iter().take(2).collect();
+    }
     let report = Report {
         nodes: options.nodes,
         jobs: options.jobs,
@@ -611,7 +617,7 @@ fn job_spec(index: usize, gpu_model: Option<&str>, bid_window_ms: u32) -> JobSpe
 async fn run_jobs(
     requesters: &[&NodeHandle],
     options: &BenchOptions,
-) -> anyhow::Result<Vec<JobView>> {
+) -> anyhow::Result<(Vec<JobView>, Vec<String>)> {
     let auctions = options.jobs - options.jobs / 2;
     let instants = options.jobs / 2;
     let book = requesters[0]
@@ -626,6 +632,7 @@ async fn run_jobs(
         bail!("the requester's book is empty");
     }
     let mut views = Vec::with_capacity(options.jobs);
+    let mut failures = Vec::new();
 
     // Auctions.
     let limit = Arc::new(Semaphore::new(AUCTIONS_PER_MODEL * models.len()));
@@ -645,10 +652,10 @@ async fn run_jobs(
             drop((permit, model_permit));
             view
         });
-        collect_finished(&mut set, &mut views)?;
+        collect_finished(&mut set, &mut views, &mut failures)?;
     }
     while let Some(joined) = set.join_next().await {
-        views.push(joined.context("a job task panicked")??);
+        keep(joined.context("a job task panicked")?, &mut views, &mut failures);
     }
 
     // Losing bids hold GPUs for the bid window plus the hold grace (1 s):
@@ -675,20 +682,30 @@ async fn run_jobs(
             drop((permit, offer_permit));
             view
         });
-        collect_finished(&mut set, &mut views)?;
+        collect_finished(&mut set, &mut views, &mut failures)?;
     }
     while let Some(joined) = set.join_next().await {
-        views.push(joined.context("a job task panicked")??);
+        keep(joined.context("a job task panicked")?, &mut views, &mut failures);
     }
-    Ok(views)
+    Ok((views, failures))
+}
+
+/// A job's last view, or why the bench lost it (not submitted, not
+/// readable): counted among the outcomes, never dropped.
+fn keep(job: anyhow::Result<JobView>, views: &mut Vec<JobView>, failures: &mut Vec<String>) {
+    match job {
+        Ok(view) => views.push(view),
+        Err(e) => failures.push(format!("{e:#}")),
+    }
 }
 
 fn collect_finished(
     set: &mut JoinSet<anyhow::Result<JobView>>,
     views: &mut Vec<JobView>,
+    failures: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     while let Some(joined) = set.try_join_next() {
-        views.push(joined.context("a job task panicked")??);
+        keep(joined.context("a job task panicked")?, views, failures);
     }
     Ok(())
 }
@@ -712,14 +729,20 @@ async fn submit_when_free(client: &NodeClient, job: SubmitJob) -> anyhow::Result
 async fn submit_and_wait(client: &NodeClient, job: SubmitJob) -> anyhow::Result<JobView> {
     let submitted = client.submit_job(&job).await.context("submitting a job")?;
     let deadline = Instant::now() + JOB_TIMEOUT;
+    let mut last = submitted.clone();
     loop {
         tokio::time::sleep(JOB_POLL).await;
-        let view = client
-            .job(&submitted.id)
-            .await
-            .with_context(|| format!("reading job {}", submitted.id))?;
-        if view.state.is_terminal() || Instant::now() >= deadline {
-            return Ok(view);
+        // A node too busy to answer in time is part of what is measured:
+        // read again until the deadline instead of giving the bench up.
+        match client.job(&submitted.id).await {
+            Ok(view) => last = view,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("bench: reading job {} failed ({e}); reading again", submitted.id);
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading job {}", submitted.id)),
+        }
+        if last.state.is_terminal() || Instant::now() >= deadline {
+            return Ok(last);
         }
     }
 }
