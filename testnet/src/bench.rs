@@ -618,6 +618,9 @@ async fn run_jobs(
     requesters: &[&NodeHandle],
     options: &BenchOptions,
 ) -> anyhow::Result<(Vec<JobView>, Vec<String>)> {
+    if options.jobs == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
     let auctions = options.jobs - options.jobs / 2;
     let instants = options.jobs / 2;
     let book = requesters[0]
@@ -655,7 +658,11 @@ async fn run_jobs(
         collect_finished(&mut set, &mut views, &mut failures)?;
     }
     while let Some(joined) = set.join_next().await {
-        keep(joined.context("a job task panicked")?, &mut views, &mut failures);
+        keep(
+            joined.context("a job task panicked")?,
+            &mut views,
+            &mut failures,
+        );
     }
 
     // Losing bids hold GPUs for the bid window plus the hold grace (1 s):
@@ -685,7 +692,11 @@ async fn run_jobs(
         collect_finished(&mut set, &mut views, &mut failures)?;
     }
     while let Some(joined) = set.join_next().await {
-        keep(joined.context("a job task panicked")?, &mut views, &mut failures);
+        keep(
+            joined.context("a job task panicked")?,
+            &mut views,
+            &mut failures,
+        );
     }
     Ok((views, failures))
 }
@@ -737,7 +748,10 @@ async fn submit_and_wait(client: &NodeClient, job: SubmitJob) -> anyhow::Result<
         match client.job(&submitted.id).await {
             Ok(view) => last = view,
             Err(e) if Instant::now() < deadline => {
-                eprintln!("bench: reading job {} failed ({e}); reading again", submitted.id);
+                eprintln!(
+                    "bench: reading job {} failed ({e}); reading again",
+                    submitted.id
+                );
             }
             Err(e) => return Err(e).with_context(|| format!("reading job {}", submitted.id)),
         }

@@ -319,10 +319,15 @@ impl Actor {
                 }
             },
             NetworkEvent::OffersSubscriber(peer) => {
-                // Announce ourselves to a newcomer at most once a second.
+                // Announce ourselves to a newcomer, but at most once per
+                // half refresh: in a large mesh peers (re)subscribe all the
+                // time, and a republish per subscriber was O(N²) gossip
+                // (100 nodes: 10× the refresh's traffic; see
+                // docs/performance.md).
+                let min_gap_ms = (self.config.node.offer_refresh_secs * 1000 / 2).max(1000);
                 let recent = self
                     .last_offer_publish
-                    .is_some_and(|at| now.ms_since(at) < 1000);
+                    .is_some_and(|at| now.ms_since(at) < min_gap_ms);
                 if !recent {
                     debug!(%peer, "new offers subscriber; republishing");
                     self.publish_offers().await;
