@@ -352,9 +352,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut proc = sleeper(dir.path(), true);
         // Until the child has exec'd, its command line is still this test
-        // binary's: wait for the shell to say it is up.
+        // binary's (and the log's first line, written before the spawn,
+        // proves nothing): wait for the shell's own command line.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&proc.log).is_ok_and(|l| l.contains("up")) {
+        while !cmdline(proc.pid).is_some_and(|c| c.contains("sleep 600")) {
             assert!(Instant::now() < deadline, "the shell never started");
             tokio::time::sleep(POLL).await;
         }

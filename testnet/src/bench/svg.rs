@@ -9,6 +9,8 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 250.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
+/// Most steps drawn per curve.
+const MAX_STEPS: usize = 1000;
 const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
@@ -107,16 +109,25 @@ pub(crate) fn cdf_chart(title: &str, series: &[Series<'_>]) -> String {
         let mut sorted = s.samples_ms.to_vec();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len() as f64;
-        // A step function: up at each sample, flat in between.
+        // A step function: up at each sample, flat in between. Beyond
+        // MAX_STEPS samples, every k-th rank (and the last) is drawn: the
+        // same curve at this size, and a file of kilobytes, not megabytes.
+        let stride = sorted.len().div_ceil(MAX_STEPS);
         let mut points = format!("{:.1},{:.1}", x_of(sorted[0]), y_of(0.0));
-        for (k, ms) in sorted.iter().enumerate() {
-            let x = x_of(*ms);
+        let mut below = 0;
+        for k in (stride - 1..sorted.len()).step_by(stride).chain(
+            (sorted.len() % stride != 0)
+                .then_some(sorted.len() - 1)
+                .into_iter(),
+        ) {
+            let x = x_of(sorted[k]);
             let _ = write!(
                 points,
                 " {x:.1},{:.1} {x:.1},{:.1}",
-                y_of(k as f64 / n),
+                y_of(below as f64 / n),
                 y_of((k + 1) as f64 / n)
             );
+            below = k + 1;
         }
         let _ = writeln!(
             svg,
@@ -171,6 +182,31 @@ mod tests {
         assert!(svg.contains("offers (n=3)"));
         assert!(svg.contains("instant &amp; auction (no samples)"));
         assert!(svg.contains("N = 5 &lt;bench&gt;"));
+        // A large series is thinned to at most MAX_STEPS steps.
+        let many: Vec<f64> = (0..100_000).map(|i| f64::from(i % 700)).collect();
+        let big = cdf_chart(
+            "big",
+            &[Series {
+                name: "many",
+                samples_ms: &many,
+            }],
+        );
+        let steps = big
+            .split("<polyline points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            steps.split(' ').count() <= 2 * MAX_STEPS + 3,
+            "{} points",
+            steps.split(' ').count()
+        );
+        assert!(
+            steps.trim_end().ends_with(",50.0"),
+            "the curve must reach 100 %"
+        );
         // 40 ms needs two decades: 1, 10, 100.
         assert!(svg.contains(">100</text>"));
         assert!(!svg.contains(">1 s</text>"));
