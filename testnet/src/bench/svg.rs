@@ -115,11 +115,10 @@ pub(crate) fn cdf_chart(title: &str, series: &[Series<'_>]) -> String {
         let stride = sorted.len().div_ceil(MAX_STEPS);
         let mut points = format!("{:.1},{:.1}", x_of(sorted[0]), y_of(0.0));
         let mut below = 0;
-        for k in (stride - 1..sorted.len()).step_by(stride).chain(
-            (sorted.len() % stride != 0)
-                .then_some(sorted.len() - 1)
-                .into_iter(),
-        ) {
+        for k in (stride - 1..sorted.len())
+            .step_by(stride)
+            .chain((sorted.len() % stride != 0).then_some(sorted.len() - 1))
+        {
             let x = x_of(sorted[k]);
             let _ = write!(
                 points,
