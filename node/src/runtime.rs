@@ -125,6 +125,28 @@ pub enum RuntimeError {
     Io(#[from] std::io::Error),
 }
 
+/// Creates `spec.work_dir` and its `out/`, and writes the inputs (plain
+/// relative paths only); every runtime starts a job this way. Returns the
+/// canonical work dir.
+pub(crate) async fn prepare_work_dir(spec: &RunSpec) -> Result<PathBuf, RuntimeError> {
+    tokio::fs::create_dir_all(&spec.work_dir).await?;
+    let work_dir = tokio::fs::canonicalize(&spec.work_dir).await?;
+    tokio::fs::create_dir_all(work_dir.join("out")).await?;
+    for (path, bytes) in &spec.inputs {
+        if !process::sandbox::is_plain_relative(path) {
+            return Err(RuntimeError::Start(format!(
+                "input path {path:?} is not a plain relative path"
+            )));
+        }
+        let dest = work_dir.join(path);
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&dest, bytes).await?;
+    }
+    Ok(work_dir)
+}
+
 /// Runs jobs.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {

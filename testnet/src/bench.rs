@@ -315,36 +315,17 @@ async fn measure(net: &Testnet, options: &BenchOptions, providers: usize) -> any
             "agora-testnet bench: {} nodes, {} jobs — latency distributions",
             options.nodes, options.jobs
         ),
-        &[
-            Series {
-                name: "offer propagation",
-                samples_ms: &propagation.latencies,
-            },
-            Series {
-                name: "auction: order → lease",
-                samples_ms: &figures.auction_order_to_lease,
-            },
-            Series {
-                name: "instant: order → lease",
-                samples_ms: &figures.instant_order_to_lease,
-            },
-            Series {
-                name: "instant: submit → running",
-                samples_ms: &figures.instant_submit_to_running,
-            },
-            Series {
-                name: "auction: submit → running",
-                samples_ms: &figures.auction_submit_to_running,
-            },
-            Series {
-                name: "instant: submit → settled",
-                samples_ms: &figures.instant_submit_to_settled,
-            },
-            Series {
-                name: "auction: submit → settled",
-                samples_ms: &figures.auction_submit_to_settled,
-            },
-        ],
+        &std::iter::once(Series {
+            name: "offer propagation",
+            samples_ms: &propagation.latencies,
+        })
+        .chain(
+            figures
+                .job_series()
+                .into_iter()
+                .map(|(name, _, _, samples_ms)| Series { name, samples_ms }),
+        )
+        .collect::<Vec<_>>(),
     );
     let chart_path = match &options.json {
         Some(json) => {
@@ -778,6 +759,48 @@ struct Figures {
 }
 
 impl Figures {
+    /// The job latency series: chart name, table label, goal, samples.
+    fn job_series(&self) -> [(&'static str, &'static str, &'static str, &[f64]); 6] {
+        [
+            (
+                "auction: order → lease",
+                "auction order → lease p50 / p99",
+                "(bid window included)",
+                &self.auction_order_to_lease,
+            ),
+            (
+                "instant: order → lease",
+                "instant order → lease p50 / p99",
+                "",
+                &self.instant_order_to_lease,
+            ),
+            (
+                "instant: submit → running",
+                "instant submit → running p50 / p99",
+                "p50 ≤ 100 ms",
+                &self.instant_submit_to_running,
+            ),
+            (
+                "auction: submit → running",
+                "auction submit → running p50 / p99",
+                "",
+                &self.auction_submit_to_running,
+            ),
+            (
+                "instant: submit → settled",
+                "instant submit → settled p50 / p99",
+                "",
+                &self.instant_submit_to_settled,
+            ),
+            (
+                "auction: submit → settled",
+                "auction submit → settled p50 / p99",
+                "",
+                &self.auction_submit_to_settled,
+            ),
+        ]
+    }
+
     fn from_views(views: &[JobView]) -> Self {
         let mut f = Figures::default();
         let mut ledger_ops = Vec::new();
@@ -929,36 +952,9 @@ fn print_table(
             v.len()
         )
     };
-    row(
-        "auction order → lease p50 / p99",
-        pair(&figures.auction_order_to_lease),
-        "(bid window included)",
-    );
-    row(
-        "instant order → lease p50 / p99",
-        pair(&figures.instant_order_to_lease),
-        "",
-    );
-    row(
-        "instant submit → running p50 / p99",
-        pair(&figures.instant_submit_to_running),
-        "p50 ≤ 100 ms",
-    );
-    row(
-        "auction submit → running p50 / p99",
-        pair(&figures.auction_submit_to_running),
-        "",
-    );
-    row(
-        "instant submit → settled p50 / p99",
-        pair(&figures.instant_submit_to_settled),
-        "",
-    );
-    row(
-        "auction submit → settled p50 / p99",
-        pair(&figures.auction_submit_to_settled),
-        "",
-    );
+    for (_, label, goal, samples) in figures.job_series() {
+        row(label, pair(samples), goal);
+    }
     row(
         "jobs completed per second",
         report.jobs_per_second.map_or_else(

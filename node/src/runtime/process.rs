@@ -121,27 +121,6 @@ impl ProcessRuntime {
         &self.settings
     }
 
-    /// Creates the work dir and its `out/`, and writes the inputs.
-    /// Returns the canonical work dir.
-    async fn prepare(&self, spec: &RunSpec) -> Result<PathBuf, RuntimeError> {
-        tokio::fs::create_dir_all(&spec.work_dir).await?;
-        let work_dir = tokio::fs::canonicalize(&spec.work_dir).await?;
-        tokio::fs::create_dir_all(work_dir.join("out")).await?;
-        for (path, bytes) in &spec.inputs {
-            if !sandbox::is_plain_relative(path) {
-                return Err(RuntimeError::Start(format!(
-                    "input path {path:?} is not a plain relative path"
-                )));
-            }
-            let dest = work_dir.join(path);
-            if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::write(&dest, bytes).await?;
-        }
-        Ok(work_dir)
-    }
-
     /// The command that runs the job: bwrap around it, or (unsandboxed)
     /// the job's program itself.
     fn command(&self, spec: &RunSpec, work_dir: &Path) -> Result<Command, RuntimeError> {
@@ -192,7 +171,7 @@ impl ProcessRuntime {
         events: mpsc::Sender<RunEvent>,
         cancel: CancellationToken,
     ) -> Result<Outcome, RuntimeError> {
-        let work_dir = self.prepare(&spec).await?;
+        let work_dir = super::prepare_work_dir(&spec).await?;
         let mut child =
             self.command(&spec, &work_dir)?
                 .spawn()

@@ -29,7 +29,7 @@
 //! single-node cluster it is this machine's disk).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -93,25 +93,6 @@ impl RayRuntime {
         &self.ray
     }
 
-    async fn prepare(&self, spec: &RunSpec) -> Result<PathBuf, RuntimeError> {
-        tokio::fs::create_dir_all(&spec.work_dir).await?;
-        let work_dir = tokio::fs::canonicalize(&spec.work_dir).await?;
-        tokio::fs::create_dir_all(work_dir.join("out")).await?;
-        for (path, bytes) in &spec.inputs {
-            if !sandbox::is_plain_relative(path) {
-                return Err(RuntimeError::Start(format!(
-                    "input path {path:?} is not a plain relative path"
-                )));
-            }
-            let dest = work_dir.join(path);
-            if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::write(&dest, bytes).await?;
-        }
-        Ok(work_dir)
-    }
-
     async fn run_job(
         &self,
         spec: RunSpec,
@@ -119,7 +100,7 @@ impl RayRuntime {
         cancel: CancellationToken,
     ) -> Result<Outcome, RuntimeError> {
         let deadline = Instant::now() + spec.time_limit;
-        let work_dir = self.prepare(&spec).await?;
+        let work_dir = super::prepare_work_dir(&spec).await?;
         let submission = submission(&spec, &work_dir, self.ray.num_cpus)?;
         let id = submission.submission_id.clone();
         self.api.submit(&submission).await.map_err(|e| match e {
@@ -404,6 +385,8 @@ fn shell_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn info(status: &str, message: Option<&str>, code: Option<i32>) -> JobInfo {

@@ -234,6 +234,30 @@ impl Actor {
         Ok(self.jobs[&order].view.clone())
     }
 
+    /// The job under `lease_id` and its lease, if `peer` is that lease's
+    /// provider; notes that it was heard from. Otherwise why it is refused.
+    fn heard_from_provider(
+        &mut self,
+        lease_id: &LeaseId,
+        peer: PeerId,
+        now: Timestamp,
+    ) -> Result<(OrderId, Lease), String> {
+        let Some(order) = self.lease_jobs.get(lease_id).copied() else {
+            return Err(format!("no job under lease {lease_id}"));
+        };
+        let Some(lease) = self.lease_of(&order) else {
+            return Err("lease unknown".into());
+        };
+        if lease.terms().provider.peer_id() != peer {
+            return Err("only the lease's provider reports on its job".into());
+        }
+        let Some(job) = self.jobs.get_mut(&order) else {
+            return Err("job unknown".into());
+        };
+        job.run.last_heard = Some(now);
+        Ok((order, lease))
+    }
+
     /// The provider's log: entries it has not sent before go into the job's
     /// log; the answer is the next entry expected.
     pub(super) fn on_update(
@@ -242,19 +266,13 @@ impl Actor {
         update: JobUpdate,
         now: Timestamp,
     ) -> Response {
-        let Some(order) = self.lease_jobs.get(&update.lease_id).copied() else {
-            return Response::Refused(format!("no job under lease {}", update.lease_id));
+        let order = match self.heard_from_provider(&update.lease_id, peer, now) {
+            Ok((order, _)) => order,
+            Err(why) => return Response::Refused(why),
         };
-        let Some(lease) = self.lease_of(&order) else {
-            return Response::Refused("lease unknown".into());
-        };
-        if lease.terms().provider.peer_id() != peer {
-            return Response::Refused("only the lease's provider reports on its job".into());
-        }
         let Some(job) = self.jobs.get_mut(&order) else {
             return Response::Refused("job unknown".into());
         };
-        job.run.last_heard = Some(now);
         let mut next = job.run.provider_entries + 1;
         let mut fresh = Vec::new();
         let mut transitions = Vec::new();
@@ -332,19 +350,13 @@ impl Actor {
         now: Timestamp,
     ) -> Response {
         let r = signed.message().clone();
-        let Some(order) = self.lease_jobs.get(&r.lease_id).copied() else {
-            return Response::Refused(format!("no job under lease {}", r.lease_id));
+        let (order, lease) = match self.heard_from_provider(&r.lease_id, peer, now) {
+            Ok(found) => found,
+            Err(why) => return Response::Refused(why),
         };
-        let Some(lease) = self.lease_of(&order) else {
-            return Response::Refused("lease unknown".into());
-        };
-        if lease.terms().provider.peer_id() != peer {
-            return Response::Refused("only the lease's provider sends its receipts".into());
-        }
         let Some(job) = self.jobs.get_mut(&order) else {
             return Response::Refused("job unknown".into());
         };
-        job.run.last_heard = Some(now);
         let previous = job.receipt();
         if let Some(prev) = &previous
             && prev.cosigned().body() == signed.envelope().body()
