@@ -9,7 +9,6 @@ use agora_client::api::{
     ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferArrivals, OfferView,
     OffersPage, ProviderStatus, ResultView, SubmitJob,
 };
-use agora_contracts_mock::client::HttpLedger;
 use agora_protocol::{Amount, Keypair, LeaseTerms, Ledger, LedgerError, PublicKey};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query as UrlQuery, Request, State};
@@ -23,7 +22,7 @@ use crate::clock::now;
 use crate::market::{MarketError, MarketHandle};
 use crate::network::wire::plain_path;
 use crate::requester::order::order_from_spec;
-use crate::store::Store;
+use crate::store::{LogRecord, Store};
 
 /// Largest request body: a job spec with its small inputs.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -34,7 +33,7 @@ pub const TOKEN_FILE: &str = "api.token";
 #[derive(Clone)]
 pub struct ApiState {
     market: MarketHandle,
-    ledger: Arc<HttpLedger>,
+    ledger: Arc<dyn Ledger>,
     account: PublicKey,
     token: Arc<str>,
     store: Store,
@@ -45,7 +44,7 @@ impl ApiState {
     /// State for the router.
     pub fn new(
         market: MarketHandle,
-        ledger: Arc<HttpLedger>,
+        ledger: Arc<dyn Ledger>,
         key: &Keypair,
         token: String,
         store: Store,
@@ -399,7 +398,10 @@ async fn job_log(
     let entries = state
         .store
         .log_after(&order, params.after, params.limit.clamp(1, 10_000), 4 << 20)
-        .map_err(store_failure)?;
+        .map_err(store_failure)?
+        .into_iter()
+        .map(LogRecord::view)
+        .collect::<Vec<_>>();
     let next = entries.last().map_or(params.after, |e| e.seq);
     let finished = view.state.is_terminal() && next >= view.log_seq;
     Ok(axum::Json(JobLogPage {
@@ -465,16 +467,17 @@ async fn job_stream(
                 }
             };
             if !entries.is_empty() {
+                c.after = entries.last().map_or(c.after, |e| e.seq);
                 let events = entries
-                    .iter()
+                    .into_iter()
                     .map(|e| {
+                        let e = e.view();
                         Event::default()
                             .id(e.seq.to_string())
                             .event(e.kind.as_str())
-                            .data(serde_json::to_string(e).unwrap_or_default())
+                            .data(serde_json::to_string(&e).unwrap_or_default())
                     })
                     .collect::<Vec<_>>();
-                c.after = entries.last().map_or(c.after, |e| e.seq);
                 return Some((events, c));
             }
             match c.state.market.job(c.id.clone()).await {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use agora_client::api::Role;
 use agora_contracts_mock::client::HttpLedger;
+use agora_protocol::Ledger;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -125,12 +126,23 @@ fn setup(what: &str, e: impl std::fmt::Display) -> StartError {
 
 /// Starts a node.
 pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
+    // The one place that names a ledger backend: the mock chain's HTTP
+    // client at `options.ledger`.
+    let ledger: Arc<dyn Ledger> =
+        Arc::new(HttpLedger::new(&options.ledger).map_err(|e| setup("ledger", e))?);
+    start_with_ledger(options, ledger).await
+}
+
+/// Starts a node on any [`Ledger`] (`options.ledger` is then only shown).
+pub async fn start_with_ledger(
+    options: NodeOptions,
+    ledger: Arc<dyn Ledger>,
+) -> Result<RunningNode, StartError> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| setup(&format!("data dir {}", options.data_dir.display()), e))?;
     let key = identity::load_or_create(&options.data_dir).map_err(|e| setup("key", e))?;
     let token = api::load_or_create_token(&options.data_dir).map_err(|e| setup("API token", e))?;
     let store = Store::open(&options.data_dir.join("state"))?;
-    let ledger = Arc::new(HttpLedger::new(&options.ledger).map_err(|e| setup("ledger", e))?);
     options.config.node.validate()?;
 
     let (runtime, ray_inventory) = match options.role {

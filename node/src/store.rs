@@ -6,9 +6,43 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use agora_client::api::JobLogEntry;
-use agora_protocol::{Lease, LeaseId, Offer, OfferId, OrderId, Signed};
-use serde::{Serialize, de::DeserializeOwned};
+use agora_client::api::{JobLogEntry, LogKind};
+use agora_protocol::{Lease, LeaseId, Offer, OfferId, OrderId, RunEvent, Signed, Timestamp};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// One entry of a stored log (a run's on a provider, a job's on a
+/// requester). The typed run event is kept beside its name, so nothing is
+/// ever read back out of the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// From 1, gap-free per log.
+    pub seq: u64,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// Event or output.
+    pub kind: LogKind,
+    /// The event's name (events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The provider's typed run event, when this entry is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunEvent>,
+    /// The detail, or the output.
+    pub text: String,
+}
+
+impl LogRecord {
+    /// The entry as the API shows it.
+    pub fn view(self) -> JobLogEntry {
+        JobLogEntry {
+            seq: self.seq,
+            at: self.at,
+            kind: self.kind,
+            event: self.event,
+            text: self.text,
+        }
+    }
+}
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +192,7 @@ impl Store {
     /// Appends entries to the log named by `owner` (a lease on a provider,
     /// an order on a requester) and wakes every follower. Entries carry
     /// their own gap-free sequence.
-    pub fn append_log(&self, owner: &[u8; 32], entries: &[JobLogEntry]) -> Result<(), StoreError> {
+    pub fn append_log(&self, owner: &[u8; 32], entries: &[LogRecord]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for entry in entries {
             let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Corrupt {
@@ -181,19 +215,18 @@ impl Store {
         after: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<Vec<JobLogEntry>, StoreError> {
+    ) -> Result<Vec<LogRecord>, StoreError> {
         let start = log_key(owner, after.saturating_add(1));
         let end = log_key(owner, u64::MAX);
         let mut out = Vec::new();
         let mut bytes = 0;
         for entry in self.logs.range(start..=end) {
             let (key, value) = entry?;
-            let e: JobLogEntry =
-                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                    tree: LOGS,
-                    key: hex::encode(&key),
-                    reason: e.to_string(),
-                })?;
+            let e: LogRecord = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                tree: LOGS,
+                key: hex::encode(&key),
+                reason: e.to_string(),
+            })?;
             bytes += e.text.len();
             out.push(e);
             if out.len() >= limit || bytes >= max_bytes {

@@ -66,6 +66,14 @@ impl EscrowState {
     pub fn closed(&self) -> bool {
         self.refunded.is_some()
     }
+
+    /// May the lease be closed now, at the chain's `chain_now`? Once its
+    /// final receipt is settled (the provider has what it is owed), or once
+    /// its time plus the ledger's grace ran out — and only while open. The
+    /// one rule both roles close by; a ledger refuses a close that breaks it.
+    pub fn closable(&self, chain_now: Timestamp) -> bool {
+        !self.closed() && (self.final_settled || chain_now >= self.closable_at)
+    }
 }
 
 /// The outcome of a settlement.
@@ -225,4 +233,36 @@ pub trait Ledger: Send + Sync {
 
     /// Totals, for conservation checks.
     async fn supply(&self) -> Result<Supply, LedgerError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(final_settled: bool, refunded: Option<Amount>) -> EscrowState {
+        EscrowState {
+            lease_id: LeaseId([1; 32]),
+            requester: crate::Keypair::from_seed(&[1; 32]).public(),
+            provider: crate::Keypair::from_seed(&[2; 32]).public(),
+            escrow: Amount(10),
+            settled: Amount::ZERO,
+            last_sequence: 0,
+            final_settled,
+            ends_at: Timestamp(1_000),
+            closable_at: Timestamp(2_000),
+            refunded,
+            ops: 1,
+        }
+    }
+
+    #[test]
+    fn an_escrow_closes_after_its_final_receipt_or_its_grace_and_only_once() {
+        // Open, no final receipt: only once the grace ran out.
+        assert!(!state(false, None).closable(Timestamp(1_999)));
+        assert!(state(false, None).closable(Timestamp(2_000)));
+        // The final receipt settled: at once.
+        assert!(state(true, None).closable(Timestamp(0)));
+        // Closed: never again.
+        assert!(!state(true, Some(Amount::ZERO)).closable(Timestamp(5_000)));
+    }
 }

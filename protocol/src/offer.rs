@@ -333,11 +333,39 @@ impl WireMessage for Offer {
     }
 }
 
+/// "NVIDIA H100 80GB HBM3" → "H100-80GB-HBM3": a label the wire accepts.
+/// Both roles use it: a provider names its GPUs with it, a requester
+/// names the model it asks for.
+pub fn normalize_model(name: &str) -> String {
+    let trimmed = name.trim().strip_prefix("NVIDIA ").unwrap_or(name.trim());
+    let mut out = String::with_capacity(trimmed.len());
+    for c in trimmed.chars() {
+        match c {
+            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') => out.push(c),
+            _ if !out.ends_with('-') => out.push('-'),
+            _ => {}
+        }
+    }
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() {
+        "unknown".into()
+    } else {
+        out.chars().take(64).collect()
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::identity::Keypair;
     use crate::message::{MessageError, Signed};
+
+    #[test]
+    fn model_names_become_wire_labels() {
+        assert_eq!(normalize_model("NVIDIA H100 80GB HBM3"), "H100-80GB-HBM3");
+        assert_eq!(normalize_model("Tesla T4"), "Tesla-T4");
+        assert_eq!(normalize_model("  "), "unknown");
+    }
 
     /// A valid offer for tests.
     pub(crate) fn sample_offer(provider: &Keypair) -> Offer {

@@ -10,7 +10,7 @@ use agora_client::api::{
     BidView, DeclineView, GpuView, JobSpec, JobState, JobView, NodeInfo, OfferView, OffersPage,
     ProviderStatus, Role,
 };
-use agora_contracts_mock::client::HttpLedger;
+use agora_protocol::Ledger;
 use agora_protocol::matching::{Score, compare_bids, fit};
 use agora_protocol::{
     Bid, Decline, Keypair, Lease, LeaseTerms, Offer, OfferBook, OfferId, Order, OrderId, Query,
@@ -59,7 +59,7 @@ pub struct MarketOptions {
     /// Validated gossip and requests.
     pub events: mpsc::Receiver<NetworkEvent>,
     /// The ledger.
-    pub ledger: Arc<HttpLedger>,
+    pub ledger: Arc<dyn Ledger>,
     /// The provider role, when this node rents out GPUs.
     pub provider: Option<ProviderRole>,
     /// Runs leased jobs, when this node rents out GPUs.
@@ -163,7 +163,7 @@ struct Actor {
     store: Store,
     network: NetworkHandle,
     events: mpsc::Receiver<NetworkEvent>,
-    ledger: Arc<HttpLedger>,
+    ledger: Arc<dyn Ledger>,
     provider: Option<ProviderRole>,
     executor: Option<Executor>,
     runs_ended: mpsc::Receiver<OrderId>,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_client::api::{JobEvent, JobState, JobView, LeaseView};
-use agora_contracts_mock::client::HttpLedger;
 use agora_protocol::{
     Bid, Lease, LeaseTerms, Ledger, Order, OrderId, PublicKey, Signed, Timestamp,
 };
@@ -135,7 +134,7 @@ pub(crate) struct LeaseOutcome {
 /// escrow. Transient ledger failures are retried for a while.
 pub(crate) async fn attempt_lease(
     network: NetworkHandle,
-    ledger: Arc<HttpLedger>,
+    ledger: Arc<dyn Ledger>,
     proposal: Signed<LeaseTerms>,
 ) -> LeaseOutcome {
     let terms: LeaseTerms = proposal.message().clone();

@@ -396,7 +396,7 @@ impl Actor {
                             warn!(%peer, "too many requests in flight; refusing");
                             let _ = self.swarm.behaviour_mut().direct.send_response(
                                 channel,
-                                Response::Refused("busy; retry later".into()),
+                                Response::Retry("busy; retry later".into()),
                             );
                             return;
                         }
@@ -412,7 +412,7 @@ impl Actor {
                         {
                             let _ = self.swarm.behaviour_mut().direct.send_response(
                                 channel,
-                                Response::Refused("busy; retry later".into()),
+                                Response::Retry("busy; retry later".into()),
                             );
                             return;
                         }

@@ -6,8 +6,9 @@
 
 use agora_client::api::LogKind;
 use agora_proto::v1 as pb;
-use agora_protocol::{LeaseId, Timestamp};
-use prost::Message;
+use agora_protocol::manifest::lease_id;
+pub use agora_protocol::manifest::{MAX_MANIFEST, Manifest, ManifestFile, plain_path};
+use agora_protocol::{LeaseId, RunEvent, Timestamp};
 
 /// Most entries in one update.
 pub const MAX_UPDATE_ENTRIES: usize = 1024;
@@ -15,10 +16,6 @@ pub const MAX_UPDATE_ENTRIES: usize = 1024;
 pub const MAX_ENTRY_DATA: usize = 64 * 1024;
 /// Most bytes of entries' data in one update.
 pub const MAX_UPDATE_DATA: usize = 2 * 1024 * 1024;
-/// Most files in a manifest.
-pub const MAX_MANIFEST_FILES: usize = 10_000;
-/// Largest encoded manifest.
-pub const MAX_MANIFEST: usize = 2 * 1024 * 1024;
 /// Largest piece of an output file one fetch returns.
 pub const MAX_FETCH_CHUNK: u32 = 1024 * 1024;
 
@@ -31,8 +28,8 @@ pub struct LogEntry {
     pub at: Timestamp,
     /// Event or output.
     pub kind: LogKind,
-    /// The event's name (events only).
-    pub event: String,
+    /// The typed lifecycle event (events only); its name is derived.
+    pub event: Option<RunEvent>,
     /// Detail or output bytes.
     pub data: Vec<u8>,
 }
@@ -59,52 +56,6 @@ pub struct Fetch {
     pub offset: u64,
     /// At most this many bytes (capped at [`MAX_FETCH_CHUNK`]).
     pub max_len: u32,
-}
-
-/// One output file in a manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestFile {
-    /// Plain relative path.
-    pub path: String,
-    /// Bytes.
-    pub size: u64,
-    /// blake3.
-    pub blake3: [u8; 32],
-}
-
-/// What a run left; its blake3 is the final receipt's result hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
-    /// The lease.
-    pub lease_id: LeaseId,
-    /// Files, sorted by path.
-    pub files: Vec<ManifestFile>,
-    /// Why outputs were left out, if any were.
-    pub note: String,
-}
-
-fn lease_id(field: &str, bytes: &[u8]) -> Result<LeaseId, String> {
-    <[u8; 32]>::try_from(bytes)
-        .map(LeaseId)
-        .map_err(|_| format!("{field}: {} bytes, expected 32", bytes.len()))
-}
-
-/// A plain relative `/`-separated path: no `..`, `.`, empty parts,
-/// backslashes or NULs, at most 512 bytes.
-pub fn plain_path(path: &str) -> Result<(), String> {
-    let bad = path.is_empty()
-        || path.len() > 512
-        || path.starts_with('/')
-        || path.contains('\\')
-        || path.contains('\0')
-        || path
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..");
-    if bad {
-        Err(format!("{path:?} is not a plain relative path"))
-    } else {
-        Ok(())
-    }
 }
 
 impl JobUpdate {
@@ -148,14 +99,27 @@ impl JobUpdate {
                     ));
                 }
             };
-            if e.event.len() > 64 || (kind == LogKind::Event) == e.event.is_empty() {
-                return Err(format!("update: entry {} has a bad event name", e.seq));
-            }
+            let event = match (kind, e.run.as_ref()) {
+                (LogKind::Event, Some(run)) => Some(
+                    RunEvent::from_proto(run)
+                        .map_err(|why| format!("update: entry {}: {why}", e.seq))?,
+                ),
+                (LogKind::Event, None) => {
+                    return Err(format!(
+                        "update: entry {} is an event without a kind",
+                        e.seq
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(format!("update: entry {} is output with an event", e.seq));
+                }
+                (_, None) => None,
+            };
             entries.push(LogEntry {
                 seq: e.seq,
                 at: Timestamp(e.at_ms),
                 kind,
-                event: e.event,
+                event,
                 data: e.data,
             });
         }
@@ -180,8 +144,9 @@ impl JobUpdate {
                         LogKind::Stdout => pb::LogKind::Stdout,
                         LogKind::Stderr => pb::LogKind::Stderr,
                     } as i32,
-                    event: e.event.clone(),
+                    event: e.event.map(|r| r.name().to_owned()).unwrap_or_default(),
                     data: e.data.clone(),
+                    run: e.event.map(|r| r.to_proto()),
                 })
                 .collect(),
             manifest: self.manifest.clone().unwrap_or_default(),
@@ -210,82 +175,9 @@ impl Fetch {
     }
 }
 
-impl Manifest {
-    /// The exact bytes whose blake3 the final receipt carries.
-    pub fn encode(&self) -> Vec<u8> {
-        pb::ResultManifest {
-            lease_id: self.lease_id.0.to_vec(),
-            files: self
-                .files
-                .iter()
-                .map(|f| pb::OutputFile {
-                    path: f.path.clone(),
-                    size: f.size,
-                    blake3: f.blake3.to_vec(),
-                })
-                .collect(),
-            note: self.note.clone(),
-        }
-        .encode_to_vec()
-    }
-
-    /// Decodes and bounds a manifest a peer sent.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() > MAX_MANIFEST {
-            return Err(format!("manifest of {} bytes", bytes.len()));
-        }
-        let p = pb::ResultManifest::decode(bytes).map_err(|e| format!("manifest: {e}"))?;
-        if p.files.len() > MAX_MANIFEST_FILES {
-            return Err(format!("manifest: {} files", p.files.len()));
-        }
-        let mut files = Vec::with_capacity(p.files.len());
-        for f in p.files {
-            plain_path(&f.path).map_err(|e| format!("manifest: {e}"))?;
-            let blake3 = <[u8; 32]>::try_from(f.blake3.as_slice())
-                .map_err(|_| format!("manifest: {}: hash is not 32 bytes", f.path))?;
-            files.push(ManifestFile {
-                path: f.path,
-                size: f.size,
-                blake3,
-            });
-        }
-        let mut note = p.note;
-        note.truncate(4096);
-        Ok(Self {
-            lease_id: lease_id("manifest.lease_id", &p.lease_id)?,
-            files,
-            note,
-        })
-    }
-
-    /// blake3 of [`Self::encode`].
-    pub fn hash(bytes: &[u8]) -> [u8; 32] {
-        *blake3::hash(bytes).as_bytes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_that_escape_are_refused() {
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../b",
-            "a//b",
-            "./a",
-            "a\\b",
-            "a/",
-        ] {
-            assert!(plain_path(bad).is_err(), "{bad:?}");
-        }
-        for good in ["a", "out/model.bin", "a.b/c-d_e"] {
-            assert!(plain_path(good).is_ok(), "{good:?}");
-        }
-    }
 
     #[test]
     fn updates_must_be_consecutive_and_bounded() {
@@ -295,6 +187,7 @@ mod tests {
             kind: pb::LogKind::Stdout as i32,
             event: String::new(),
             data: b"x\n".to_vec(),
+            run: None,
         };
         let update = |entries| pb::JobUpdate {
             lease_id: vec![7; 32],
@@ -307,25 +200,16 @@ mod tests {
         let mut big = entry(1);
         big.data = vec![0; MAX_ENTRY_DATA + 1];
         assert!(JobUpdate::from_proto(update(vec![big])).is_err());
-        let mut unnamed = entry(1);
-        unnamed.kind = pb::LogKind::Event as i32;
-        assert!(JobUpdate::from_proto(update(vec![unnamed])).is_err());
-    }
-
-    #[test]
-    fn manifests_round_trip_and_refuse_escaping_paths() {
-        let m = Manifest {
-            lease_id: LeaseId([1; 32]),
-            files: vec![ManifestFile {
-                path: "out.txt".into(),
-                size: 3,
-                blake3: *blake3::hash(b"abc").as_bytes(),
-            }],
-            note: String::new(),
-        };
-        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
-        let mut evil = m.clone();
-        evil.files[0].path = "../../root/.ssh/id".into();
-        assert!(Manifest::decode(&evil.encode()).is_err());
+        let mut untyped = entry(1);
+        untyped.kind = pb::LogKind::Event as i32;
+        untyped.event = "exited".into();
+        assert!(JobUpdate::from_proto(update(vec![untyped.clone()])).is_err());
+        let mut typed = untyped.clone();
+        typed.run = Some(RunEvent::Exited { code: 3 }.to_proto());
+        let decoded = JobUpdate::from_proto(update(vec![typed])).unwrap();
+        assert_eq!(decoded.entries[0].event, Some(RunEvent::Exited { code: 3 }));
+        let mut output_with_event = entry(1);
+        output_with_event.run = Some(RunEvent::Started.to_proto());
+        assert!(JobUpdate::from_proto(update(vec![output_with_event])).is_err());
     }
 }

@@ -25,13 +25,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agora_client::api::{JobLogEntry, LogKind, ReceiptView, RunView};
-use agora_contracts_mock::client::HttpLedger;
+use agora_client::api::{LogKind, ReceiptView, RunView};
 use agora_protocol::amount::cost;
 use agora_protocol::ledger::Ledger;
 use agora_protocol::{
     Amount, CoSigned, JobAction, JobControl, JobPayload, Keypair, Lease, LeaseId, LedgerError,
-    OrderId, ReceiptClaim, Signed, Timestamp, UsageReceipt,
+    OrderId, ReceiptClaim, RunEvent, RunFailure, Signed, Timestamp, UsageReceipt,
 };
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
@@ -43,7 +42,8 @@ use crate::clock::now;
 use crate::config::RuntimeSection;
 use crate::network::wire::{Fetch, JobUpdate, LogEntry, Manifest, ManifestFile};
 use crate::network::{NetworkHandle, Request, Response};
-use crate::runtime::{Exit, Outcome, RunEvent, RunSpec, Runtime, Stream};
+use crate::runtime::{self, Exit, Outcome, RunSpec, Runtime, Stream};
+use crate::store::LogRecord;
 use crate::store::Store;
 
 /// Entries per update at most, and bytes of text.
@@ -159,7 +159,7 @@ struct Live {
     lease: Lease,
     /// Stops the job; the reason is in `stop_reason`.
     stop: CancellationToken,
-    stop_reason: Option<String>,
+    stop_reason: Option<Stop>,
     /// Wakes the log pusher.
     wake: Arc<tokio::sync::Notify>,
 }
@@ -173,7 +173,7 @@ pub struct ExecutorOptions {
     /// The swarm.
     pub network: NetworkHandle,
     /// The ledger.
-    pub ledger: Arc<HttpLedger>,
+    pub ledger: Arc<dyn Ledger>,
     /// What runs jobs.
     pub runtime: Arc<dyn Runtime>,
     /// Limits and policy.
@@ -244,7 +244,9 @@ impl Executor {
             if interrupted {
                 exec.log_event(
                     &id,
-                    "failed",
+                    RunEvent::Failed {
+                        failure: RunFailure::Restarted,
+                    },
                     "the provider's node restarted while the job ran",
                 );
                 exec.persist(&id);
@@ -354,7 +356,11 @@ impl Executor {
                 },
             );
         }
-        self.log_event(&id, "payload", &format!("{} input file(s)", p.inputs.len()));
+        self.log_event(
+            &id,
+            RunEvent::Accepted,
+            &format!("{} input file(s)", p.inputs.len()),
+        );
         self.persist(&id);
         if let Err(e) = o.store.flush() {
             lock(&self.inner).remove(&id);
@@ -397,7 +403,7 @@ impl Executor {
         match c.action {
             JobAction::Cancel => {
                 if live.stop_reason.is_none() {
-                    live.stop_reason = Some("cancelled by the requester".into());
+                    live.stop_reason = Some(Stop::Cancelled);
                 }
                 live.stop.cancel();
             }
@@ -468,18 +474,19 @@ impl Executor {
         }
     }
 
-    fn append(&self, id: &LeaseId, kind: LogKind, event: Option<&str>, text: String) {
+    fn append(&self, id: &LeaseId, kind: LogKind, run: Option<RunEvent>, text: String) {
         let (entry, wake) = {
             let mut runs = lock(&self.inner);
             let Some(live) = runs.get_mut(id) else {
                 return;
             };
             live.record.log_seq += 1;
-            let entry = JobLogEntry {
+            let entry = LogRecord {
                 seq: live.record.log_seq,
                 at: now(),
                 kind,
-                event: event.map(str::to_string),
+                event: run.map(|r| r.name().to_owned()),
+                run,
                 text,
             };
             (entry, live.wake.clone())
@@ -490,7 +497,7 @@ impl Executor {
         wake.notify_one();
     }
 
-    fn log_event(&self, id: &LeaseId, event: &str, detail: &str) {
+    fn log_event(&self, id: &LeaseId, event: RunEvent, detail: &str) {
         self.append(id, LogKind::Event, Some(event), detail.to_string());
     }
 
@@ -501,7 +508,7 @@ impl Executor {
     /// Runs the job, meters it, and hands over to settlement.
     async fn run(self, id: LeaseId, spec: RunSpec) {
         let o = &self.inner.options;
-        let (tx, mut rx) = mpsc::channel::<RunEvent>(256);
+        let (tx, mut rx) = mpsc::channel::<runtime::RunEvent>(256);
         let Some((stop, terms)) = self.with(&id, |l| (l.stop.clone(), l.lease.terms().clone()))
         else {
             return;
@@ -551,21 +558,24 @@ impl Executor {
             let _ = m.await;
         }
         let ended = now();
-        let stop_reason = self.with(&id, |l| l.stop_reason.clone()).flatten();
-        let (exit_code, reason, event, outcome) = match result {
+        let stop_reason = self.with(&id, |l| l.stop_reason).flatten();
+        let runtime_failed = RunEvent::Failed {
+            failure: RunFailure::Runtime,
+        };
+        let (event, reason, outcome) = match result {
             Ok(Ok(outcome)) => {
-                let (code, reason, event) = describe_exit(&outcome.exit, stop_reason);
+                let (event, reason) = describe_exit(&outcome.exit, stop_reason);
                 let reason = with_runtime_reason(reason, outcome.reason.as_deref());
-                (code, reason, event, Some(outcome))
+                (event, reason, Some(outcome))
             }
-            Ok(Err(e)) => (None, Some(e.to_string()), "failed", None),
+            Ok(Err(e)) => (runtime_failed, Some(e.to_string()), None),
             Err(e) => (
-                None,
+                runtime_failed,
                 Some(format!("the runtime task failed: {e}")),
-                "failed",
                 None,
             ),
         };
+        let exit_code = event.exit_code();
         let manifest = Manifest {
             lease_id: id,
             files: outcome
@@ -606,24 +616,28 @@ impl Executor {
         });
         self.log_event(&id, event, &detail);
         if !manifest.note.is_empty() {
-            self.log_event(&id, "outputs", &manifest.note);
+            self.log_event(&id, RunEvent::OutputsTruncated, &manifest.note);
         }
         self.persist(&id);
         info!(lease = %id, %detail, "job ended");
         let _ = o.ended.try_send(terms.order_id);
         // A requester that stopped countersigning gets one try at the final
         // receipt; others get a few.
-        let silent = reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with("the requester countersigned no receipt"));
+        let silent = matches!(stop_reason, Some(Stop::RequesterSilent { .. }));
         self.meter(id, true, if silent { 1 } else { FINAL_RECEIPT_TRIES })
             .await;
         self.settle(id).await;
     }
 
-    fn on_run_event(&self, id: &LeaseId, event: RunEvent, bytes: &mut u64, dropped: &mut u64) {
+    fn on_run_event(
+        &self,
+        id: &LeaseId,
+        event: runtime::RunEvent,
+        bytes: &mut u64,
+        dropped: &mut u64,
+    ) {
         match event {
-            RunEvent::Started => {
+            runtime::RunEvent::Started => {
                 let started = now();
                 self.with(id, |l| {
                     l.record.phase = Phase::Running;
@@ -633,10 +647,10 @@ impl Executor {
                 let gpus = self
                     .with(id, |l| l.record.gpu_indices.clone())
                     .unwrap_or_default();
-                self.log_event(id, "started", &format!("GPUs {gpus:?}"));
+                self.log_event(id, RunEvent::Started, &format!("GPUs {gpus:?}"));
                 self.persist(id);
             }
-            RunEvent::Output { stream, data } => {
+            runtime::RunEvent::Output { stream, data } => {
                 let max = self.inner.options.settings.max_log_bytes;
                 if *bytes + data.len() as u64 > max {
                     *dropped += data.len() as u64;
@@ -660,12 +674,11 @@ impl Executor {
         let now = now();
         let stale = self.with(id, |l| {
             let since = l.record.countersigned_at.unwrap_or(now);
-            if l.record.phase == Phase::Running && now.ms_since(since) > limit && !l.stop.is_cancelled()
+            if l.record.phase == Phase::Running
+                && now.ms_since(since) > limit
+                && !l.stop.is_cancelled()
             {
-                l.stop_reason = Some(format!(
-                    "the requester countersigned no receipt for {} s (interval plus grace); stopped",
-                    limit / 1000
-                ));
+                l.stop_reason = Some(Stop::RequesterSilent { secs: limit / 1000 });
                 l.stop.cancel();
                 true
             } else {
@@ -767,7 +780,7 @@ impl Executor {
                 }
                 Ok(Response::Refused(reason)) => {
                     warn!(lease = %id, %reason, "receipt refused by the requester");
-                    self.log_event(&id, "receipt_refused", &reason);
+                    self.log_event(&id, RunEvent::ReceiptRefused, &reason);
                     return;
                 }
                 Ok(other) => warn!(lease = %id, ?other, "unexpected answer to a receipt"),
@@ -804,7 +817,7 @@ impl Executor {
                         let _ = o.store.flush();
                         self.log_event(
                             &id,
-                            "settled",
+                            RunEvent::Settled,
                             &format!(
                                 "{} paid, {} in all (receipt #{})",
                                 s.paid, s.settled, s.last_sequence
@@ -816,11 +829,14 @@ impl Executor {
                     Err(e) => Err(e),
                 },
                 None => {
+                    // Our own final receipt settled: closable without a read.
                     let final_settled = claim.as_ref().is_some_and(|c| c.receipt().is_final);
                     let closable = final_settled
                         || match (o.ledger.escrow(&id).await, o.ledger.now().await) {
+                            // Closed already (close answers LeaseClosed), or
+                            // the one closability rule.
                             (Ok(Some(state)), Ok(chain_now)) => {
-                                state.closed() || chain_now >= state.closable_at
+                                state.closed() || state.closable(chain_now)
                             }
                             (Ok(None), _) => {
                                 // Never locked: nothing to settle or close.
@@ -837,7 +853,7 @@ impl Executor {
                                 self.persist(&id);
                                 self.log_event(
                                     &id,
-                                    "closed",
+                                    RunEvent::Closed,
                                     &format!(
                                         "lease closed: {} settled, {} refunded",
                                         c.settled, c.refunded
@@ -868,12 +884,16 @@ impl Executor {
                 Err(LedgerError::LeaseClosed(_)) => {
                     self.with(&id, |l| l.record.closed = true);
                     self.persist(&id);
-                    self.log_event(&id, "closed", "the lease was closed by the requester");
+                    self.log_event(
+                        &id,
+                        RunEvent::Closed,
+                        "the lease was closed by the requester",
+                    );
                     return;
                 }
                 Err(e) => {
                     warn!(lease = %id, error = %e, "settlement refused");
-                    self.log_event(&id, "settlement_failed", &e.to_string());
+                    self.log_event(&id, RunEvent::SettlementFailed, &e.to_string());
                     return;
                 }
             }
@@ -937,7 +957,7 @@ impl Executor {
                         seq: e.seq,
                         at: e.at,
                         kind: e.kind,
-                        event: e.event.unwrap_or_default(),
+                        event: e.run,
                         data: e.text.into_bytes(),
                     })
                     .collect(),
@@ -991,28 +1011,44 @@ fn accept_countersigned(
     Ok(claim)
 }
 
-/// The exit status, the reason, and the event name for how a job ended.
-fn describe_exit(
-    exit: &Exit,
-    stop_reason: Option<String>,
-) -> (Option<i32>, Option<String>, &'static str) {
+/// Why the provider itself stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The requester's cancel.
+    Cancelled,
+    /// The requester countersigned nothing for `secs` (interval plus grace).
+    RequesterSilent { secs: u64 },
+}
+
+/// The typed event and the reason (for a person) for how a job ended.
+fn describe_exit(exit: &Exit, stop: Option<Stop>) -> (RunEvent, Option<String>) {
+    let failed = |failure| RunEvent::Failed { failure };
     match exit {
-        Exit::Code(0) => (Some(0), None, "exited"),
+        Exit::Code(0) => (RunEvent::Exited { code: 0 }, None),
         Exit::Code(code) => (
-            Some(*code),
+            RunEvent::Exited { code: *code },
             Some(format!("exited with status {code}")),
-            "exited",
         ),
-        Exit::Signal(sig) => (None, Some(format!("killed by signal {sig}")), "failed"),
+        Exit::Signal(sig) => (
+            failed(RunFailure::Signal { signal: *sig }),
+            Some(format!("killed by signal {sig}")),
+        ),
         Exit::TimeLimit => (
-            None,
+            failed(RunFailure::TimeLimit),
             Some("ran out of leased time and was stopped".into()),
-            "failed",
         ),
-        Exit::Cancelled => match stop_reason {
-            Some(r) if r.starts_with("cancelled") => (None, Some(r), "cancelled"),
-            Some(r) => (None, Some(r), "failed"),
-            None => (None, Some("cancelled".into()), "cancelled"),
+        Exit::Cancelled => match stop {
+            Some(Stop::RequesterSilent { secs }) => (
+                failed(RunFailure::RequesterSilent),
+                Some(format!(
+                    "the requester countersigned no receipt for {secs} s (interval plus grace); stopped"
+                )),
+            ),
+            Some(Stop::Cancelled) => (
+                RunEvent::Cancelled,
+                Some("cancelled by the requester".into()),
+            ),
+            None => (RunEvent::Cancelled, Some("cancelled".into())),
         },
     }
 }

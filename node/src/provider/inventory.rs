@@ -1,6 +1,7 @@
 //! What GPUs this provider has: detected through NVML, or declared as
 //! simulated GPUs for testnets.
 
+use agora_protocol::offer::normalize_model;
 use agora_protocol::{Benchmark, BenchmarkMethod, Timestamp};
 
 use crate::config::{RaySection, SimulatedGpu};
@@ -95,25 +96,6 @@ fn read_nvml() -> Result<Inventory, String> {
     })
 }
 
-/// "NVIDIA H100 80GB HBM3" → "H100-80GB-HBM3": a label the wire accepts.
-pub fn normalize_model(name: &str) -> String {
-    let trimmed = name.trim().strip_prefix("NVIDIA ").unwrap_or(name.trim());
-    let mut out = String::with_capacity(trimmed.len());
-    for c in trimmed.chars() {
-        match c {
-            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') => out.push(c),
-            _ if !out.ends_with('-') => out.push('-'),
-            _ => {}
-        }
-    }
-    let out = out.trim_matches('-').to_string();
-    if out.is_empty() {
-        "unknown".into()
-    } else {
-        out.chars().take(64).collect()
-    }
-}
-
 /// The GPUs declared in config, each marked simulated with a declared
 /// benchmark.
 pub fn simulated(declared: &[SimulatedGpu], now: Timestamp) -> Vec<Gpu> {
@@ -196,13 +178,6 @@ pub fn ray(ray: &RaySection, count: u32, now: Timestamp) -> Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_names_become_wire_labels() {
-        assert_eq!(normalize_model("NVIDIA H100 80GB HBM3"), "H100-80GB-HBM3");
-        assert_eq!(normalize_model("Tesla T4"), "Tesla-T4");
-        assert_eq!(normalize_model("  "), "unknown");
-    }
 
     #[test]
     fn simulated_gpus_are_marked_and_declared() {

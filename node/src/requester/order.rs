@@ -10,7 +10,7 @@ use agora_protocol::offer::{MAX_GPUS, MAX_MODEL_LEN, MAX_REGION_LEN};
 use agora_protocol::order::{MAX_BID_WINDOW_MS, MAX_DURATION_SECS};
 use agora_protocol::{Amount, Energy, Order, PublicKey, Timestamp};
 
-use crate::provider::inventory::normalize_model;
+use agora_protocol::offer::normalize_model;
 
 /// How long an order stays open after its bid window closes, so that a
 /// requester's lease proposal is not refused as late.

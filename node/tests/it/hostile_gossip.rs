@@ -7,12 +7,12 @@ use agora_node::network::{self, NetworkConfig, OFFERS_TOPIC};
 use agora_protocol::{Keypair, Offer, Signed};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{PROVIDER_CONFIG, chain, eventually, node};
+use crate::support::{PROVIDER_CONFIG, eventually, ledger, node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_garbage_offers_are_dropped_while_honest_ones_arrive() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = chain(&dir.path().join("chain")).await;
+    let ledger = ledger(&dir.path().join("chain"));
     let provider = node(
         &dir.path().join("provider"),
         Role::Provider,

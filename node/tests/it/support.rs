@@ -1,26 +1,19 @@
 //! In-process market pieces: a mock chain and nodes on 127.0.0.1 port 0.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agora_client::api::Role;
-use agora_contracts_mock::{SledConfig, SledLedger, SystemClock, server};
+use agora_contracts_mock::{SledConfig, SledLedger, SystemClock};
 use agora_node::config::Config;
 use agora_node::daemon::{self, NodeOptions, RunningNode};
+use agora_protocol::Ledger;
 
-/// Serves a sled mock chain on 127.0.0.1:0; returns its base URL.
-pub(crate) async fn chain(dir: &Path) -> String {
-    let ledger = SledLedger::open(dir, SledConfig::default(), Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, server::router(Arc::new(ledger), None))
-            .await
-            .unwrap();
-    });
-    format!("http://{addr}")
+/// An in-process ledger (the sled backend, which passes the conformance
+/// suite): no HTTP server, no chain process.
+pub(crate) fn ledger(dir: &Path) -> Arc<dyn Ledger> {
+    Arc::new(SledLedger::open(dir, SledConfig::default(), Arc::new(SystemClock)).unwrap())
 }
 
 pub(crate) const PROVIDER_CONFIG: &str = r#"
@@ -48,21 +41,22 @@ pub(crate) async fn node(
     dir: &Path,
     role: Role,
     config: &str,
-    ledger: &str,
+    ledger: &Arc<dyn Ledger>,
     bootstrap: Vec<libp2p::Multiaddr>,
 ) -> RunningNode {
-    daemon::start(NodeOptions {
+    let options = NodeOptions {
         data_dir: dir.to_path_buf(),
         config: Config::parse(config, "test").unwrap(),
         role,
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap,
         api: "127.0.0.1:0".parse().unwrap(),
-        ledger: ledger.to_string(),
+        ledger: "in-process".to_string(),
         mdns: false,
-    })
-    .await
-    .unwrap()
+    };
+    daemon::start_with_ledger(options, ledger.clone())
+        .await
+        .unwrap()
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics with

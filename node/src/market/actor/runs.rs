@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agora_client::api::{JobLogEntry, JobState, JobView, LogKind, OutputView, SettlementView};
+use agora_client::api::{JobState, JobView, LogKind, OutputView, SettlementView};
 use agora_protocol::ledger::{EscrowState, Ledger};
 use agora_protocol::receipt::check_next;
 use agora_protocol::{
     InputFile, JobAction, JobControl, JobPayload, Lease, LeaseId, LedgerError, OrderId,
-    ReceiptClaim, Signed, Timestamp, UsageReceipt,
+    ReceiptClaim, RunEvent, Signed, Timestamp, UsageReceipt,
 };
 use base64::Engine as _;
 use libp2p::PeerId;
@@ -21,6 +21,7 @@ use crate::market::handle::{Command, MarketError};
 use crate::network::wire::{Fetch, JobUpdate, MAX_FETCH_CHUNK, Manifest};
 use crate::network::{NetworkHandle, Request, Response};
 use crate::provider::exec::receipt_view;
+use crate::store::LogRecord;
 
 /// Clock skew allowed when checking a receipt's GPU-seconds.
 const RECEIPT_TOLERANCE_SECS: u64 = 3;
@@ -59,19 +60,20 @@ impl Actor {
     fn log_entries(
         &mut self,
         id: &OrderId,
-        entries: Vec<(Timestamp, LogKind, Option<String>, String)>,
+        entries: Vec<(Timestamp, LogKind, Option<String>, Option<RunEvent>, String)>,
     ) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
         let mut out = Vec::with_capacity(entries.len());
-        for (at, kind, event, text) in entries {
+        for (at, kind, event, run, text) in entries {
             job.view.log_seq += 1;
-            out.push(JobLogEntry {
+            out.push(LogRecord {
                 seq: job.view.log_seq,
                 at,
                 kind,
                 event,
+                run,
                 text,
             });
         }
@@ -89,7 +91,7 @@ impl Actor {
             .iter()
             .map(|e| {
                 let text = e.detail.clone();
-                (e.at, LogKind::Event, Some(e.event.clone()), text)
+                (e.at, LogKind::Event, Some(e.event.clone()), None, text)
             })
             .collect();
         if fresh.is_empty() {
@@ -285,11 +287,11 @@ impl Actor {
             }
             next += 1;
             let text = String::from_utf8_lossy(&e.data).into_owned();
-            if e.kind == LogKind::Event {
-                transitions.push((e.event.clone(), text.clone()));
+            if let Some(run) = e.event {
+                transitions.push((run, text.clone()));
             }
-            let event = (e.kind == LogKind::Event).then_some(e.event);
-            fresh.push((e.at, e.kind, event, text));
+            let name = e.event.map(|r| r.name().to_owned());
+            fresh.push((e.at, e.kind, name, e.event, text));
         }
         job.run.provider_entries = next - 1;
         if let Some(bytes) = update.manifest
@@ -313,16 +315,16 @@ impl Actor {
             }
         }
         for (event, detail) in transitions {
-            match event.as_str() {
-                "started" if job.view.state == JobState::Leased => {
+            match event {
+                RunEvent::Started if job.view.state == JobState::Leased => {
                     job.view.state = JobState::Running;
                     job.event(now, "running", "");
                 }
-                "exited" | "failed" | "cancelled"
-                    if !job.view.state.has_stopped() || job.view.exit_code.is_none() =>
+                end if end.ends_run()
+                    && (!job.view.state.has_stopped() || job.view.exit_code.is_none()) =>
                 {
-                    job.view.exit_code = job.view.exit_code.or_else(|| exit_code_of(&detail));
-                    if event != "exited" || job.view.exit_code != Some(0) {
+                    job.view.exit_code = job.view.exit_code.or(end.exit_code());
+                    if end.exit_code() != Some(0) {
                         job.view.reason = Some(detail.clone());
                     }
                     if !job.view.state.is_terminal() {
@@ -403,7 +405,7 @@ impl Actor {
         );
         self.log_entries(
             &order,
-            vec![(now, LogKind::Event, Some("receipt".into()), text)],
+            vec![(now, LogKind::Event, Some("receipt".into()), None, text)],
         );
         self.persist_job(&order);
         // Durable before the provider holds the countersignature.
@@ -675,13 +677,8 @@ impl Actor {
         self.settle_checks.insert(id, now.plus_ms(3_600_000));
         let ledger = self.ledger.clone();
         let handle = self.self_handle.clone();
-        let final_done = self
-            .jobs
-            .get(&id)
-            .and_then(|j| j.receipt())
-            .is_some_and(|c| c.receipt().is_final);
         self.spawn_task(async move {
-            let state = read_and_close(&*ledger, lease.id(), final_done)
+            let state = read_and_close(&*ledger, lease.id())
                 .await
                 .map(|s| s.map(Box::new));
             let _ = handle
@@ -704,23 +701,12 @@ impl Actor {
     }
 }
 
-/// The exit status in an "exit status N…" detail.
-fn exit_code_of(detail: &str) -> Option<i32> {
-    let rest = detail.strip_prefix("exit status ")?;
-    let digits: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '-')
-        .collect();
-    digits.parse().ok()
-}
-
 /// Reads a lease's escrow; closes it when the ledger allows (the final
 /// receipt settled, or the lease's end plus grace passed) and it is still
 /// open.
 async fn read_and_close(
     ledger: &dyn Ledger,
     lease: LeaseId,
-    final_countersigned: bool,
 ) -> Result<Option<EscrowState>, String> {
     let state = ledger.escrow(&lease).await.map_err(|e| e.to_string())?;
     let Some(state) = state else {
@@ -730,10 +716,10 @@ async fn read_and_close(
         return Ok(Some(state));
     }
     let chain_now = ledger.now().await.map_err(|e| e.to_string())?;
-    // With a final receipt countersigned, wait for the provider to settle
-    // it (it is paid first) — unless the lease's time plus grace ran out.
-    let closable = state.final_settled || chain_now >= state.closable_at;
-    if !closable || (final_countersigned && !state.final_settled && chain_now < state.closable_at) {
+    // With a final receipt countersigned, the provider settles it first (it
+    // is paid before anything is refunded): the one closability rule waits
+    // for that, or for the lease's time plus grace.
+    if !state.closable(chain_now) {
         return Ok(Some(state));
     }
     match ledger.close(&lease).await {
