@@ -80,6 +80,24 @@ pub struct NodeInfo {
     pub gossip_rejected: u64,
     /// Software version.
     pub version: String,
+    /// The market loop's time per event (older nodes send none).
+    #[serde(default)]
+    pub market_loop: LoopTimes,
+}
+
+/// How long a node's market loop took per event, over its latest events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopTimes {
+    /// Events handled since start.
+    pub events: u64,
+    /// Latest events the figures are over.
+    pub sampled: u64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// Slowest, µs.
+    pub max_us: u64,
 }
 
 /// The first time a node saw one version of an offer (`GET

@@ -104,6 +104,7 @@ pub struct RunningNode {
     pub market: MarketHandle,
     cancel: CancellationToken,
     api: tokio::task::JoinHandle<()>,
+    market_task: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
@@ -112,8 +113,12 @@ impl RunningNode {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.api.await;
-        // Let the actors see the cancellation before the final flush.
-        tokio::task::yield_now().await;
+        // The market stops its background work and flushes what it holds.
+        match tokio::time::timeout(Duration::from_secs(10), self.market_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "the market actor ended abnormally"),
+            Err(_) => warn!("the market actor did not stop within 10 s"),
+        }
         if let Err(e) = self.store.flush() {
             warn!(error = %e, "final flush failed");
         }
@@ -195,7 +200,7 @@ pub async fn start_with_ledger(
         })),
         _ => None,
     };
-    let market = market::spawn(MarketOptions {
+    let (market, market_task) = market::spawn(MarketOptions {
         key: key.clone(),
         role: options.role,
         config: options.config.clone(),
@@ -258,6 +263,7 @@ pub async fn start_with_ledger(
         market,
         cancel,
         api,
+        market_task,
         store,
     })
 }

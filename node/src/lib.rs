@@ -16,3 +16,4 @@ pub mod provider;
 pub mod requester;
 pub mod runtime;
 pub mod store;
+pub mod views;

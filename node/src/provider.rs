@@ -2,6 +2,7 @@
 //! role as the market actor runs it and the executor that runs leased jobs.
 
 pub mod bidder;
+pub mod core;
 pub mod dry_run;
 pub mod exec;
 pub mod inventory;
@@ -9,5 +10,6 @@ pub mod offers;
 pub mod pricing;
 pub mod role;
 
+pub use self::core::Provider;
 pub use bidder::Decision;
 pub use role::ProviderRole;

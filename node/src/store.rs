@@ -1,7 +1,9 @@
 //! The node's durable state in sled: offers seen, jobs (orders, bids,
-//! declines, leases) and the provider's reservations and leases. Everything
-//! the node acknowledges to a peer or a user is flushed before the
-//! acknowledgement.
+//! declines, leases) and the provider's reservations and leases. Writes are
+//! not flushed one by one: whoever acknowledges something that creates an
+//! obligation (a bid, a lease, a countersignature, an acknowledged
+//! receipt or log update, an accepted job) flushes first, and sled's own
+//! flusher makes the rest durable within half a second.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -132,15 +134,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Records a job (requester side) and flushes.
-    pub fn put_job<T: Serialize>(&self, id: &OrderId, job: &T) -> Result<(), StoreError> {
-        put_json(&self.jobs, &id.0, job)?;
-        self.flush()
+    /// Records a job (requester side) as its encoded record; not flushed:
+    /// the market flushes before an answer that creates an obligation, and
+    /// sled's own flusher makes the rest durable within half a second.
+    pub fn put_job(&self, id: &OrderId, record: &[u8]) -> Result<(), StoreError> {
+        self.jobs.insert(id.0, record)?;
+        Ok(())
     }
 
-    /// Every stored job.
-    pub fn jobs<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        all_json(&self.jobs, JOBS)
+    /// Every stored job, as (key, encoded record).
+    pub fn jobs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.jobs.iter() {
+            let (key, value) = entry?;
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
     }
 
     /// Records a lease this node signed (either side) and flushes.
@@ -241,10 +250,10 @@ impl Store {
         self.appended.notified()
     }
 
-    /// Stores a small named value and flushes.
+    /// Stores a small named value (not flushed: callers flush before an
+    /// answer that depends on it).
     pub fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
-        put_json(&self.meta, name.as_bytes(), value)?;
-        self.flush()
+        put_json(&self.meta, name.as_bytes(), value)
     }
 
     /// Reads a small named value.
@@ -311,11 +320,14 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             store.put_meta("sequence", &42u64).unwrap();
             let id = OrderId::new(&Keypair::from_seed(&[1; 32]).public(), &[7; 16]);
-            store.put_job(&id, &"job".to_string()).unwrap();
+            store.put_job(&id, b"job").unwrap();
+            store.flush().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.meta::<u64>("sequence").unwrap(), Some(42));
-        assert_eq!(store.jobs::<String>().unwrap(), vec!["job".to_string()]);
+        let jobs = store.jobs().unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].1, b"job".to_vec());
         assert_eq!(store.meta::<u64>("absent").unwrap(), None);
     }
 }

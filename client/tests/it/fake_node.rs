@@ -159,6 +159,7 @@ async fn node_info() -> Json<NodeInfo> {
         gossip_accepted: 10,
         gossip_rejected: 1,
         version: "0.1.0".into(),
+        market_loop: Default::default(),
     })
 }
 

@@ -1,52 +1,15 @@
 //! The cloneable front of the market actor.
 
 use agora_client::api::{JobView, NodeInfo, OfferArrivals, OfferView, OffersPage, ProviderStatus};
-use agora_protocol::{Order, OrderId};
+use agora_protocol::Order;
 use tokio::sync::{mpsc, oneshot};
 
-use super::jobs::LeaseOutcome;
-
-/// Why the market refused a request; `status` is the HTTP status the API
-/// answers with.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct MarketError {
-    /// HTTP status.
-    pub status: u16,
-    /// For a person.
-    pub message: String,
-    /// Where (a query column, a spec field).
-    pub at: Option<String>,
-}
-
-impl MarketError {
-    pub(crate) fn bad_request(message: impl Into<String>, at: Option<String>) -> Self {
-        Self {
-            status: 400,
-            message: message.into(),
-            at,
-        }
-    }
-    pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: 404,
-            message: message.into(),
-            at: None,
-        }
-    }
-    pub(crate) fn internal(message: impl Into<String>) -> Self {
-        Self {
-            status: 500,
-            message: message.into(),
-            at: None,
-        }
-    }
-}
+use super::error::MarketError;
 
 type Reply<T> = oneshot::Sender<Result<T, MarketError>>;
 
-// Moved once per message, never stored in bulk: boxing buys nothing.
-#[allow(clippy::large_enum_variant)]
+/// What the API asks of the market (public commands only: background
+/// work reports to the router through its task pool, not through here).
 pub(crate) enum Command {
     Info(Reply<NodeInfo>),
     Search {
@@ -80,15 +43,6 @@ pub(crate) enum Command {
     Cancel {
         id: String,
         reply: Reply<JobView>,
-    },
-    /// A run's background work reports (internal).
-    Run(OrderId, super::actor::RunNote),
-    /// A lease attempt ended (internal).
-    LeaseOutcome(Box<LeaseOutcome>),
-    /// A bid or decline could not be delivered (internal).
-    Undelivered {
-        order: OrderId,
-        reason: String,
     },
 }
 

@@ -186,7 +186,7 @@ impl Actor {
                 },
                 Some((channel, answer)) = self.pending_inbound.next(), if !self.pending_inbound.is_empty() => {
                     // A dropped reply means the node refused to answer.
-                    let response = answer.unwrap_or_else(|_| Response::Refused("the node could not answer".into()));
+                    let response = answer.unwrap_or_else(|_| Response::Retry("the node could not answer; retry".into()));
                     let _ = self.swarm.behaviour_mut().direct.send_response(channel, response);
                 }
                 _ = kad_refresh.tick() => {

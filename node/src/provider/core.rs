@@ -1,0 +1,230 @@
+//! The provider core: the role's decisions as pure logic — answer an
+//! order (bid, decline or nothing), countersign a lease proposal, sign the
+//! offers to publish and say when to publish them. The router carries the
+//! answers out (send, persist, flush, publish). No tokio, no sockets, no
+//! sled here; signing is deterministic ed25519.
+
+use agora_protocol::{Keypair, Lease, LeaseTerms, Offer, Order, OrderId, Signed, Timestamp};
+use libp2p::PeerId;
+use tracing::{info, warn};
+
+use super::Decision;
+use super::role::{ProviderRole, ProviderSnapshot};
+use crate::network::Request;
+
+/// What to do about an order.
+#[derive(Debug)]
+pub struct OrderAnswer {
+    /// The requester's peer.
+    pub to: PeerId,
+    /// The signed bid or decline.
+    pub request: Request,
+    /// It is a bid: GPUs are held for it, so the role's state must be
+    /// durable before it goes out, and offers change.
+    pub is_bid: bool,
+}
+
+/// The provider side of a node, deciding.
+#[derive(Debug)]
+pub struct Provider {
+    role: ProviderRole,
+    key: Keypair,
+    last_publish: Option<Timestamp>,
+    /// At most one republish for new subscribers per this many ms.
+    subscriber_gap_ms: u64,
+}
+
+impl Provider {
+    /// The core over a role; `refresh_secs` is the offer refresh.
+    pub fn new(role: ProviderRole, key: Keypair, refresh_secs: u64) -> Self {
+        Self {
+            role,
+            key,
+            last_publish: None,
+            subscriber_gap_ms: (refresh_secs * 1000 / 2).max(1000),
+        }
+    }
+
+    /// The role (inventory, leases, counters).
+    pub fn role(&self) -> &ProviderRole {
+        &self.role
+    }
+
+    /// What the store keeps.
+    pub fn snapshot(&self) -> ProviderSnapshot {
+        self.role.snapshot()
+    }
+
+    /// An order seen on gossip: the signed answer to send, if any.
+    pub fn on_order(&mut self, order: &Signed<Order>, now: Timestamp) -> Option<OrderAnswer> {
+        let requester = order.message().requester;
+        if requester == self.key.public() {
+            return None;
+        }
+        let request = match self.role.on_order(order.message(), now)? {
+            Decision::Bid(bid) => match Signed::sign(bid, &self.key) {
+                Ok(bid) => Request::Bid(bid),
+                Err(e) => {
+                    warn!(error = %e, "cannot sign a bid");
+                    return None;
+                }
+            },
+            Decision::Decline(decline) => match Signed::sign(decline, &self.key) {
+                Ok(decline) => Request::Decline(decline),
+                Err(e) => {
+                    warn!(error = %e, "cannot sign a decline");
+                    return None;
+                }
+            },
+            Decision::Ignore(_) => return None,
+        };
+        let is_bid = matches!(request, Request::Bid(_));
+        Some(OrderAnswer {
+            to: requester.peer_id(),
+            request,
+            is_bid,
+        })
+    }
+
+    /// A bid or decline could not be delivered: a bid's hold is released
+    /// at once (nobody will lease it); whether GPUs were freed.
+    pub fn undelivered(&mut self, order: &OrderId, was_bid: bool) -> bool {
+        was_bid && self.role.release(order).is_some()
+    }
+
+    /// A lease proposal from `peer`: the countersigned lease, or why not.
+    pub fn countersign(
+        &mut self,
+        peer: PeerId,
+        terms: &Signed<LeaseTerms>,
+        now: Timestamp,
+    ) -> Result<Lease, String> {
+        if terms.signer().peer_id() != peer {
+            return Err("a lease proposal must come from its requester".into());
+        }
+        if let Err(reason) = self.role.on_lease_proposal(terms, now) {
+            info!(order = %terms.message().order_id, %reason, "lease proposal refused");
+            return Err(reason);
+        }
+        let lease =
+            Lease::countersign(terms, &self.key).map_err(|e| format!("cannot countersign: {e}"))?;
+        self.role.add_lease(lease.clone());
+        info!(lease = %lease.id(), order = %terms.message().order_id, "lease countersigned");
+        Ok(lease)
+    }
+
+    /// The offers to publish now, signed.
+    pub fn offers(&mut self, now: Timestamp) -> Vec<Signed<Offer>> {
+        self.last_publish = Some(now);
+        self.role
+            .offers(now)
+            .into_iter()
+            .filter_map(|offer| match Signed::sign(offer, &self.key) {
+                Ok(signed) => Some(signed),
+                Err(e) => {
+                    warn!(error = %e, "cannot sign offer");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// A new offers subscriber: republish, unless that was done within
+    /// half a refresh (in a large mesh peers resubscribe all the time, and
+    /// a republish per subscriber was O(N²) gossip; docs/performance.md).
+    pub fn republish_for_subscriber(&self, now: Timestamp) -> bool {
+        !self
+            .last_publish
+            .is_some_and(|at| now.ms_since(at) < self.subscriber_gap_ms)
+    }
+
+    /// The 1 s tick: ended holds expire and the runtime's health is taken
+    /// in (`Some` when it changed); whether offers changed.
+    pub fn tick(&mut self, now: Timestamp, health: Option<Option<String>>) -> bool {
+        let health_changed = health.is_some_and(|state| self.role.set_unavailable(state));
+        health_changed | self.role.expire(now)
+    }
+
+    /// A run ended: its GPUs are free before the lease's end; whether
+    /// offers changed.
+    pub fn run_ended(&mut self, order: &OrderId) -> bool {
+        self.role.release(order).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::provider::bidder::Bidder;
+    use crate::provider::offers::tests::{CONFIG, inventory};
+    use agora_protocol::{Amount, Energy};
+
+    const NOW: Timestamp = Timestamp(1_000_000);
+
+    fn provider() -> Provider {
+        let config = Config::parse(CONFIG, "test").unwrap();
+        let key = Keypair::from_seed(&[9; 32]);
+        let inventory = inventory(&config.simulated_gpu);
+        let bidder = Bidder::new(
+            key.public(),
+            config.provider.as_ref().unwrap(),
+            &config.node,
+            &inventory,
+            NOW,
+        )
+        .unwrap();
+        let role = ProviderRole::new(bidder, inventory, ProviderSnapshot::default(), Vec::new());
+        Provider::new(role, key, 20)
+    }
+
+    fn order(requester: &Keypair) -> Signed<Order> {
+        let order = Order {
+            requester: requester.public(),
+            nonce: vec![1; 16],
+            gpu_count: 1,
+            gpu_model: None,
+            min_vram_mib: 0,
+            min_fp32_mtflops: 0,
+            min_compute_capability: 0,
+            region: Some("EU".into()),
+            jurisdiction: None,
+            energy: Energy::Unknown,
+            require_verified: false,
+            allow_simulated: true,
+            max_price_per_gpu_hour: Amount(3_000_000),
+            max_duration_secs: 600,
+            bid_window_ms: 1_000,
+            runtime: "process".into(),
+            created_at: NOW,
+            expires_at: NOW.plus_secs(31),
+        };
+        Signed::sign(order, requester).unwrap()
+    }
+
+    #[test]
+    fn subscribers_cause_at_most_one_republish_per_half_refresh() {
+        let mut p = provider();
+        assert!(p.republish_for_subscriber(NOW));
+        assert!(!p.offers(NOW).is_empty());
+        assert!(!p.republish_for_subscriber(NOW.plus_ms(9_999)));
+        assert!(p.republish_for_subscriber(NOW.plus_ms(10_000)));
+    }
+
+    #[test]
+    fn an_order_gets_a_signed_bid_to_its_requester_and_own_orders_none() {
+        let mut p = provider();
+        let requester = Keypair::from_seed(&[2; 32]);
+        let answer = p.on_order(&order(&requester), NOW).unwrap();
+        assert!(answer.is_bid);
+        assert_eq!(answer.to, requester.public().peer_id());
+        let Request::Bid(bid) = answer.request else {
+            panic!("expected a bid");
+        };
+        assert_eq!(bid.signer(), &Keypair::from_seed(&[9; 32]).public());
+        // An undelivered bid frees its hold.
+        assert!(p.undelivered(&bid.message().order_id, true));
+        let own = Keypair::from_seed(&[9; 32]);
+        assert!(p.on_order(&order(&own), NOW).is_none());
+    }
+}

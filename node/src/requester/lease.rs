@@ -1,0 +1,109 @@
+//! The lease attempt: ask the chosen provider to countersign the terms,
+//! check what comes back, and lock the escrow on the ledger. It runs as a
+//! task of the router's pool; its [`LeaseOutcome`] goes back to the core.
+
+use std::time::Duration;
+
+use agora_protocol::{Lease, LeaseTerms, Ledger, OrderId, PublicKey, Signed};
+
+use crate::network::{NetworkHandle, Request, Response};
+
+/// Times a busy provider is asked again before the next bid is tried.
+const BUSY_RETRIES: u32 = 5;
+
+/// How a lease attempt failed.
+#[derive(Debug, Clone)]
+pub enum LeaseFailure {
+    /// The provider refused or could not be reached: try the next bid.
+    Provider(String),
+    /// The lease is signed but escrow could not be locked.
+    Escrow(Box<Lease>, String),
+}
+
+/// What a lease attempt came to.
+#[derive(Debug, Clone)]
+pub struct LeaseOutcome {
+    /// The job.
+    pub order: OrderId,
+    /// Who was asked.
+    pub provider: PublicKey,
+    /// The lease, or why not.
+    pub result: Result<Lease, LeaseFailure>,
+}
+
+/// Asks the provider to countersign, checks what comes back, and locks
+/// escrow. Transient ledger failures are retried for a while.
+pub async fn attempt_lease(
+    network: &NetworkHandle,
+    ledger: &dyn Ledger,
+    proposal: Signed<LeaseTerms>,
+) -> LeaseOutcome {
+    let terms: LeaseTerms = proposal.message().clone();
+    let outcome = |result| LeaseOutcome {
+        order: terms.order_id,
+        provider: terms.provider,
+        result,
+    };
+    // A busy provider ("retry") is asked again with backoff; a refusal
+    // for good moves on to the next bid at once.
+    let mut backoff = Duration::from_millis(100);
+    let mut busy = 0;
+    let response = loop {
+        let response = network
+            .request(
+                terms.provider.peer_id(),
+                Request::LeaseProposal(proposal.clone()),
+            )
+            .await;
+        match response {
+            Ok(Response::Retry(reason)) if busy < BUSY_RETRIES => {
+                busy += 1;
+                tracing::debug!(provider = %terms.provider.short(), %reason, "provider busy; retrying the proposal");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => break other,
+        }
+    };
+    let cosigned = match response {
+        Ok(Response::Lease(cosigned)) => cosigned,
+        Ok(Response::Refused(reason) | Response::Retry(reason)) => {
+            return outcome(Err(LeaseFailure::Provider(format!("refused: {reason}"))));
+        }
+        Ok(_) => {
+            return outcome(Err(LeaseFailure::Provider(
+                "answered a lease proposal without a lease".into(),
+            )));
+        }
+        Err(e) => return outcome(Err(LeaseFailure::Provider(e.to_string()))),
+    };
+    let lease = match Lease::verify(cosigned) {
+        Ok(lease) if lease.terms() == &terms => lease,
+        Ok(_) => {
+            return outcome(Err(LeaseFailure::Provider(
+                "countersigned different terms".into(),
+            )));
+        }
+        Err(e) => {
+            return outcome(Err(LeaseFailure::Provider(format!(
+                "countersignature invalid: {e}"
+            ))));
+        }
+    };
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..8 {
+        match ledger.lock_escrow(lease.cosigned()).await {
+            Ok(_) => return outcome(Ok(lease)),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(lease = %lease.id(), error = %e, "escrow lock failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return outcome(Err(LeaseFailure::Escrow(Box::new(lease), e.to_string()))),
+        }
+    }
+    outcome(Err(LeaseFailure::Escrow(
+        Box::new(lease),
+        "the ledger stayed unreachable".into(),
+    )))
+}
