@@ -1,0 +1,68 @@
+//! The output file server: the lease's requester fetches the files its
+//! run's manifest lists, piece by piece.
+
+use std::path::Path;
+
+use libp2p::PeerId;
+
+use super::Executor;
+use crate::network::Response;
+use crate::network::wire::Fetch;
+
+impl Executor {
+    /// Serves a piece of an output file to the lease's requester.
+    pub async fn on_fetch(&self, peer: PeerId, fetch: Fetch) -> Response {
+        let (dir, file) = {
+            let runs = self.runs();
+            let Some(live) = runs.get(&fetch.lease_id) else {
+                return Response::Refused(format!("no run for lease {}", fetch.lease_id));
+            };
+            if live.record.lease.terms().requester.peer_id() != peer {
+                return Response::Refused("only the lease's requester fetches its outputs".into());
+            }
+            let Some(outputs) = &live.record.manifest else {
+                return Response::Retry("the job has not ended yet".into());
+            };
+            let Some(file) = outputs.manifest.files.iter().find(|f| f.path == fetch.path) else {
+                return Response::Refused(format!("{:?} is not an output of this job", fetch.path));
+            };
+            let Some(dir) = live.record.output_dir.clone() else {
+                return Response::Refused("the job's outputs are gone".into());
+            };
+            (dir, file.clone())
+        };
+        match read_piece(&dir.join(&file.path), fetch.offset, fetch.max_len).await {
+            Ok(data) => Response::Chunk {
+                data,
+                size: file.size,
+            },
+            Err(e) => Response::Refused(format!("cannot read {:?}: {e}", file.path)),
+        }
+    }
+}
+
+/// Up to `max_len` bytes of `path` from `offset`.
+async fn read_piece(path: &Path, offset: u64, max_len: u32) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut buf = Vec::with_capacity(max_len as usize);
+    file.take(u64::from(max_len)).read_to_end(&mut buf).await?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_piece_is_at_most_max_len_from_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(read_piece(&path, 2, 3).await.unwrap(), b"234");
+        assert_eq!(read_piece(&path, 8, 100).await.unwrap(), b"89");
+        assert!(read_piece(&path, 20, 4).await.unwrap().is_empty());
+        assert!(read_piece(&dir.path().join("missing"), 0, 4).await.is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! Settlement and close: the latest countersigned receipt is settled once
+//! — retried while the ledger is unreachable — and the lease closed, so a
+//! lease costs three ledger operations (lock, settle, close) however long
+//! it ran.
+
+use std::time::Duration;
+
+use agora_protocol::{LeaseId, LedgerError, RunEvent};
+use tracing::{info, warn};
+
+use super::Executor;
+use super::record::Phase;
+
+impl Executor {
+    /// Settles the latest countersigned receipt once (retrying while the
+    /// ledger is unreachable), then closes the lease: at once when the
+    /// final receipt settled, else when the ledger allows it.
+    pub(super) async fn settle(&self, id: LeaseId) {
+        let o = &self.inner.options;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let Some(record) = self.with(&id, |l| l.record.clone()) else {
+                return;
+            };
+            if record.phase == Phase::Closed {
+                return;
+            }
+            let claim = record.countersigned.as_ref();
+            let pending = claim.filter(|c| c.receipt().sequence > record.settled_seq);
+            let result: Result<bool, LedgerError> = match pending {
+                Some(claim) => match o.ledger.settle(claim.cosigned()).await {
+                    Ok(s) => {
+                        self.with(&id, |l| {
+                            l.record.settled = s.settled;
+                            l.record.settled_seq = s.last_sequence.max(claim.receipt().sequence);
+                        });
+                        self.persist(&id);
+                        let _ = o.store.flush();
+                        self.log_event(
+                            &id,
+                            RunEvent::Settled,
+                            &format!(
+                                "{} paid, {} in all (receipt #{})",
+                                s.paid, s.settled, s.last_sequence
+                            ),
+                        );
+                        info!(lease = %id, paid = %s.paid, settled = %s.settled, "settled");
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                },
+                None => {
+                    // Our own final receipt settled: closable without a read.
+                    let final_settled = claim.is_some_and(|c| c.receipt().is_final);
+                    let closable = final_settled
+                        || match (o.ledger.escrow(&id).await, o.ledger.now().await) {
+                            // Closed already (close answers LeaseClosed), or
+                            // the one closability rule.
+                            (Ok(Some(state)), Ok(chain_now)) => {
+                                state.closed() || state.closable(chain_now)
+                            }
+                            (Ok(None), _) => {
+                                // Never locked: nothing to settle or close.
+                                self.mark_closed(&id);
+                                return;
+                            }
+                            _ => false,
+                        };
+                    if closable {
+                        match o.ledger.close(&id).await {
+                            Ok(c) => {
+                                self.mark_closed(&id);
+                                self.log_event(
+                                    &id,
+                                    RunEvent::Closed,
+                                    &format!(
+                                        "lease closed: {} settled, {} refunded",
+                                        c.settled, c.refunded
+                                    ),
+                                );
+                                return;
+                            }
+                            Err(LedgerError::LeaseClosed(_)) => {
+                                self.mark_closed(&id);
+                                return;
+                            }
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        backoff = Duration::from_secs(2);
+                        Ok(true)
+                    }
+                }
+            };
+            match result {
+                Ok(false) => backoff = Duration::from_millis(500),
+                Ok(true) => {}
+                Err(e) if e.is_transient() => {
+                    info!(lease = %id, error = %e, "ledger unavailable; settlement will retry");
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(LedgerError::LeaseClosed(_)) => {
+                    self.mark_closed(&id);
+                    self.log_event(
+                        &id,
+                        RunEvent::Closed,
+                        "the lease was closed by the requester",
+                    );
+                    return;
+                }
+                Err(e) => {
+                    warn!(lease = %id, error = %e, "settlement refused");
+                    self.log_event(&id, RunEvent::SettlementFailed, &e.to_string());
+                    return;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = o.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// The lease is closed on the ledger (settle runs only once the job
+    /// ended, so this is the phase after `Ended`); stored, not flushed.
+    fn mark_closed(&self, id: &LeaseId) {
+        self.with(id, |l| l.record.phase = Phase::Closed);
+        self.persist(id);
+    }
+}
