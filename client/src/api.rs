@@ -406,13 +406,66 @@ pub struct LeaseView {
     pub escrow_locked: bool,
 }
 
+/// Every step a requester records on a job (`JobEvent.event`, and the
+/// job's log entries of kind `event`), in the order a job meets them:
+/// `submitted`, `order_published`, `bid`, `decline`, `auction_closed`,
+/// `no_bids`, `lease_proposed`, `lease_refused`, `lease_signed`,
+/// `escrow_locked`, `payload_delivered`, `running` (its start, or its first
+/// receipt), `receipt` (log only), `cancel_requested`, `cancel_delivered`,
+/// `cancelled` (before a lease), `provider_unresponsive`, `settled`,
+/// `closed`, `results_fetched`, `results_failed`, `finished`, `failed`;
+/// `other` marks a step an older node recorded under a name no longer used.
+pub const JOB_EVENTS: [&str; 24] = [
+    "submitted",
+    "order_published",
+    "bid",
+    "decline",
+    "auction_closed",
+    "no_bids",
+    "lease_proposed",
+    "lease_refused",
+    "lease_signed",
+    "escrow_locked",
+    "payload_delivered",
+    "running",
+    "receipt",
+    "cancel_requested",
+    "cancel_delivered",
+    "cancelled",
+    "provider_unresponsive",
+    "settled",
+    "closed",
+    "results_fetched",
+    "results_failed",
+    "finished",
+    "failed",
+    "other",
+];
+
+/// The provider's run events, as they reach a job's log (kind `event`):
+/// `payload` (accepted), `started`, `exited` (the text gives the status),
+/// `failed`, `cancelled`, `outputs` (some outputs left out), and on the
+/// provider's own log `receipt_refused`, `settled`, `settlement_failed`,
+/// `closed`.
+pub const RUN_EVENTS: [&str; 10] = [
+    "payload",
+    "started",
+    "exited",
+    "failed",
+    "cancelled",
+    "outputs",
+    "receipt_refused",
+    "settled",
+    "settlement_failed",
+    "closed",
+];
+
 /// A timestamped step of a job, from the node's own clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobEvent {
     /// When.
     pub at: Timestamp,
-    /// What ("order_published", "bid", "decline", "lease_proposed",
-    /// "lease_signed", "escrow_locked", "no_bids", "failed").
+    /// What: one of [`JOB_EVENTS`].
     pub event: String,
     /// Details.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -558,8 +611,8 @@ pub struct JobLogEntry {
     pub at: Timestamp,
     /// Kind.
     pub kind: LogKind,
-    /// Event name (`leased`, `started`, `receipt`, `exited`, `failed`,
-    /// `cancelled`, `settled`, `closed`, …); absent for output.
+    /// Event name: one of [`JOB_EVENTS`] (the requester's own steps) or
+    /// [`RUN_EVENTS`] (the provider's); absent for output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
     /// The text: the event's detail, or the output (lossy UTF-8, one or

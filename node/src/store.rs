@@ -64,6 +64,9 @@ pub enum StoreError {
     },
 }
 
+/// A stored (key, value) pair.
+pub type StoredEntry = (Vec<u8>, Vec<u8>);
+
 /// The node's sled database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -143,7 +146,7 @@ impl Store {
     }
 
     /// Every stored job, as (key, encoded record).
-    pub fn jobs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn jobs(&self) -> Result<Vec<StoredEntry>, StoreError> {
         let mut out = Vec::new();
         for entry in self.jobs.iter() {
             let (key, value) = entry?;

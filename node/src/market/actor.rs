@@ -298,8 +298,7 @@ impl Router {
                         let kind = task.kind();
                         let cx = self.cx.clone();
                         let work = async move { Done::Job(tasks::run(cx, id, task).await) };
-                        if let Err(label) = self.pool.submit(Label::Job(id, kind), work) {
-                            drop(label);
+                        if self.pool.submit(Label::Job(id, kind), work).is_err() {
                             let why = self.overloaded();
                             warn!(job = %id, %why, "background work refused");
                             self.requester.on_task(id, kind.lost(why), now());

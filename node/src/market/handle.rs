@@ -10,6 +10,8 @@ type Reply<T> = oneshot::Sender<Result<T, MarketError>>;
 
 /// What the API asks of the market (public commands only: background
 /// work reports to the router through its task pool, not through here).
+// Moved once per message, never stored in bulk: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     Info(Reply<NodeInfo>),
     Search {

@@ -133,9 +133,8 @@ impl Provider {
     /// half a refresh (in a large mesh peers resubscribe all the time, and
     /// a republish per subscriber was O(N²) gossip; docs/performance.md).
     pub fn republish_for_subscriber(&self, now: Timestamp) -> bool {
-        !self
-            .last_publish
-            .is_some_and(|at| now.ms_since(at) < self.subscriber_gap_ms)
+        self.last_publish
+            .is_none_or(|at| now.ms_since(at) >= self.subscriber_gap_ms)
     }
 
     /// The 1 s tick: ended holds expire and the runtime's health is taken

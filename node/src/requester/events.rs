@@ -140,4 +140,14 @@ mod tests {
         }
         assert_eq!(JobEventKind::from_name("nonsense"), JobEventKind::Other);
     }
+
+    #[test]
+    fn the_api_documents_every_event_a_node_can_emit() {
+        let job: Vec<&str> = JobEventKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(job, agora_client::api::JOB_EVENTS);
+        assert_eq!(
+            agora_protocol::RunEvent::NAMES,
+            agora_client::api::RUN_EVENTS
+        );
+    }
 }

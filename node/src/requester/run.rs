@@ -471,10 +471,10 @@ impl Requester {
         let mut fetch = Vec::new();
         for (id, job) in &self.jobs {
             match job.state {
-                JobState::Leased | JobState::Running => {
-                    if job.run.last_heard.is_some_and(|t| now.ms_since(t) > limit) {
-                        silent.push(*id);
-                    }
+                JobState::Leased | JobState::Running
+                    if job.run.last_heard.is_some_and(|t| now.ms_since(t) > limit) =>
+                {
+                    silent.push(*id);
                 }
                 JobState::Settling if !job.run.fetch_done => fetch.push(*id),
                 _ => {}

@@ -3,4 +3,5 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod hostile_gossip;
+mod overload;
 mod support;
