@@ -83,6 +83,27 @@ pub struct NodeInfo {
     /// The market loop's time per event (older nodes send none).
     #[serde(default)]
     pub market_loop: LoopTimes,
+    /// The market's background task pool.
+    #[serde(default)]
+    pub tasks: TaskCounts,
+}
+
+/// The market's background task pool: what runs and waits now, and what
+/// it has done since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCounts {
+    /// Running now.
+    pub running: u64,
+    /// Waiting for a place now.
+    pub queued: u64,
+    /// Most that ever waited at once.
+    pub most_queued: u64,
+    /// Started since start.
+    pub started: u64,
+    /// Refused because the queue was full (each one's work failed, saying why).
+    pub refused: u64,
+    /// Ended without an answer (panicked); each one's job was told.
+    pub lost: u64,
 }
 
 /// How long a node's market loop took per event, over its latest events.

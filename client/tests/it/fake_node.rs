@@ -160,6 +160,7 @@ async fn node_info() -> Json<NodeInfo> {
         gossip_rejected: 1,
         version: "0.1.0".into(),
         market_loop: Default::default(),
+        tasks: Default::default(),
     })
 }
 

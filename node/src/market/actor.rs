@@ -738,6 +738,7 @@ impl Router {
             gossip_rejected: net.gossip_rejected,
             version: env!("CARGO_PKG_VERSION").into(),
             market_loop: self.stats.view(),
+            tasks: self.pool.counts(),
         })
     }
 
@@ -819,7 +820,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Sends a bid or decline; a busy requester is asked again with backoff.
+/// Sends a bid or decline; a busy or unreachable requester is asked again
+/// with backoff.
 async fn send_answer(network: &NetworkHandle, to: PeerId, request: Request) -> Result<(), String> {
     let mut backoff = Duration::from_millis(100);
     let mut tries = 0;
@@ -829,7 +831,9 @@ async fn send_answer(network: &NetworkHandle, to: PeerId, request: Request) -> R
             Ok(Response::Refused(reason)) => return Err(reason),
             Ok(Response::Retry(reason)) => reason,
             Ok(other) => return Err(format!("unexpected answer {other:?}")),
-            Err(e) => return Err(e.to_string()),
+            // A stream that could not open, a dropped connection: as
+            // transient as "busy".
+            Err(e) => e.to_string(),
         };
         tries += 1;
         if tries > ANSWER_RETRIES {

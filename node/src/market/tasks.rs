@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
+use agora_client::api::TaskCounts;
 use tokio::task::{Id, JoinSet};
 
 type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -22,6 +23,7 @@ pub struct TaskPool<L, T> {
     queue: VecDeque<(L, Mutex<Boxed<T>>)>,
     max_running: usize,
     max_queued: usize,
+    counts: TaskCounts,
 }
 
 /// Why a task gave no output.
@@ -38,6 +40,7 @@ impl<L, T: Send + 'static> TaskPool<L, T> {
             queue: VecDeque::new(),
             max_running: max_running.max(1),
             max_queued,
+            counts: TaskCounts::default(),
         }
     }
 
@@ -50,11 +53,14 @@ impl<L, T: Send + 'static> TaskPool<L, T> {
         if self.running.len() < self.max_running {
             let handle = self.running.spawn(task);
             self.labels.insert(handle.id(), label);
+            self.counts.started += 1;
             Ok(())
         } else if self.queue.len() < self.max_queued {
             self.queue.push_back((label, Mutex::new(Box::pin(task))));
+            self.counts.most_queued = self.counts.most_queued.max(self.queue.len() as u64);
             Ok(())
         } else {
+            self.counts.refused += 1;
             Err(label)
         }
     }
@@ -67,6 +73,15 @@ impl<L, T: Send + 'static> TaskPool<L, T> {
     /// Tasks waiting.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// What the pool has done so far, and holds now.
+    pub fn counts(&self) -> TaskCounts {
+        TaskCounts {
+            running: self.running.len() as u64,
+            queued: self.queue.len() as u64,
+            ..self.counts
+        }
     }
 
     /// Nothing runs or waits.
@@ -84,6 +99,7 @@ impl<L, T: Send + 'static> TaskPool<L, T> {
                     let (id, result) = match done {
                         Ok((id, output)) => (id, Ok(output)),
                         Err(e) => {
+                            self.counts.lost += 1;
                             let why = if e.is_panic() {
                                 "the task panicked".to_string()
                             } else {
@@ -108,6 +124,7 @@ impl<L, T: Send + 'static> TaskPool<L, T> {
                 return;
             };
             let task = task.into_inner().unwrap_or_else(|p| p.into_inner());
+            self.counts.started += 1;
             let handle = self.running.spawn(task);
             self.labels.insert(handle.id(), label);
         }
@@ -153,5 +170,7 @@ mod tests {
         assert_eq!(seen[1], (1, Ok(10)));
         assert_eq!(seen[2], (2, Err(Lost("the task panicked".into()))));
         assert!(pool.is_empty());
+        let c = pool.counts();
+        assert_eq!((c.started, c.refused, c.lost, c.most_queued), (3, 1, 1, 1));
     }
 }

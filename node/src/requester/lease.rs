@@ -55,14 +55,21 @@ pub async fn attempt_lease(
                 Request::LeaseProposal(proposal.clone()),
             )
             .await;
-        match response {
-            Ok(Response::Retry(reason)) if busy < BUSY_RETRIES => {
+        // A transport failure (a stream the connection could not open, a
+        // dropped connection) is as transient as "busy".
+        let transient = match &response {
+            Ok(Response::Retry(reason)) => Some(reason.clone()),
+            Err(e) => Some(e.to_string()),
+            Ok(_) => None,
+        };
+        match transient {
+            Some(reason) if busy < BUSY_RETRIES => {
                 busy += 1;
-                tracing::debug!(provider = %terms.provider.short(), %reason, "provider busy; retrying the proposal");
+                tracing::debug!(provider = %terms.provider.short(), %reason, "provider busy or unreachable; retrying the proposal");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-            other => break other,
+            _ => break response,
         }
     };
     let cosigned = match response {

@@ -89,11 +89,22 @@ async fn fake_provider(policy: Policy) -> FakeProvider {
                         }
                     });
                 }
+                NetworkEvent::Request {
+                    request: Request::LeaseProposal(_),
+                    reply,
+                    ..
+                } if matches!(policy, Policy::RefuseLeases) => {
+                    // Slowly, so that every lease attempt is in flight at
+                    // once: more than the requester's pool runs.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(5000)).await;
+                        let _ = reply.send(Response::Refused(
+                            "this test provider leases nothing".into(),
+                        ));
+                    });
+                }
                 NetworkEvent::Request { request, reply, .. } => {
                     let response = match (policy, request) {
-                        (Policy::RefuseLeases, Request::LeaseProposal(_)) => {
-                            Response::Refused("this test provider leases nothing".into())
-                        }
                         (Policy::BusyThenAccept, Request::LeaseProposal(terms)) => {
                             let lease = Lease::countersign(&terms, &key).unwrap();
                             Response::Lease(lease.cosigned().clone())
@@ -212,13 +223,13 @@ async fn a_thousand_jobs_at_once_each_end_or_are_refused_with_a_reason() {
     let fake = fake_provider(Policy::RefuseLeases).await;
     let requester = requester_for(&fake, dir.path(), &ledger).await;
     let account: agora_protocol::PublicKey = requester.ready.account.parse().unwrap();
-    // All submitted at once, each with a 200 ms bid window: 1000 auctions
+    // All submitted at once, each with a 3 s bid window: 1000 auctions
     // close together and 1000 lease attempts (more than the 512 the pool
-    // runs at once) go out.
+    // runs at once) go out, each answered only after 5 s.
     let mut submits = tokio::task::JoinSet::new();
     for n in 0..JOBS {
         let market = requester.market.clone();
-        let spec = spec(200);
+        let spec = spec(3000);
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&(n as u64).to_be_bytes());
         let order = order_from_spec(&spec, &account, nonce, now()).unwrap();
@@ -249,6 +260,10 @@ async fn a_thousand_jobs_at_once_each_end_or_are_refused_with_a_reason() {
     })
     .await;
     let (jobs, by_state) = states;
+    println!(
+        "1000 jobs at once: {by_state:?}, {refused} refused at submission, {} bids taken",
+        fake.bids.load(Ordering::SeqCst)
+    );
     assert_eq!(jobs.len(), accepted.len(), "{by_state:?}");
     for job in &jobs {
         // Failed and no-bid jobs say why; none is left without a reason.
@@ -264,6 +279,18 @@ async fn a_thousand_jobs_at_once_each_end_or_are_refused_with_a_reason() {
         .filter(|j| j.events.iter().any(|e| e.event == "lease_refused"))
         .count();
     assert!(leased_then_refused > JOBS / 2, "{by_state:?}");
+    // More lease attempts were in flight than the pool runs: they waited
+    // their turn rather than being dropped.
+    let tasks = requester.market.info().await.unwrap().tasks;
+    assert!(
+        leased_then_refused > agora_node::market::MAX_TASKS && tasks.most_queued > 0,
+        "{tasks:?}"
+    );
+    assert_eq!(
+        (tasks.lost, tasks.running, tasks.queued),
+        (0, 0, 0),
+        "{tasks:?}"
+    );
     fake.cancel.cancel();
     requester.shutdown().await;
 }
