@@ -270,6 +270,7 @@ async fn measure(net: &Testnet, options: &BenchOptions, providers: usize) -> any
         }
     };
     let load_ended = now_ms();
+    let loops = LoopFigures::read(&nodes).await;
 
     let (views, lost) = views;
     let mut figures = Figures::from_views(&views);
@@ -302,6 +303,7 @@ async fn measure(net: &Testnet, options: &BenchOptions, providers: usize) -> any
     print_table(
         &report,
         &figures,
+        &loops,
         &propagation,
         &idle,
         &load,
@@ -742,6 +744,29 @@ async fn submit_and_wait(client: &NodeClient, job: SubmitJob) -> anyhow::Result<
     }
 }
 
+/// Each node's market loop time per event (`GET /v1/node`), by role.
+#[derive(Default)]
+struct LoopFigures {
+    requesters: Vec<agora_client::api::LoopTimes>,
+    providers: Vec<agora_client::api::LoopTimes>,
+}
+
+impl LoopFigures {
+    async fn read(nodes: &[NodeHandle]) -> Self {
+        let mut out = Self::default();
+        for node in nodes {
+            let Ok(info) = node.client.node_info().await else {
+                continue;
+            };
+            match node.role {
+                Role::Requester => out.requesters.push(info.market_loop),
+                Role::Provider => out.providers.push(info.market_loop),
+            }
+        }
+        out
+    }
+}
+
 /// Latencies and counts from the requesters' job views.
 #[derive(Default)]
 struct Figures {
@@ -886,6 +911,7 @@ fn mb(value: Option<f64>) -> String {
 fn print_table(
     report: &Report,
     figures: &Figures,
+    loops: &LoopFigures,
     propagation: &Propagation,
     idle: &Usage,
     load: &Usage,
@@ -1021,6 +1047,24 @@ fn print_table(
     };
     row("node CPU idle p50 / max", cpu(idle), "");
     row("node CPU under load p50 / max", cpu(load), "");
+    for (what, times) in [
+        ("requesters", &loops.requesters),
+        ("providers", &loops.providers),
+    ] {
+        let p50: Vec<f64> = times.iter().map(|t| t.p50_us as f64).collect();
+        let p99: Vec<f64> = times.iter().map(|t| t.p99_us as f64).collect();
+        let worst = times.iter().map(|t| t.max_us).max().unwrap_or(0);
+        let events: u64 = times.iter().map(|t| t.events).sum();
+        row(
+            &format!("market loop per event, {what} p50 / p99 / max"),
+            format!(
+                "{:.0} / {:.0} / {worst} µs ({events} events)",
+                percentile(&p50, 50.0).unwrap_or(0.0),
+                max(&p99).unwrap_or(0.0),
+            ),
+            "",
+        );
+    }
     row(
         "ledger operations per lease",
         report

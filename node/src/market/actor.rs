@@ -8,15 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agora_client::api::{
-    JobSpec, JobView, NodeInfo, OfferArrivals, OffersPage, ProviderStatus, Role,
-};
-use agora_protocol::matching::fit;
-use agora_protocol::{
-    Keypair, Ledger, OfferBook, OfferId, Order, OrderId, Query, Signed, SortKey, Timestamp,
-};
-use libp2p::PeerId;
-use tokio::sync::{mpsc, oneshot, watch};
+use agora_client::api::Role;
+use agora_protocol::{Keypair, Ledger, OfferBook, OfferId, OrderId};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -28,14 +22,16 @@ use super::loop_stats::LoopStats;
 use super::tasks::{Lost, TaskPool};
 use crate::clock::now;
 use crate::config::Config;
-use crate::network::{NetworkEvent, NetworkHandle, OFFERS_TOPIC, ORDERS_TOPIC, Request, Response};
+use crate::network::{NetworkEvent, NetworkHandle, OFFERS_TOPIC, ORDERS_TOPIC, Response};
 use crate::provider::exec::Executor;
 use crate::provider::{Provider, ProviderRole};
 use crate::requester::core::Settings;
 use crate::requester::tasks::{self, TaskContext};
 use crate::requester::{Answer, Effect, JobRecord, Requester, TaskKind, TaskResult};
 use crate::store::Store;
-use crate::views::{gpu_view, job_view, lease_view, offer_view};
+
+mod commands;
+mod peers;
 
 /// Offers a node keeps at most, and per provider.
 const BOOK_CAPACITY: usize = 100_000;
@@ -45,8 +41,6 @@ pub const MAX_TASKS: usize = 512;
 /// …and waiting for a place; past that a task is refused and its job is
 /// told why.
 pub const MAX_QUEUED_TASKS: usize = 8_192;
-/// A busy requester is asked again this many times for a bid or decline.
-const ANSWER_RETRIES: u32 = 3;
 
 /// Everything the market actor needs.
 pub struct MarketOptions {
@@ -392,166 +386,6 @@ impl Router {
         }
     }
 
-    // ---- network ----
-
-    async fn handle_network(&mut self, event: NetworkEvent) {
-        let now = now();
-        match event {
-            NetworkEvent::Offer { offer, via } => {
-                let id = offer.message().id();
-                self.arrivals.record(offer.message(), false, now);
-                if self.book.insert(offer.clone(), now).accepted() {
-                    if let Err(e) = self.store.put_offer(&offer) {
-                        warn!(error = %e, "cannot store offer");
-                    }
-                    debug!(offer = %id, %via, "offer accepted");
-                }
-            }
-            NetworkEvent::Order { order, via } => self.handle_order(order, via, now).await,
-            NetworkEvent::Request {
-                peer,
-                request,
-                reply,
-            } => self.handle_request(peer, request, reply, now).await,
-            NetworkEvent::OffersSubscriber(peer) => {
-                if self
-                    .provider
-                    .as_ref()
-                    .is_some_and(|p| p.republish_for_subscriber(now))
-                {
-                    debug!(%peer, "new offers subscriber; republishing");
-                    self.publish_offers().await;
-                }
-            }
-        }
-    }
-
-    async fn handle_order(&mut self, order: Signed<Order>, via: PeerId, now: Timestamp) {
-        let Some(provider) = self.provider.as_mut() else {
-            return;
-        };
-        let Some(answer) = provider.on_order(&order, now) else {
-            return;
-        };
-        let order_id = order.message().id();
-        info!(order = %order_id, %via, bid = answer.is_bid, "answering order");
-        self.provider_dirty = true;
-        self.write_dirty();
-        if answer.is_bid {
-            // A bid holds GPUs: durable before it goes out.
-            if let Err(e) = self.store.flush() {
-                warn!(error = %e, "cannot store the bid's hold; not bidding");
-                return;
-            }
-            self.publish_offers().await;
-        }
-        let network = self.network.clone();
-        let work = async move {
-            Done::OrderAnswer(send_answer(&network, answer.to, answer.request).await)
-        };
-        let label = Label::OrderAnswer {
-            order: order_id,
-            is_bid: answer.is_bid,
-        };
-        if self.pool.submit(label, work).is_err() {
-            warn!(order = %order_id, why = %self.overloaded(), "bid or decline not sent");
-            self.order_answer_lost(order_id, answer.is_bid).await;
-        }
-    }
-
-    async fn handle_request(
-        &mut self,
-        peer: PeerId,
-        request: Request,
-        reply: oneshot::Sender<Response>,
-        now: Timestamp,
-    ) {
-        let executor = self.executor.clone();
-        match (request, executor) {
-            // The executor answers its own requests off the loop.
-            (Request::JobPayload(payload), Some(exec)) => {
-                self.answer_off_loop(reply, async move { exec.on_payload(peer, payload).await });
-            }
-            (Request::JobControl(control), Some(exec)) => {
-                let _ = reply.send(exec.on_control(peer, control));
-            }
-            (Request::Fetch(fetch), Some(exec)) => {
-                self.answer_off_loop(reply, async move { exec.on_fetch(peer, fetch).await });
-            }
-            (Request::JobPayload(_) | Request::JobControl(_) | Request::Fetch(_), None) => {
-                let _ = reply.send(Response::Refused("this node runs no jobs".into()));
-            }
-            (Request::LeaseProposal(terms), _) => {
-                let response = self.countersign(peer, terms, now).await;
-                let _ = reply.send(response);
-            }
-            (Request::Bid(bid), _) => {
-                let answer = self.requester.on_bid(peer, bid, now);
-                let response = self.answer(answer).await;
-                let _ = reply.send(response);
-            }
-            (Request::Decline(decline), _) => {
-                let answer = self.requester.on_decline(peer, decline, now);
-                let response = self.answer(answer).await;
-                let _ = reply.send(response);
-            }
-            (Request::Update(update), _) => {
-                let answer = self.requester.on_update(peer, update, now);
-                let response = self.answer(answer).await;
-                let _ = reply.send(response);
-            }
-            (Request::Receipt(receipt), _) => {
-                let answer = self.requester.on_receipt(peer, receipt, now);
-                let response = self.answer(answer).await;
-                let _ = reply.send(response);
-            }
-        }
-    }
-
-    /// Runs `work` in the pool and sends its response; a full pool answers
-    /// "retry" at once, so the peer tries again later.
-    fn answer_off_loop<F>(&mut self, reply: oneshot::Sender<Response>, work: F)
-    where
-        F: std::future::Future<Output = Response> + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel::<oneshot::Sender<Response>>();
-        let task = async move {
-            if let Ok(reply) = rx.await {
-                let _ = reply.send(work.await);
-            }
-            Done::Answered
-        };
-        if self.pool.submit(Label::Answer, task).is_ok() {
-            let _ = tx.send(reply);
-        } else {
-            let _ = reply.send(Response::Retry(format!("busy: {}", self.overloaded())));
-        }
-    }
-
-    async fn countersign(
-        &mut self,
-        peer: PeerId,
-        terms: Signed<agora_protocol::LeaseTerms>,
-        now: Timestamp,
-    ) -> Response {
-        let Some(provider) = self.provider.as_mut() else {
-            return Response::Refused("this node is not a provider".into());
-        };
-        let lease = match provider.countersign(peer, &terms, now) {
-            Ok(lease) => lease,
-            Err(reason) => return Response::Refused(reason),
-        };
-        self.provider_dirty = true;
-        self.write_dirty();
-        // Durable before the requester hears of it (put_lease flushes).
-        if let Err(e) = self.store.put_lease(&lease) {
-            warn!(error = %e, "cannot store the lease; refusing it");
-            return Response::Refused("the provider cannot store the lease".into());
-        }
-        self.publish_offers().await;
-        Response::Lease(lease.cosigned().clone())
-    }
-
     // ---- provider ----
 
     async fn publish_offers(&mut self) {
@@ -596,250 +430,11 @@ impl Router {
             self.publish_offers().await;
         }
     }
-
-    // ---- commands ----
-
-    async fn handle_command(&mut self, command: Command) {
-        let now = now();
-        match command {
-            Command::Info(reply) => {
-                let _ = reply.send(self.info().await);
-            }
-            Command::Search {
-                query,
-                sort,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(self.search(&query, sort.as_deref(), limit, now));
-            }
-            Command::Offer { id, reply } => {
-                let result = id
-                    .parse::<OfferId>()
-                    .map_err(|e| MarketError::bad_request(format!("offer id: {e}"), None))
-                    .and_then(|id| {
-                        self.book
-                            .get(&id)
-                            .map(offer_view)
-                            .ok_or_else(|| MarketError::not_found(format!("no offer {id}")))
-                    });
-                let _ = reply.send(result);
-            }
-            Command::Submit {
-                order,
-                spec,
-                offer,
-                reply,
-            } => {
-                let _ = reply.send(self.submit(order, *spec, offer, now).await);
-            }
-            Command::Jobs(reply) => {
-                let mut jobs: Vec<JobView> = self.requester.jobs().map(job_view).collect();
-                jobs.sort_by_key(|j| j.submitted_at);
-                let _ = reply.send(Ok(jobs));
-            }
-            Command::Job { id, reply } => {
-                let result = parse_job(&id).and_then(|id| {
-                    self.requester
-                        .job(&id)
-                        .map(job_view)
-                        .ok_or_else(|| MarketError::not_found(format!("no job {id}")))
-                });
-                let _ = reply.send(result);
-            }
-            Command::Provider(reply) => {
-                let _ = reply.send(self.provider_status(now));
-            }
-            Command::Arrivals {
-                after,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(Ok::<OfferArrivals, MarketError>(
-                    self.arrivals.after(after, limit),
-                ));
-            }
-            Command::Cancel { id, reply } => {
-                let _ = reply.send(self.cancel_job(&id, now).await);
-            }
-        }
-    }
-
-    async fn submit(
-        &mut self,
-        order: Order,
-        spec: JobSpec,
-        offer: Option<String>,
-        now: Timestamp,
-    ) -> Result<JobView, MarketError> {
-        // The instant path checks the offer before anything is signed.
-        let chosen = match &offer {
-            None => None,
-            Some(id) => {
-                let id: OfferId = id.parse().map_err(|e| {
-                    MarketError::bad_request(format!("offer id: {e}"), Some("offer".into()))
-                })?;
-                let signed = self.book.get(&id).ok_or_else(|| {
-                    MarketError::not_found(format!(
-                        "offer {id} is not in this node's book (expired, or not yet received)"
-                    ))
-                })?;
-                fit(&order, signed.message(), now).map_err(|(reason, detail)| {
-                    MarketError::bad_request(
-                        format!("offer {id} does not meet the job: {reason:?}: {detail}"),
-                        Some("offer".into()),
-                    )
-                })?;
-                Some(signed.clone())
-            }
-        };
-        let id = self.requester.submit(order, spec, chosen, now)?;
-        self.carry_out().await;
-        // Accepted means durable.
-        self.store
-            .flush()
-            .map_err(|e| MarketError::internal(e.to_string()))?;
-        self.requester
-            .job(&id)
-            .map(job_view)
-            .ok_or_else(|| MarketError::internal("the job vanished"))
-    }
-
-    async fn cancel_job(&mut self, id: &str, now: Timestamp) -> Result<JobView, MarketError> {
-        let order = id
-            .parse::<OrderId>()
-            .map_err(|_| MarketError::not_found(format!("no job {id}")))?;
-        self.requester.cancel(&order, now)?;
-        self.carry_out().await;
-        self.store
-            .flush()
-            .map_err(|e| MarketError::internal(e.to_string()))?;
-        self.requester
-            .job(&order)
-            .map(job_view)
-            .ok_or_else(|| MarketError::not_found(format!("no job {id}")))
-    }
-
-    async fn info(&self) -> Result<NodeInfo, MarketError> {
-        let net = self
-            .network
-            .info()
-            .await
-            .map_err(|e| MarketError::internal(e.to_string()))?;
-        Ok(NodeInfo {
-            peer_id: net.peer_id.to_string(),
-            account: self.key.public(),
-            role: self.role,
-            listen_addrs: net.listen_addrs.iter().map(ToString::to_string).collect(),
-            connected_peers: u32::try_from(net.connected_peers).unwrap_or(u32::MAX),
-            mesh_peers: u32::try_from(net.mesh_peers).unwrap_or(u32::MAX),
-            offers_in_book: u32::try_from(self.book.len()).unwrap_or(u32::MAX),
-            gossip_accepted: net.gossip_accepted,
-            gossip_rejected: net.gossip_rejected,
-            version: env!("CARGO_PKG_VERSION").into(),
-            market_loop: self.stats.view(),
-            tasks: self.pool.counts(),
-        })
-    }
-
-    fn search(
-        &self,
-        query: &str,
-        sort: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<OffersPage, MarketError> {
-        let parsed = Query::parse(query).map_err(|e| {
-            MarketError::bad_request(e.to_string(), Some(format!("column {}", e.column)))
-        })?;
-        let sort = sort
-            .map(|s| {
-                s.parse::<SortKey>().map_err(|e| {
-                    MarketError::bad_request(format!("sort: {e}"), Some("sort".into()))
-                })
-            })
-            .transpose()?;
-        let offers = self
-            .book
-            .search(&parsed, sort, limit.clamp(1, 1000), now)
-            .into_iter()
-            .map(offer_view)
-            .collect();
-        Ok(OffersPage {
-            query: query.to_string(),
-            offers,
-            book_size: u32::try_from(self.book.len()).unwrap_or(u32::MAX),
-        })
-    }
-
-    fn provider_status(&self, now: Timestamp) -> Result<ProviderStatus, MarketError> {
-        let Some(provider) = &self.provider else {
-            return Err(MarketError::not_found(
-                "this node is a requester; start it with `agorad provider` to rent out GPUs",
-            ));
-        };
-        let role = provider.role();
-        let inventory = role.inventory();
-        let mine = self.key.public();
-        let (runs, earned) = self
-            .executor
-            .as_ref()
-            .map(Executor::views)
-            .unwrap_or_default();
-        Ok(ProviderStatus {
-            driver: inventory.driver.clone(),
-            nvml_unavailable: inventory.nvml_unavailable.clone(),
-            gpus: inventory.gpus.iter().map(gpu_view).collect(),
-            offers: self
-                .book
-                .iter()
-                .filter(|o| o.message().provider == mine)
-                .map(offer_view)
-                .collect(),
-            reservations: role.reservation_views(now),
-            leases: role.leases().map(|l| lease_view(l, false)).collect(),
-            orders_seen: role.orders_seen,
-            bids_sent: role.bids_sent,
-            declines_sent: role.declines_sent,
-            runs,
-            earned,
-            runtime_unavailable: role.unavailable().map(str::to_owned),
-        })
-    }
-}
-
-fn parse_job(id: &str) -> Result<OrderId, MarketError> {
-    id.parse::<OrderId>()
-        .map_err(|e| MarketError::bad_request(format!("job id: {e}"), None))
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Sends a bid or decline; a busy or unreachable requester is asked again
-/// with backoff.
-async fn send_answer(network: &NetworkHandle, to: PeerId, request: Request) -> Result<(), String> {
-    let mut backoff = Duration::from_millis(100);
-    let mut tries = 0;
-    loop {
-        let last = match network.request(to, request.clone()).await {
-            Ok(Response::Ack) => return Ok(()),
-            Ok(Response::Refused(reason)) => return Err(reason),
-            Ok(Response::Retry(reason)) => reason,
-            Ok(other) => return Err(format!("unexpected answer {other:?}")),
-            // A stream that could not open, a dropped connection: as
-            // transient as "busy".
-            Err(e) => e.to_string(),
-        };
-        tries += 1;
-        if tries > ANSWER_RETRIES {
-            return Err(format!("the requester stayed busy: {last}"));
-        }
-        tokio::time::sleep(backoff).await;
-        backoff *= 2;
     }
 }

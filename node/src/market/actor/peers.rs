@@ -1,0 +1,203 @@
+//! The router's side of the network: gossip into the book and the
+//! provider core, direct requests to the cores or the executor, and the
+//! provider's answers to orders on their way.
+
+use std::time::Duration;
+
+use agora_protocol::{Order, Signed, Timestamp};
+use libp2p::PeerId;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use super::{Done, Label, Router};
+use crate::clock::now;
+use crate::network::{NetworkEvent, NetworkHandle, Request, Response};
+
+/// A busy requester is asked again this many times for a bid or decline.
+const ANSWER_RETRIES: u32 = 3;
+
+impl Router {
+    // ---- network ----
+
+    pub(super) async fn handle_network(&mut self, event: NetworkEvent) {
+        let now = now();
+        match event {
+            NetworkEvent::Offer { offer, via } => {
+                let id = offer.message().id();
+                self.arrivals.record(offer.message(), false, now);
+                if self.book.insert(offer.clone(), now).accepted() {
+                    if let Err(e) = self.store.put_offer(&offer) {
+                        warn!(error = %e, "cannot store offer");
+                    }
+                    debug!(offer = %id, %via, "offer accepted");
+                }
+            }
+            NetworkEvent::Order { order, via } => self.handle_order(order, via, now).await,
+            NetworkEvent::Request {
+                peer,
+                request,
+                reply,
+            } => self.handle_request(peer, request, reply, now).await,
+            NetworkEvent::OffersSubscriber(peer) => {
+                if self
+                    .provider
+                    .as_ref()
+                    .is_some_and(|p| p.republish_for_subscriber(now))
+                {
+                    debug!(%peer, "new offers subscriber; republishing");
+                    self.publish_offers().await;
+                }
+            }
+        }
+    }
+
+    async fn handle_order(&mut self, order: Signed<Order>, via: PeerId, now: Timestamp) {
+        let Some(provider) = self.provider.as_mut() else {
+            return;
+        };
+        let Some(answer) = provider.on_order(&order, now) else {
+            return;
+        };
+        let order_id = order.message().id();
+        info!(order = %order_id, %via, bid = answer.is_bid, "answering order");
+        self.provider_dirty = true;
+        self.write_dirty();
+        if answer.is_bid {
+            // A bid holds GPUs: durable before it goes out.
+            if let Err(e) = self.store.flush() {
+                warn!(error = %e, "cannot store the bid's hold; not bidding");
+                return;
+            }
+            self.publish_offers().await;
+        }
+        let network = self.network.clone();
+        let work = async move {
+            Done::OrderAnswer(send_answer(&network, answer.to, answer.request).await)
+        };
+        let label = Label::OrderAnswer {
+            order: order_id,
+            is_bid: answer.is_bid,
+        };
+        if self.pool.submit(label, work).is_err() {
+            warn!(order = %order_id, why = %self.overloaded(), "bid or decline not sent");
+            self.order_answer_lost(order_id, answer.is_bid).await;
+        }
+    }
+
+    async fn handle_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Response>,
+        now: Timestamp,
+    ) {
+        let executor = self.executor.clone();
+        match (request, executor) {
+            // The executor answers its own requests off the loop.
+            (Request::JobPayload(payload), Some(exec)) => {
+                self.answer_off_loop(reply, async move { exec.on_payload(peer, payload).await });
+            }
+            (Request::JobControl(control), Some(exec)) => {
+                let _ = reply.send(exec.on_control(peer, control));
+            }
+            (Request::Fetch(fetch), Some(exec)) => {
+                self.answer_off_loop(reply, async move { exec.on_fetch(peer, fetch).await });
+            }
+            (Request::JobPayload(_) | Request::JobControl(_) | Request::Fetch(_), None) => {
+                let _ = reply.send(Response::Refused("this node runs no jobs".into()));
+            }
+            (Request::LeaseProposal(terms), _) => {
+                let response = self.countersign(peer, terms, now).await;
+                let _ = reply.send(response);
+            }
+            (Request::Bid(bid), _) => {
+                let answer = self.requester.on_bid(peer, bid, now);
+                let response = self.answer(answer).await;
+                let _ = reply.send(response);
+            }
+            (Request::Decline(decline), _) => {
+                let answer = self.requester.on_decline(peer, decline, now);
+                let response = self.answer(answer).await;
+                let _ = reply.send(response);
+            }
+            (Request::Update(update), _) => {
+                let answer = self.requester.on_update(peer, update, now);
+                let response = self.answer(answer).await;
+                let _ = reply.send(response);
+            }
+            (Request::Receipt(receipt), _) => {
+                let answer = self.requester.on_receipt(peer, receipt, now);
+                let response = self.answer(answer).await;
+                let _ = reply.send(response);
+            }
+        }
+    }
+
+    /// Runs `work` in the pool and sends its response; a full pool answers
+    /// "retry" at once, so the peer tries again later.
+    fn answer_off_loop<F>(&mut self, reply: oneshot::Sender<Response>, work: F)
+    where
+        F: std::future::Future<Output = Response> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<oneshot::Sender<Response>>();
+        let task = async move {
+            if let Ok(reply) = rx.await {
+                let _ = reply.send(work.await);
+            }
+            Done::Answered
+        };
+        if self.pool.submit(Label::Answer, task).is_ok() {
+            let _ = tx.send(reply);
+        } else {
+            let _ = reply.send(Response::Retry(format!("busy: {}", self.overloaded())));
+        }
+    }
+
+    async fn countersign(
+        &mut self,
+        peer: PeerId,
+        terms: Signed<agora_protocol::LeaseTerms>,
+        now: Timestamp,
+    ) -> Response {
+        let Some(provider) = self.provider.as_mut() else {
+            return Response::Refused("this node is not a provider".into());
+        };
+        let lease = match provider.countersign(peer, &terms, now) {
+            Ok(lease) => lease,
+            Err(reason) => return Response::Refused(reason),
+        };
+        self.provider_dirty = true;
+        self.write_dirty();
+        // Durable before the requester hears of it (put_lease flushes).
+        if let Err(e) = self.store.put_lease(&lease) {
+            warn!(error = %e, "cannot store the lease; refusing it");
+            return Response::Refused("the provider cannot store the lease".into());
+        }
+        self.publish_offers().await;
+        Response::Lease(lease.cosigned().clone())
+    }
+}
+
+/// Sends a bid or decline; a busy or unreachable requester is asked again
+/// with backoff.
+async fn send_answer(network: &NetworkHandle, to: PeerId, request: Request) -> Result<(), String> {
+    let mut backoff = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        let last = match network.request(to, request.clone()).await {
+            Ok(Response::Ack) => return Ok(()),
+            Ok(Response::Refused(reason)) => return Err(reason),
+            Ok(Response::Retry(reason)) => reason,
+            Ok(other) => return Err(format!("unexpected answer {other:?}")),
+            // A stream that could not open, a dropped connection: as
+            // transient as "busy".
+            Err(e) => e.to_string(),
+        };
+        tries += 1;
+        if tries > ANSWER_RETRIES {
+            return Err(format!("the requester stayed busy: {last}"));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+}
