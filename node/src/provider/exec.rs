@@ -2,7 +2,7 @@
 //! them with receipts the requester countersigns, forwards their logs, and
 //! settles and closes their leases.
 //!
-//! One task per run owns the job from payload to close:
+//! One task per run drives the job from payload to close:
 //! 1. the runtime runs the command; its output becomes log entries
 //!    ([`run`]);
 //! 2. every receipt interval a cumulative [`UsageReceipt`] goes to the
