@@ -136,7 +136,7 @@ impl Executor {
                 continue;
             }
             actor.restore(record, interrupted);
-            let _ = options.ended.try_send(order);
+            tell_ended(&options.ended, order);
             resumed.push(id);
         }
         let (commands, rx) = mpsc::channel(actor::COMMANDS);
@@ -314,6 +314,18 @@ impl Executor {
     async fn log_event(&self, id: LeaseId, event: RunEvent, detail: &str) {
         self.append(id, LogKind::Event, Some(event), detail.to_string())
             .await;
+    }
+}
+
+/// Tells the router a run's GPUs are free. A full channel is waited on
+/// by a task of its own (at most one per run), so the run goes on and
+/// the news is never dropped.
+fn tell_ended(ended: &mpsc::Sender<OrderId>, order: OrderId) {
+    if let Err(mpsc::error::TrySendError::Full(order)) = ended.try_send(order) {
+        let ended = ended.clone();
+        tokio::spawn(async move {
+            let _ = ended.send(order).await;
+        });
     }
 }
 

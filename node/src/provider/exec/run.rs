@@ -117,7 +117,7 @@ impl Executor {
             return;
         }
         info!(lease = %id, %detail, "job ended");
-        let _ = o.ended.try_send(terms.order_id);
+        super::tell_ended(&o.ended, terms.order_id);
         // A requester that stopped countersigning gets one try at the final
         // receipt; others get a few.
         let silent = matches!(stop_reason, Some(Stop::RequesterSilent { .. }));
