@@ -2,7 +2,7 @@
 //! them with receipts the requester countersigns, forwards their logs, and
 //! settles and closes their leases.
 //!
-//! One task per run owns the job from payload to close:
+//! One task per run drives the job from payload to close:
 //! 1. the runtime runs the command; its output becomes log entries
 //!    ([`run`]);
 //! 2. every receipt interval a cumulative [`UsageReceipt`] goes to the
@@ -24,24 +24,24 @@
 //! node died is reported failed and paid up to its last countersigned
 //! receipt.
 //!
-//! This file holds the registry of runs and the admission of payloads and
-//! controls.
+//! One actor owns every run's record ([`actor`]): the per-run tasks and
+//! the peers' requests reach it through [`Executor`], a cheap handle over
+//! its bounded channel, and the API reads the runs from the snapshot it
+//! publishes. A peer's request that finds the channel full is answered
+//! "retry"; a run's own task waits its turn.
 //!
 //! [`UsageReceipt`]: agora_protocol::UsageReceipt
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_client::api::{LogKind, RunView};
 use agora_protocol::ledger::Ledger;
-use agora_protocol::{
-    Amount, JobAction, JobControl, JobPayload, Keypair, LeaseId, OrderId, RunEvent, RunFailure,
-    Signed,
-};
+use agora_protocol::{Amount, JobControl, JobPayload, Keypair, LeaseId, OrderId, RunEvent, Signed};
 use libp2p::PeerId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -49,8 +49,9 @@ use crate::clock::now;
 use crate::config::RuntimeSection;
 use crate::network::{NetworkHandle, Response};
 use crate::runtime::{RunSpec, Runtime};
-use crate::store::{LogRecord, Store};
+use crate::store::Store;
 
+mod actor;
 mod log_push;
 mod meter;
 mod record;
@@ -60,30 +61,9 @@ mod settle;
 #[cfg(test)]
 mod testing;
 
+use actor::{Actor, Admission, Command, Snapshot, Update};
 pub use record::receipt_view;
 use record::{RunRecord, StoredRun};
-use run::Stop;
-
-/// A run the executor holds, with what its tasks share.
-struct Live {
-    record: RunRecord,
-    /// Stops the job; the reason is in `stop_reason`.
-    stop: CancellationToken,
-    stop_reason: Option<Stop>,
-    /// Wakes the log pusher.
-    wake: Arc<tokio::sync::Notify>,
-}
-
-impl Live {
-    fn new(record: RunRecord) -> Self {
-        Self {
-            record,
-            stop: CancellationToken::new(),
-            stop_reason: None,
-            wake: Arc::new(tokio::sync::Notify::new()),
-        }
-    }
-}
 
 /// Everything the executor needs from the node.
 pub struct ExecutorOptions {
@@ -109,32 +89,38 @@ pub struct ExecutorOptions {
     pub cancel: CancellationToken,
 }
 
-/// Runs leased jobs. Cheap to clone.
+/// Runs leased jobs: the handle to the actor that owns the runs. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Executor {
     inner: Arc<Inner>,
 }
 
+/// What every clone shares: the node's services (no run state) and the
+/// way to the actor.
 struct Inner {
     options: ExecutorOptions,
-    runs: Mutex<HashMap<LeaseId, Live>>,
+    commands: mpsc::Sender<Command>,
+    views: watch::Receiver<Arc<Snapshot>>,
 }
 
 impl Executor {
-    /// Restores runs from the store: a run that was starting or running
-    /// when the node stopped is over (its process died with the node); it
-    /// is reported failed and settled up to its last countersigned receipt.
+    /// Restores runs from the store and starts the actor that owns them: a
+    /// run that was starting or running when the node stopped is over (its
+    /// process died with the node); it is reported failed and settled up
+    /// to its last countersigned receipt. The node's cancel token stops
+    /// the actor and every run's tasks; what they stored stays stored.
     pub fn start(options: ExecutorOptions) -> Self {
-        let exec = Executor {
-            inner: Arc::new(Inner {
-                options,
-                runs: Mutex::new(HashMap::new()),
-            }),
-        };
-        let stored: Vec<StoredRun> = exec.inner.options.store.runs().unwrap_or_else(|e| {
+        let (mut actor, views) = Actor::new(
+            options.store.clone(),
+            options.slots.clone(),
+            options.settings.countersign_grace_secs,
+        );
+        let stored: Vec<StoredRun> = options.store.runs().unwrap_or_else(|e| {
             warn!(error = %e, "cannot read stored runs");
             Vec::new()
         });
+        let mut resumed = Vec::new();
         for stored in stored {
             let mut record = match RunRecord::restore(stored) {
                 Ok(record) => record,
@@ -149,18 +135,20 @@ impl Executor {
             if record.finished() {
                 continue;
             }
-            exec.runs().insert(id, Live::new(record));
-            if interrupted {
-                exec.log_event(
-                    &id,
-                    RunEvent::Failed {
-                        failure: RunFailure::Restarted,
-                    },
-                    RunRecord::interrupted_reason(),
-                );
-                exec.persist(&id);
-            }
-            let _ = exec.inner.options.ended.try_send(order);
+            actor.restore(record, interrupted);
+            tell_ended(&options.ended, order);
+            resumed.push(id);
+        }
+        let (commands, rx) = mpsc::channel(actor::COMMANDS);
+        tokio::spawn(actor.run(rx, options.cancel.clone()));
+        let exec = Executor {
+            inner: Arc::new(Inner {
+                options,
+                commands,
+                views,
+            }),
+        };
+        for id in resumed {
             let e = exec.clone();
             tokio::spawn(async move { e.push_log(id).await });
             let e = exec.clone();
@@ -169,15 +157,11 @@ impl Executor {
         exec
     }
 
-    /// Runs as the API shows them, newest first, and the total settled.
+    /// Runs as the API shows them, newest first, and the total settled:
+    /// the actor's latest snapshot.
     pub fn views(&self) -> (Vec<RunView>, Amount) {
-        let runs = self.runs();
-        let mut views: Vec<_> = runs.values().map(|l| l.record.view()).collect();
-        views.sort_by_key(|v| std::cmp::Reverse(v.started_at));
-        let earned = runs.values().fold(Amount::ZERO, |acc, l| {
-            acc.checked_add(l.record.settled).unwrap_or(acc)
-        });
-        (views, earned)
+        let snapshot = self.inner.views.borrow();
+        (snapshot.views.clone(), snapshot.earned)
     }
 
     /// Answers a job payload: checks it against the lease and the escrow,
@@ -196,7 +180,7 @@ impl Executor {
         if payload.signer() != &terms.requester || terms.requester.peer_id() != peer {
             return Response::Refused("a job payload must come from the lease's requester".into());
         }
-        if self.runs().contains_key(&p.lease_id) {
+        if self.inner.views.borrow().leases.contains(&p.lease_id) {
             return Response::Ack;
         }
         if p.runtime != o.runtime.name() {
@@ -225,27 +209,28 @@ impl Executor {
             Ok(None) => return Response::Retry("the lease's escrow is not locked yet".into()),
             Err(e) => return Response::Retry(format!("cannot check the escrow: {e}")),
         }
-        let Some(gpus) = self.pick_gpus(terms.slot, terms.gpu_count) else {
-            return Response::Refused("the leased GPUs are not all free on this provider".into());
-        };
         let id = p.lease_id;
-        let record = RunRecord::new(lease, gpus.iter().map(|g| g.0).collect());
-        {
-            let mut runs = self.runs();
-            if runs.contains_key(&id) {
-                return Response::Ack;
+        let inputs = p.inputs.len();
+        let admission = self
+            .try_ask(|reply| Command::Admit {
+                lease: Box::new(lease),
+                inputs,
+                reply,
+            })
+            .await;
+        let (gpus, stop) = match admission {
+            Ok(Admission::Admitted { gpus, stop }) => (gpus, stop),
+            Ok(Admission::Duplicate) => return Response::Ack,
+            Ok(Admission::NoGpus) => {
+                return Response::Refused(
+                    "the leased GPUs are not all free on this provider".into(),
+                );
             }
-            runs.insert(id, Live::new(record));
-        }
-        self.log_event(
-            &id,
-            RunEvent::Accepted,
-            &format!("{} input file(s)", p.inputs.len()),
-        );
-        self.persist(&id);
+            Err(busy) => return busy,
+        };
         // The payload is acknowledged only once the run is durable.
         if let Err(e) = o.store.flush() {
-            self.runs().remove(&id);
+            let _ = self.inner.commands.send(Command::Forget { id }).await;
             return Response::Retry(format!("provider store: {e}"));
         }
         let spec = RunSpec {
@@ -265,98 +250,98 @@ impl Executor {
         };
         info!(lease = %id, requester = %terms.requester.short(), "job accepted");
         let e = self.clone();
-        tokio::spawn(async move { e.run(id, spec).await });
+        tokio::spawn(async move { e.run(id, spec, stop, terms).await });
         let e = self.clone();
         tokio::spawn(async move { e.push_log(id).await });
         Response::Ack
     }
 
     /// Answers a job control message (cancel).
-    pub fn on_control(&self, peer: PeerId, control: Signed<JobControl>) -> Response {
-        let c = control.message();
-        let mut runs = self.runs();
-        let Some(live) = runs.get_mut(&c.lease_id) else {
-            return Response::Refused(format!("no run for lease {}", c.lease_id));
-        };
-        let requester = live.record.lease.terms().requester;
-        if control.signer() != &requester || requester.peer_id() != peer {
-            return Response::Refused("only the lease's requester controls its job".into());
-        }
-        match c.action {
-            JobAction::Cancel => {
-                if live.stop_reason.is_none() {
-                    live.stop_reason = Some(Stop::Cancelled);
-                }
-                live.stop.cancel();
-            }
-        }
-        Response::Ack
+    pub async fn on_control(&self, peer: PeerId, control: Signed<JobControl>) -> Response {
+        self.try_ask(|reply| Command::Control {
+            peer,
+            control: Box::new(control),
+            reply,
+        })
+        .await
+        .unwrap_or_else(|busy| busy)
     }
 
-    fn pick_gpus(&self, slot: u32, count: u32) -> Option<Vec<(u32, String, bool)>> {
-        let o = &self.inner.options;
-        let all = o.slots.get(&slot)?;
-        let runs = self.runs();
-        let busy: Vec<u32> = runs
-            .values()
-            .filter(|l| l.record.phase.holds_gpus())
-            .flat_map(|l| l.record.gpu_indices.iter().copied())
-            .collect();
-        let free: Vec<_> = all
-            .iter()
-            .filter(|g| !busy.contains(&g.0))
-            .take(count as usize)
-            .cloned()
-            .collect();
-        (free.len() == count as usize).then_some(free)
+    /// Asks the actor for a peer: a full channel is answered "retry" at
+    /// once rather than kept waiting.
+    async fn try_ask<R>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<R>) -> Command,
+    ) -> Result<R, Response> {
+        try_ask(&self.inner.commands, command).await
     }
 
-    /// The registry of runs.
-    fn runs(&self) -> MutexGuard<'_, HashMap<LeaseId, Live>> {
-        self.inner.runs.lock().unwrap_or_else(|p| p.into_inner())
+    /// Asks the actor for a run's task, waiting for room in its channel;
+    /// `None` once the node stops.
+    async fn ask<R>(&self, command: impl FnOnce(oneshot::Sender<R>) -> Command) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.commands.send(command(tx)).await.ok()?;
+        rx.await.ok()
     }
 
-    /// Calls `f` on the run, if the executor holds it.
-    fn with<R>(&self, id: &LeaseId, f: impl FnOnce(&mut Live) -> R) -> Option<R> {
-        self.runs().get_mut(id).map(f)
+    /// A copy of the run's record, if the executor holds it.
+    async fn record(&self, id: LeaseId) -> Option<RunRecord> {
+        self.ask(|reply| Command::Record { id, reply })
+            .await
+            .flatten()
     }
 
-    /// Stores the run (not flushed: the callers that guard an obligation
-    /// flush themselves).
-    fn persist(&self, id: &LeaseId) {
-        let runs = self.runs();
-        if let Some(live) = runs.get(id)
-            && let Err(e) = self.inner.options.store.put_run(id, &live.record.stored())
-        {
-            warn!(lease = %id, error = %e, "cannot store the run");
-        }
+    /// Changes the run's record and stores it (not flushed: the callers
+    /// that guard an obligation flush once this returns). False when the
+    /// run is gone or the node stops.
+    async fn update(&self, id: LeaseId, update: Update) -> bool {
+        self.ask(|reply| Command::Update { id, update, reply })
+            .await
+            .unwrap_or(false)
     }
 
     /// Appends an entry to the run's log and wakes its pusher.
-    fn append(&self, id: &LeaseId, kind: LogKind, run: Option<RunEvent>, text: String) {
-        let (entry, wake) = {
-            let mut runs = self.runs();
-            let Some(live) = runs.get_mut(id) else {
-                return;
-            };
-            live.record.log_seq += 1;
-            let entry = LogRecord {
-                seq: live.record.log_seq,
-                at: now(),
-                kind,
-                event: run.map(|r| r.name().to_owned()),
-                run,
-                text,
-            };
-            (entry, live.wake.clone())
+    async fn append(&self, id: LeaseId, kind: LogKind, event: Option<RunEvent>, text: String) {
+        let command = Command::Append {
+            id,
+            kind,
+            event,
+            text,
         };
-        if let Err(e) = self.inner.options.store.append_log(&id.0, &[entry]) {
-            warn!(lease = %id, error = %e, "cannot store a log entry");
-        }
-        wake.notify_one();
+        let _ = self.inner.commands.send(command).await;
     }
 
-    fn log_event(&self, id: &LeaseId, event: RunEvent, detail: &str) {
-        self.append(id, LogKind::Event, Some(event), detail.to_string());
+    async fn log_event(&self, id: LeaseId, event: RunEvent, detail: &str) {
+        self.append(id, LogKind::Event, Some(event), detail.to_string())
+            .await;
+    }
+}
+
+/// Tells the router a run's GPUs are free. A full channel is waited on
+/// by a task of its own (at most one per run), so the run goes on and
+/// the news is never dropped.
+fn tell_ended(ended: &mpsc::Sender<OrderId>, order: OrderId) {
+    if let Err(mpsc::error::TrySendError::Full(order)) = ended.try_send(order) {
+        let ended = ended.clone();
+        tokio::spawn(async move {
+            let _ = ended.send(order).await;
+        });
+    }
+}
+
+/// Sends `command` if the channel has room and waits for its answer; a
+/// full channel or a stopped actor is a "retry" for the peer.
+async fn try_ask<R>(
+    commands: &mpsc::Sender<Command>,
+    command: impl FnOnce(oneshot::Sender<R>) -> Command,
+) -> Result<R, Response> {
+    let stopping = || Response::Retry("the provider's executor is stopping; retry".into());
+    let (tx, rx) = oneshot::channel();
+    match commands.try_send(command(tx)) {
+        Ok(()) => rx.await.map_err(|_| stopping()),
+        Err(mpsc::error::TrySendError::Full(_)) => Err(Response::Retry(
+            "busy: the provider's executor has too many requests queued; retry".into(),
+        )),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(stopping()),
     }
 }

@@ -98,7 +98,7 @@ impl Router {
                 self.answer_off_loop(reply, async move { exec.on_payload(peer, payload).await });
             }
             (Request::JobControl(control), Some(exec)) => {
-                let _ = reply.send(exec.on_control(peer, control));
+                self.answer_off_loop(reply, async move { exec.on_control(peer, control).await });
             }
             (Request::Fetch(fetch), Some(exec)) => {
                 self.answer_off_loop(reply, async move { exec.on_fetch(peer, fetch).await });

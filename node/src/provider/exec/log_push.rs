@@ -9,6 +9,7 @@ use agora_protocol::LeaseId;
 use tracing::warn;
 
 use super::Executor;
+use super::actor::{Command, Update};
 use crate::clock::now;
 use crate::network::wire::{JobUpdate, LogEntry};
 use crate::network::{Request, Response};
@@ -25,19 +26,22 @@ impl Executor {
     /// entry and the manifest, resending from what it acknowledged.
     pub(super) async fn push_log(&self, id: LeaseId) {
         let o = &self.inner.options;
-        let Some((wake, peer, ends)) = self.with(&id, |l| {
-            let terms = l.record.lease.terms();
-            (l.wake.clone(), terms.requester.peer_id(), terms.ends_at())
-        }) else {
+        let Some(wake) = self
+            .ask(|reply| Command::Wake { id, reply })
+            .await
+            .flatten()
+        else {
             return;
         };
         let mut backoff = Duration::from_millis(250);
         loop {
             let notified = wake.notified();
             // Cheap: the manifest is shared, not copied.
-            let Some(record) = self.with(&id, |l| l.record.clone()) else {
+            let Some(record) = self.record(id).await else {
                 return;
             };
+            let terms = record.lease.terms();
+            let (peer, ends) = (terms.requester.peer_id(), terms.ends_at());
             let all_sent = record.all_acked();
             let ended = record.phase.ended();
             if record.finished() && record.manifest_delivered {
@@ -85,13 +89,10 @@ impl Executor {
             match o.network.request(peer, Request::Update(update)).await {
                 Ok(Response::UpdateAck(next)) => {
                     let next = next.clamp(1, record.log_seq + 1);
-                    self.with(&id, |l| {
-                        l.record.acked = next;
-                        if send_manifest && last.is_none_or(|s| next > s) {
-                            l.record.manifest_delivered = true;
-                        }
-                    });
-                    self.persist(&id);
+                    let manifest = send_manifest && last.is_none_or(|s| next > s);
+                    if !self.update(id, Update::Acked { next, manifest }).await {
+                        return;
+                    }
                     backoff = Duration::from_millis(250);
                     continue;
                 }

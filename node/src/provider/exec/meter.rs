@@ -13,39 +13,19 @@ use agora_protocol::{
 use tracing::{info, warn};
 
 use super::Executor;
-use super::record::{Phase, RunRecord};
+use super::actor::Update;
+use super::record::RunRecord;
 use super::run::Stop;
 use crate::clock::now;
 use crate::network::{Request, Response};
 
 impl Executor {
-    /// Stops a run whose requester has not countersigned for an interval
-    /// plus the grace.
-    pub(super) fn check_countersignatures(&self, id: &LeaseId, interval: Duration) {
-        let grace = self.inner.options.settings.countersign_grace_secs;
-        let now = now();
-        let stale = self.with(id, |l| {
-            let verdict = silent(now, l.record.countersigned_at, interval, grace);
-            match verdict {
-                Some(stop) if l.record.phase == Phase::Running && !l.stop.is_cancelled() => {
-                    l.stop_reason = Some(stop);
-                    l.stop.cancel();
-                    true
-                }
-                _ => false,
-            }
-        });
-        if stale == Some(true) {
-            warn!(lease = %id, "requester stopped countersigning; job stopped");
-        }
-    }
-
     /// Signs the next cumulative receipt and asks the requester to
     /// countersign it. The final receipt carries the exit status and the
     /// manifest's hash, and is offered `tries` times.
     pub(super) async fn meter(&self, id: LeaseId, is_final: bool, tries: u32) {
         let o = &self.inner.options;
-        let Some(record) = self.with(&id, |l| l.record.clone()) else {
+        let Some(record) = self.record(id).await else {
             return;
         };
         let Some(receipt) = next_receipt(&record, now(), is_final) else {
@@ -59,8 +39,9 @@ impl Executor {
                 return;
             }
         };
-        self.with(&id, |l| l.record.receipt_seq = sequence);
-        self.persist(&id);
+        if !self.update(id, Update::ReceiptSigned { sequence }).await {
+            return;
+        }
         let lease = &record.lease;
         let peer = lease.terms().requester.peer_id();
         for attempt in 0..tries {
@@ -75,12 +56,13 @@ impl Executor {
                 Ok(Response::Receipt(cosigned)) => {
                     match accept_countersigned(&cosigned, &signed, lease) {
                         Ok(claim) => {
-                            self.with(&id, |l| {
-                                l.record.countersigned = Some(claim);
-                                l.record.countersigned_at = Some(now());
-                            });
-                            self.persist(&id);
-                            let _ = o.store.flush();
+                            let update = Update::Countersigned {
+                                claim: Box::new(claim),
+                                at: now(),
+                            };
+                            if self.update(id, update).await {
+                                let _ = o.store.flush();
+                            }
                             return;
                         }
                         Err(e) => {
@@ -91,7 +73,7 @@ impl Executor {
                 }
                 Ok(Response::Refused(reason)) => {
                     warn!(lease = %id, %reason, "receipt refused by the requester");
-                    self.log_event(&id, RunEvent::ReceiptRefused, &reason);
+                    self.log_event(id, RunEvent::ReceiptRefused, &reason).await;
                     return;
                 }
                 Ok(other) => warn!(lease = %id, ?other, "unexpected answer to a receipt"),
@@ -186,7 +168,7 @@ mod tests {
     use agora_protocol::{Amount, Keypair};
 
     use super::*;
-    use crate::provider::exec::record::Outputs;
+    use crate::provider::exec::record::{Outputs, Phase};
     use crate::provider::exec::testing::{claim, lease, receipt};
 
     const SECOND: u64 = 1000;

@@ -6,12 +6,14 @@
 use std::time::Duration;
 
 use agora_client::api::LogKind;
-use agora_protocol::{LeaseId, Manifest, ManifestFile, RunEvent, RunFailure};
+use agora_protocol::{LeaseId, LeaseTerms, Manifest, ManifestFile, RunEvent, RunFailure};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::Executor;
-use super::record::{Outputs, Phase};
+use super::actor::{Command, Ending, Update};
+use super::record::Outputs;
 use crate::clock::now;
 use crate::runtime::{self, Exit, Outcome, RunSpec, Stream};
 
@@ -29,14 +31,15 @@ pub(super) enum Stop {
 
 impl Executor {
     /// Runs the job, meters it, and hands over to settlement.
-    pub(super) async fn run(self, id: LeaseId, spec: RunSpec) {
+    pub(super) async fn run(
+        self,
+        id: LeaseId,
+        spec: RunSpec,
+        stop: CancellationToken,
+        terms: LeaseTerms,
+    ) {
         let o = &self.inner.options;
         let (tx, mut rx) = mpsc::channel::<runtime::RunEvent>(256);
-        let Some((stop, terms)) =
-            self.with(&id, |l| (l.stop.clone(), l.record.lease.terms().clone()))
-        else {
-            return;
-        };
         let runtime = o.runtime.clone();
         let work_dir = spec.work_dir.clone();
         let job_stop = stop.clone();
@@ -50,14 +53,15 @@ impl Executor {
             tokio::select! {
                 result = &mut job => break result,
                 Some(event) = rx.recv() => {
-                    self.on_run_event(&id, event, &mut log_bytes, &mut dropped);
+                    self.on_run_event(id, event, &mut log_bytes, &mut dropped).await;
                 }
                 _ = meter.tick() => {
                     if metering.as_ref().is_none_or(|m| m.is_finished()) {
                         let e = self.clone();
                         metering = Some(tokio::spawn(async move { e.meter(id, false, 1).await; }));
                     }
-                    self.check_countersignatures(&id, interval);
+                    let watchdog = Command::Watchdog { id, interval, now: now() };
+                    let _ = self.inner.commands.send(watchdog).await;
                 }
                 () = o.cancel.cancelled() => {
                     // The node is stopping: the job dies with it and is
@@ -68,21 +72,26 @@ impl Executor {
             }
         };
         while let Ok(event) = rx.try_recv() {
-            self.on_run_event(&id, event, &mut log_bytes, &mut dropped);
+            self.on_run_event(id, event, &mut log_bytes, &mut dropped)
+                .await;
         }
         if dropped > 0 {
             self.append(
-                &id,
+                id,
                 LogKind::Stderr,
                 None,
                 format!("[agora: {dropped} bytes of output over the provider's log limit were dropped]\n"),
-            );
+            )
+            .await;
         }
         if let Some(m) = metering {
             let _ = m.await;
         }
         let ended = now();
-        let stop_reason = self.with(&id, |l| l.stop_reason).flatten();
+        let stop_reason = self
+            .ask(|reply| Command::StopReason { id, reply })
+            .await
+            .flatten();
         let result = match result {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(e)) => Err(e.to_string()),
@@ -92,25 +101,23 @@ impl Executor {
         let exit_code = event.exit_code();
         let outputs = Outputs::new(manifest_of(id, outcome.as_ref()));
         let detail = exit_detail(exit_code, reason.as_deref());
-        let note = outputs.manifest.note.clone();
-        self.with(&id, |l| {
-            l.record.phase = Phase::Ended;
-            l.record.ended_at = Some(ended);
-            l.record.exit_code = exit_code;
-            l.record.reason = reason.clone();
-            l.record.manifest = Some(outputs.into());
-            l.record.output_dir = outcome
-                .as_ref()
-                .map(|o: &Outcome| o.output_dir.clone())
-                .or(Some(work_dir.join("out")));
-        });
-        self.log_event(&id, event, &detail);
-        if !note.is_empty() {
-            self.log_event(&id, RunEvent::OutputsTruncated, &note);
+        let output_dir = outcome
+            .as_ref()
+            .map_or_else(|| work_dir.join("out"), |o: &Outcome| o.output_dir.clone());
+        let ending = Ending {
+            at: ended,
+            exit_code,
+            reason,
+            outputs,
+            output_dir,
+            event,
+            detail: detail.clone(),
+        };
+        if !self.update(id, Update::Ended(Box::new(ending))).await {
+            return;
         }
-        self.persist(&id);
         info!(lease = %id, %detail, "job ended");
-        let _ = o.ended.try_send(terms.order_id);
+        super::tell_ended(&o.ended, terms.order_id);
         // A requester that stopped countersigning gets one try at the final
         // receipt; others get a few.
         let silent = matches!(stop_reason, Some(Stop::RequesterSilent { .. }));
@@ -119,26 +126,16 @@ impl Executor {
         self.settle(id).await;
     }
 
-    fn on_run_event(
+    async fn on_run_event(
         &self,
-        id: &LeaseId,
+        id: LeaseId,
         event: runtime::RunEvent,
         bytes: &mut u64,
         dropped: &mut u64,
     ) {
         match event {
             runtime::RunEvent::Started => {
-                let started = now();
-                self.with(id, |l| {
-                    l.record.phase = Phase::Running;
-                    l.record.started_at = Some(started);
-                    l.record.countersigned_at = Some(started);
-                });
-                let gpus = self
-                    .with(id, |l| l.record.gpu_indices.clone())
-                    .unwrap_or_default();
-                self.log_event(id, RunEvent::Started, &format!("GPUs {gpus:?}"));
-                self.persist(id);
+                self.update(id, Update::Started { at: now() }).await;
             }
             runtime::RunEvent::Output { stream, data } => {
                 let max = self.inner.options.settings.max_log_bytes;
@@ -151,7 +148,8 @@ impl Executor {
                     Stream::Stdout => LogKind::Stdout,
                     Stream::Stderr => LogKind::Stderr,
                 };
-                self.append(id, kind, None, String::from_utf8_lossy(&data).into_owned());
+                self.append(id, kind, None, String::from_utf8_lossy(&data).into_owned())
+                    .await;
             }
         }
     }

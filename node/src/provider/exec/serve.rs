@@ -6,30 +6,25 @@ use std::path::Path;
 use libp2p::PeerId;
 
 use super::Executor;
+use super::actor::{Command, Source};
 use crate::network::Response;
 use crate::network::wire::Fetch;
 
 impl Executor {
     /// Serves a piece of an output file to the lease's requester.
     pub async fn on_fetch(&self, peer: PeerId, fetch: Fetch) -> Response {
-        let (dir, file) = {
-            let runs = self.runs();
-            let Some(live) = runs.get(&fetch.lease_id) else {
-                return Response::Refused(format!("no run for lease {}", fetch.lease_id));
-            };
-            if live.record.lease.terms().requester.peer_id() != peer {
-                return Response::Refused("only the lease's requester fetches its outputs".into());
-            }
-            let Some(outputs) = &live.record.manifest else {
-                return Response::Retry("the job has not ended yet".into());
-            };
-            let Some(file) = outputs.manifest.files.iter().find(|f| f.path == fetch.path) else {
-                return Response::Refused(format!("{:?} is not an output of this job", fetch.path));
-            };
-            let Some(dir) = live.record.output_dir.clone() else {
-                return Response::Refused("the job's outputs are gone".into());
-            };
-            (dir, file.clone())
+        let lookup = self
+            .try_ask(|reply| Command::Fetch {
+                peer,
+                fetch: fetch.clone(),
+                reply,
+            })
+            .await;
+        let (dir, file) = match lookup {
+            Ok(Source::File { dir, file }) => (dir, file),
+            Ok(Source::NotEnded) => return Response::Retry("the job has not ended yet".into()),
+            Ok(Source::Refused(reason)) => return Response::Refused(reason),
+            Err(busy) => return busy,
         };
         match read_piece(&dir.join(&file.path), fetch.offset, fetch.max_len).await {
             Ok(data) => Response::Chunk {

@@ -9,6 +9,7 @@ use agora_protocol::{LeaseId, LedgerError, RunEvent};
 use tracing::{info, warn};
 
 use super::Executor;
+use super::actor::Update;
 use super::record::Phase;
 
 impl Executor {
@@ -19,7 +20,7 @@ impl Executor {
         let o = &self.inner.options;
         let mut backoff = Duration::from_millis(500);
         loop {
-            let Some(record) = self.with(&id, |l| l.record.clone()) else {
+            let Some(record) = self.record(id).await else {
                 return;
             };
             if record.phase == Phase::Closed {
@@ -30,20 +31,23 @@ impl Executor {
             let result: Result<bool, LedgerError> = match pending {
                 Some(claim) => match o.ledger.settle(claim.cosigned()).await {
                     Ok(s) => {
-                        self.with(&id, |l| {
-                            l.record.settled = s.settled;
-                            l.record.settled_seq = s.last_sequence.max(claim.receipt().sequence);
-                        });
-                        self.persist(&id);
+                        let update = Update::Settled {
+                            settled: s.settled,
+                            sequence: s.last_sequence.max(claim.receipt().sequence),
+                        };
+                        if !self.update(id, update).await {
+                            return;
+                        }
                         let _ = o.store.flush();
                         self.log_event(
-                            &id,
+                            id,
                             RunEvent::Settled,
                             &format!(
                                 "{} paid, {} in all (receipt #{})",
                                 s.paid, s.settled, s.last_sequence
                             ),
-                        );
+                        )
+                        .await;
                         info!(lease = %id, paid = %s.paid, settled = %s.settled, "settled");
                         Ok(false)
                     }
@@ -61,7 +65,7 @@ impl Executor {
                             }
                             (Ok(None), _) => {
                                 // Never locked: nothing to settle or close.
-                                self.mark_closed(&id);
+                                self.mark_closed(id).await;
                                 return;
                             }
                             _ => false,
@@ -69,19 +73,20 @@ impl Executor {
                     if closable {
                         match o.ledger.close(&id).await {
                             Ok(c) => {
-                                self.mark_closed(&id);
+                                self.mark_closed(id).await;
                                 self.log_event(
-                                    &id,
+                                    id,
                                     RunEvent::Closed,
                                     &format!(
                                         "lease closed: {} settled, {} refunded",
                                         c.settled, c.refunded
                                     ),
-                                );
+                                )
+                                .await;
                                 return;
                             }
                             Err(LedgerError::LeaseClosed(_)) => {
-                                self.mark_closed(&id);
+                                self.mark_closed(id).await;
                                 return;
                             }
                             Err(e) => Err(e),
@@ -100,17 +105,19 @@ impl Executor {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(LedgerError::LeaseClosed(_)) => {
-                    self.mark_closed(&id);
+                    self.mark_closed(id).await;
                     self.log_event(
-                        &id,
+                        id,
                         RunEvent::Closed,
                         "the lease was closed by the requester",
-                    );
+                    )
+                    .await;
                     return;
                 }
                 Err(e) => {
                     warn!(lease = %id, error = %e, "settlement refused");
-                    self.log_event(&id, RunEvent::SettlementFailed, &e.to_string());
+                    self.log_event(id, RunEvent::SettlementFailed, &e.to_string())
+                        .await;
                     return;
                 }
             }
@@ -121,10 +128,8 @@ impl Executor {
         }
     }
 
-    /// The lease is closed on the ledger (settle runs only once the job
-    /// ended, so this is the phase after `Ended`); stored, not flushed.
-    fn mark_closed(&self, id: &LeaseId) {
-        self.with(id, |l| l.record.phase = Phase::Closed);
-        self.persist(id);
+    /// The lease is closed on the ledger; stored, not flushed.
+    async fn mark_closed(&self, id: LeaseId) {
+        self.update(id, Update::Closed).await;
     }
 }

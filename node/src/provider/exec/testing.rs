@@ -9,11 +9,16 @@ use agora_protocol::{
 /// lease): 2 GPUs for an hour at 3,600 a GPU-hour (1 a GPU-second),
 /// receipts every 30 s.
 pub(super) fn lease() -> (Keypair, Keypair, Lease) {
+    lease_for(OrderId([4; 32]))
+}
+
+/// [`lease`] for another order (so another lease id).
+pub(super) fn lease_for(order_id: OrderId) -> (Keypair, Keypair, Lease) {
     let requester = Keypair::from_seed(&[1; 32]);
     let provider = Keypair::from_seed(&[2; 32]);
     let price = Amount(3_600);
     let terms = LeaseTerms {
-        order_id: OrderId([4; 32]),
+        order_id,
         requester: requester.public(),
         provider: provider.public(),
         slot: 0,
