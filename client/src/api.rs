@@ -468,18 +468,7 @@ pub const JOB_EVENTS: [&str; 24] = [
 /// `failed`, `cancelled`, `outputs` (some outputs left out), and on the
 /// provider's own log `receipt_refused`, `settled`, `settlement_failed`,
 /// `closed`.
-pub const RUN_EVENTS: [&str; 10] = [
-    "payload",
-    "started",
-    "exited",
-    "failed",
-    "cancelled",
-    "outputs",
-    "receipt_refused",
-    "settled",
-    "settlement_failed",
-    "closed",
-];
+pub const RUN_EVENTS: [&str; 10] = agora_protocol::RunEvent::NAMES;
 
 /// A timestamped step of a job, from the node's own clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -154,51 +154,13 @@ impl Provider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::provider::bidder::Bidder;
-    use crate::provider::offers::tests::{CONFIG, inventory};
-    use agora_protocol::{Amount, Energy};
+    use crate::provider::role::tests::{order, role};
 
     const NOW: Timestamp = Timestamp(1_000_000);
 
+    /// The role's key (seed 1) decides.
     fn provider() -> Provider {
-        let config = Config::parse(CONFIG, "test").unwrap();
-        let key = Keypair::from_seed(&[9; 32]);
-        let inventory = inventory(&config.simulated_gpu);
-        let bidder = Bidder::new(
-            key.public(),
-            config.provider.as_ref().unwrap(),
-            &config.node,
-            &inventory,
-            NOW,
-        )
-        .unwrap();
-        let role = ProviderRole::new(bidder, inventory, ProviderSnapshot::default(), Vec::new());
-        Provider::new(role, key, 20)
-    }
-
-    fn order(requester: &Keypair) -> Signed<Order> {
-        let order = Order {
-            requester: requester.public(),
-            nonce: vec![1; 16],
-            gpu_count: 1,
-            gpu_model: None,
-            min_vram_mib: 0,
-            min_fp32_mtflops: 0,
-            min_compute_capability: 0,
-            region: Some("EU".into()),
-            jurisdiction: None,
-            energy: Energy::Unknown,
-            require_verified: false,
-            allow_simulated: true,
-            max_price_per_gpu_hour: Amount(3_000_000),
-            max_duration_secs: 600,
-            bid_window_ms: 1_000,
-            runtime: "process".into(),
-            created_at: NOW,
-            expires_at: NOW.plus_secs(31),
-        };
-        Signed::sign(order, requester).unwrap()
+        Provider::new(role(), Keypair::from_seed(&[1; 32]), 20)
     }
 
     #[test]
@@ -214,16 +176,23 @@ mod tests {
     fn an_order_gets_a_signed_bid_to_its_requester_and_own_orders_none() {
         let mut p = provider();
         let requester = Keypair::from_seed(&[2; 32]);
-        let answer = p.on_order(&order(&requester), NOW).unwrap();
+        let signed = Signed::sign(order(1), &requester).unwrap();
+        let answer = p.on_order(&signed, NOW).unwrap();
         assert!(answer.is_bid);
         assert_eq!(answer.to, requester.public().peer_id());
         let Request::Bid(bid) = answer.request else {
             panic!("expected a bid");
         };
-        assert_eq!(bid.signer(), &Keypair::from_seed(&[9; 32]).public());
+        assert_eq!(bid.signer(), &Keypair::from_seed(&[1; 32]).public());
         // An undelivered bid frees its hold.
         assert!(p.undelivered(&bid.message().order_id, true));
-        let own = Keypair::from_seed(&[9; 32]);
-        assert!(p.on_order(&order(&own), NOW).is_none());
+        // Its own order (signed with its own key) gets no answer.
+        let own_key = Keypair::from_seed(&[1; 32]);
+        let mut own = order(2);
+        own.requester = own_key.public();
+        assert!(
+            p.on_order(&Signed::sign(own, &own_key).unwrap(), NOW)
+                .is_none()
+        );
     }
 }

@@ -188,7 +188,7 @@ impl ProviderRole {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Config;
     use crate::provider::offers::tests::{CONFIG, inventory};
@@ -196,7 +196,8 @@ mod tests {
 
     const NOW: Timestamp = Timestamp(1_000_000);
 
-    fn role() -> ProviderRole {
+    /// A role over the offers tests' inventory, key seed 1.
+    pub(crate) fn role() -> ProviderRole {
         let config = Config::parse(CONFIG, "test").unwrap();
         let key = Keypair::from_seed(&[1; 32]);
         let inventory = inventory(&config.simulated_gpu);
@@ -211,7 +212,8 @@ mod tests {
         ProviderRole::new(bidder, inventory, ProviderSnapshot::default(), Vec::new())
     }
 
-    fn order(nonce: u8) -> Order {
+    /// An order any of its GPUs fits, from key seed 2.
+    pub(crate) fn order(nonce: u8) -> Order {
         Order {
             requester: Keypair::from_seed(&[2; 32]).public(),
             nonce: vec![nonce; 16],
