@@ -425,6 +425,47 @@ pub struct LeaseView {
     pub escrow: Amount,
     /// Escrow is locked on the ledger.
     pub escrow_locked: bool,
+    /// Where the lease's escrow stands, as this node knows it.
+    #[serde(default)]
+    pub status: LeaseStatus,
+}
+
+/// Where a lease's escrow stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseStatus {
+    /// Signed by both; the escrow is not (yet) locked.
+    Unfunded,
+    /// The escrow is locked: the lease runs or is being settled.
+    #[default]
+    Open,
+    /// Closed on the ledger with everything paid out to the provider.
+    Closed,
+    /// Closed on the ledger; what was not used went back to the requester.
+    Refunded,
+}
+
+impl LeaseStatus {
+    /// Its name, as tables show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseStatus::Unfunded => "unfunded",
+            LeaseStatus::Open => "open",
+            LeaseStatus::Closed => "closed",
+            LeaseStatus::Refunded => "refunded",
+        }
+    }
+
+    /// The status of a lease whose escrow of `escrow` is locked (or not),
+    /// with `settled` paid and, once closed, `refunded` returned.
+    pub fn of(escrow_locked: bool, closed: bool, refunded: Amount) -> Self {
+        match (escrow_locked, closed) {
+            (_, true) if refunded > Amount::ZERO => LeaseStatus::Refunded,
+            (_, true) => LeaseStatus::Closed,
+            (true, false) => LeaseStatus::Open,
+            (false, false) => LeaseStatus::Unfunded,
+        }
+    }
 }
 
 /// Every step a requester records on a job (`JobEvent.event`, and the

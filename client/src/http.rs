@@ -258,10 +258,24 @@ impl NodeClient {
         query: &str,
         limit: Option<u32>,
     ) -> Result<OffersPage, ClientError> {
+        self.search_offers_sorted(query, None, limit).await
+    }
+
+    /// `GET /v1/offers?q=QUERY&sort=KEY&limit=N`: as [`Self::search_offers`],
+    /// ordered by `sort` (`price`, `tflop_price:desc`, …).
+    pub async fn search_offers_sorted(
+        &self,
+        query: &str,
+        sort: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<OffersPage, ClientError> {
         let mut url = self.url(&["offers"]);
         {
             let mut pairs = url.query_pairs_mut();
             pairs.append_pair("q", query);
+            if let Some(sort) = sort {
+                pairs.append_pair("sort", sort);
+            }
             if let Some(limit) = limit {
                 pairs.append_pair("limit", &limit.to_string());
             }

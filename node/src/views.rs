@@ -2,11 +2,11 @@
 //! place: a change of the API touches this file, never the store.
 
 use agora_client::api::{
-    BidView, DeclineView, GpuView, JobEvent, JobView, LeaseView, OfferView, OutputView,
-    SettlementView,
+    BidView, DeclineView, GpuView, JobEvent, JobView, LeaseStatus, LeaseView, OfferView,
+    OutputView, RunView, SettlementView,
 };
 use agora_protocol::matching::Score;
-use agora_protocol::{Bid, Lease, Offer, Signed, Timestamp};
+use agora_protocol::{Amount, Bid, Lease, Offer, Signed, Timestamp};
 
 pub use crate::provider::exec::receipt_view;
 use crate::provider::inventory::Gpu;
@@ -55,8 +55,8 @@ pub fn bid_view(bid: &Bid, received_at: Timestamp) -> BidView {
     }
 }
 
-/// A lease.
-pub fn lease_view(lease: &Lease, escrow_locked: bool) -> LeaseView {
+/// A lease, with where its escrow stands.
+pub fn lease_view(lease: &Lease, escrow_locked: bool, status: LeaseStatus) -> LeaseView {
     let t = lease.terms();
     LeaseView {
         id: lease.id().to_string(),
@@ -71,6 +71,20 @@ pub fn lease_view(lease: &Lease, escrow_locked: bool) -> LeaseView {
         starts_at: t.starts_at,
         escrow: t.escrow,
         escrow_locked,
+        status,
+    }
+}
+
+/// The status of a provider's lease from its run: open until the run's
+/// lease is closed on the ledger, then closed or refunded by what it
+/// settled. A lease whose payload never came stays open here (the
+/// requester closes it).
+pub fn provider_lease_status(lease: &Lease, run: Option<&RunView>) -> LeaseStatus {
+    match run {
+        Some(r) if r.closed => {
+            LeaseStatus::of(true, true, lease.terms().escrow.saturating_sub(r.settled))
+        }
+        _ => LeaseStatus::Open,
     }
 }
 
@@ -111,7 +125,15 @@ pub fn job_view(job: &JobRecord) -> JobView {
                 detail: d.detail.clone(),
             })
             .collect(),
-        lease: job.lease().map(|l| lease_view(l, job.escrow_locked)),
+        lease: job.lease().map(|l| {
+            let refunded = job.settlement.and_then(|s| s.refunded);
+            let status = LeaseStatus::of(
+                job.escrow_locked,
+                refunded.is_some(),
+                refunded.unwrap_or(Amount::ZERO),
+            );
+            lease_view(l, job.escrow_locked, status)
+        }),
         events: job
             .events
             .iter()

@@ -82,6 +82,18 @@ pub(crate) struct SearchArgs {
     /// At most this many offers.
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<u32>,
+    /// Order by a numeric column of the query language, ascending, or
+    /// `KEY:desc`: `price`, `tflop_price` (the cheapest compute, not the
+    /// cheapest card), `tflops`, `vram`, `count`, `free`, …
+    #[arg(long, value_name = "KEY[:desc]", value_parser = sort_key)]
+    pub(crate) sort: Option<String>,
+}
+
+/// A sort key the query language knows (checked before anything is sent).
+fn sort_key(text: &str) -> Result<String, String> {
+    text.parse::<agora_protocol::SortKey>()
+        .map(|_| text.to_string())
+        .map_err(|e| e.message)
 }
 
 /// `agora job ...`.
@@ -209,15 +221,23 @@ mod tests {
             "price<=3",
             "--limit",
             "5",
+            "--sort",
+            "tflop_price:desc",
         ])
         .unwrap();
         match cli.command {
             Command::Offers(OffersCommand::Search(args)) => {
                 assert_eq!(args.query, ["gpu=H100", "region=EU", "price<=3"]);
                 assert_eq!(args.limit, Some(5));
+                assert_eq!(args.sort.as_deref(), Some("tflop_price:desc"));
             }
             other => panic!("{other:?}"),
         }
+        // A sort key the language does not know is a usage error naming it.
+        let err = Cli::try_parse_from(["agora", "offers", "search", "--sort", "colour"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
         let cli = Cli::try_parse_from(["agora", "--json", "ledger", "deposit", "2.5"]).unwrap();
         assert!(cli.json);
         match cli.command {

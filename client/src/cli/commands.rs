@@ -29,7 +29,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Offers(OffersCommand::Search(args)) => {
             let query = args.query.join(" ");
-            let page = node.search_offers(&query, args.limit).await?;
+            let page = node
+                .search_offers_sorted(&query, args.sort.as_deref(), args.limit)
+                .await?;
             out.show(&page, render::offers_page)
         }
         Command::Offers(OffersCommand::Show { id }) => {

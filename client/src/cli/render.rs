@@ -10,8 +10,8 @@ pub(crate) use run::{log_event, result_files, summary};
 
 use super::table::{Table, fields};
 use agora_client::api::{
-    BalanceView, JobState, JobView, LeaseView, NodeInfo, OfferView, OffersPage, ProviderStatus,
-    Role,
+    BalanceView, JobState, JobView, LeaseStatus, LeaseView, NodeInfo, OfferView, OffersPage,
+    ProviderStatus, Role,
 };
 
 /// `2.5 AGR`.
@@ -277,10 +277,11 @@ fn lease_fields(l: &LeaseView) -> String {
             format!(
                 "{} ({})",
                 agr(l.escrow),
-                if l.escrow_locked {
-                    "locked"
-                } else {
-                    "not locked yet"
+                match l.status {
+                    LeaseStatus::Unfunded => "not locked yet",
+                    LeaseStatus::Open => "locked",
+                    LeaseStatus::Closed => "closed, all paid",
+                    LeaseStatus::Refunded => "closed, the rest refunded",
                 }
             ),
         ),
@@ -492,7 +493,7 @@ pub(crate) fn provider_status(p: &ProviderStatus) -> String {
         "MODEL",
         "AGR/GPU-H",
         "ESCROW",
-        "LOCKED",
+        "STATUS",
     ])
     .right(&[2, 4, 5]);
     for l in &p.leases {
@@ -503,7 +504,7 @@ pub(crate) fn provider_status(p: &ProviderStatus) -> String {
             l.gpu_model.clone(),
             l.price_per_gpu_hour.to_string(),
             l.escrow.to_string(),
-            yes_no(l.escrow_locked),
+            l.status.as_str().to_string(),
         ]);
     }
     section(&mut out, "leases", &leases);
@@ -629,6 +630,7 @@ mod tests {
             starts_at: Timestamp(1_700_000_002_000),
             escrow: Amount(333_334),
             escrow_locked: true,
+            status: LeaseStatus::Open,
         });
         let text = super::job(&j);
         assert!(text.contains("state      leased"), "{text}");

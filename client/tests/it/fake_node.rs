@@ -226,6 +226,7 @@ fn lease(order_id: &str) -> LeaseView {
         starts_at: Timestamp(1_700_000_000_100),
         escrow: Amount(333_334),
         escrow_locked: true,
+        status: Default::default(),
     }
 }
 

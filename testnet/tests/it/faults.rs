@@ -3,7 +3,9 @@
 //! and a job that tries to escape its sandbox. Each asserts who was paid
 //! what, against the ledger itself.
 
-use agora_client::api::{JobLogEntry, JobLogPage, JobState, JobView, LogKind, RunView};
+use agora_client::api::{
+    JobLogEntry, JobLogPage, JobState, JobView, LeaseStatus, LogKind, RunView,
+};
 use agora_contracts_mock::client::HttpLedger;
 use agora_protocol::ledger::Ledger;
 use agora_protocol::{Amount, LeaseId};
@@ -175,6 +177,24 @@ async fn a_job_runs_and_both_sides_agree_on_the_money() {
     );
     let run = provider_run(&net, &lease_id(&job), "closed", |r| r.closed).await;
     assert_eq!(run.settled, receipt.amount);
+    // Both sides say the lease is closed with the unused escrow refunded
+    // (not a bare "not locked").
+    let status = net
+        .client("provider-0")
+        .unwrap()
+        .provider_status()
+        .await
+        .unwrap();
+    let lease = status
+        .leases
+        .iter()
+        .find(|l| l.id == lease_id(&job).to_string())
+        .unwrap();
+    assert_eq!(lease.status, LeaseStatus::Refunded, "{lease:#?}");
+    assert_eq!(
+        job.lease.as_ref().map(|l| l.status),
+        Some(LeaseStatus::Refunded)
+    );
     net.down().await.unwrap();
 }
 

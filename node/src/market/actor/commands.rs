@@ -1,7 +1,9 @@
 //! The router's answers to the API: node info, search, one offer, submit,
 //! jobs, cancel, provider status. Views come from `views.rs`.
 
-use agora_client::api::{JobSpec, JobView, NodeInfo, OfferArrivals, OffersPage, ProviderStatus};
+use agora_client::api::{
+    JobSpec, JobView, LeaseStatus, NodeInfo, OfferArrivals, OffersPage, ProviderStatus,
+};
 use agora_protocol::matching::fit;
 use agora_protocol::{OfferId, Order, OrderId, Query, SortKey, Timestamp};
 
@@ -10,7 +12,7 @@ use crate::clock::now;
 use crate::market::error::MarketError;
 use crate::market::handle::Command;
 use crate::provider::exec::Executor;
-use crate::views::{gpu_view, job_view, lease_view, offer_view};
+use crate::views::{gpu_view, job_view, lease_view, offer_view, provider_lease_status};
 
 impl Router {
     // ---- commands ----
@@ -213,7 +215,15 @@ impl Router {
                 .map(offer_view)
                 .collect(),
             reservations: role.reservation_views(now),
-            leases: role.leases().map(|l| lease_view(l, false)).collect(),
+            leases: role
+                .leases()
+                .map(|l| {
+                    let id = l.id().to_string();
+                    let run = runs.iter().find(|r| r.lease_id == id);
+                    let status = provider_lease_status(l, run);
+                    lease_view(l, status != LeaseStatus::Unfunded, status)
+                })
+                .collect(),
             orders_seen: role.orders_seen,
             bids_sent: role.bids_sent,
             declines_sent: role.declines_sent,
