@@ -380,6 +380,26 @@ impl Config {
     }
 }
 
+/// The config file a node in `data_dir` reads: `explicit` (`--config`),
+/// else `DATA/agorad.toml` when it exists, else none (all defaults).
+pub fn config_path(data_dir: &Path, explicit: Option<&Path>) -> Option<std::path::PathBuf> {
+    match explicit {
+        Some(path) => Some(path.to_path_buf()),
+        None => {
+            let default = data_dir.join("agorad.toml");
+            default.exists().then_some(default)
+        }
+    }
+}
+
+/// Loads the config a node in `data_dir` runs with (see [`config_path`]).
+pub fn load_for(data_dir: &Path, explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    match config_path(data_dir, explicit) {
+        Some(path) => Config::load(&path),
+        None => Ok(Config::default()),
+    }
+}
+
 /// Parses an AGR decimal from config, naming the key on error.
 pub(crate) fn agr(field: &str, value: &str) -> Result<Amount, ConfigError> {
     value.parse::<Amount>().map_err(|e| ConfigError::Invalid {

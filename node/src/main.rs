@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use agora_client::api::Role;
 use agora_node::config::Config;
@@ -37,6 +38,15 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Check every precondition of starting a node, without starting one.
+    /// Exits 1 when any check is an error.
+    Doctor {
+        /// Print a JSON array of {check, severity, found, fix}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -56,6 +66,19 @@ enum ProviderTool {
 
 #[derive(Args)]
 struct RunArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Peer to join through, ending in /p2p/PEER_ID (repeatable).
+    #[arg(long, help_heading = "Network")]
+    bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the LAN by multicast DNS (off by default).
+    #[arg(long, help_heading = "Network")]
+    mdns: bool,
+}
+
+/// What both a running node and `doctor` take.
+#[derive(Args)]
+struct NodeArgs {
     /// Config file (TOML); default DATA/agorad.toml when it exists.
     #[arg(long, help_heading = "Node")]
     config: Option<PathBuf>,
@@ -65,43 +88,27 @@ struct RunArgs {
     /// libp2p listen address (repeatable).
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0", help_heading = "Network")]
     listen: Vec<Multiaddr>,
-    /// Peer to join through, ending in /p2p/PEER_ID (repeatable).
-    #[arg(long, help_heading = "Network")]
-    bootstrap: Vec<Multiaddr>,
-    /// Discover peers on the LAN by multicast DNS (off by default).
-    #[arg(long, help_heading = "Network")]
-    mdns: bool,
     /// API address (loopback unless you mean otherwise).
     #[arg(long, default_value = "127.0.0.1:7070", help_heading = "API")]
     api: SocketAddr,
 }
 
 fn load_config(data: &Path, explicit: Option<&Path>) -> anyhow::Result<Config> {
-    match explicit {
-        Some(path) => Ok(Config::load(path)?),
-        None => {
-            let default = data.join("agorad.toml");
-            if default.exists() {
-                Ok(Config::load(&default)?)
-            } else {
-                Ok(Config::default())
-            }
-        }
-    }
+    Ok(agora_node::config::load_for(data, explicit)?)
 }
 
 async fn run(data: PathBuf, role: Role, args: RunArgs) -> anyhow::Result<()> {
-    let config = load_config(&data, args.config.as_deref())?;
-    let ledger = args.ledger.context(
+    let config = load_config(&data, args.node.config.as_deref())?;
+    let ledger = args.node.ledger.context(
         "a node needs its ledger: pass --ledger URL (the mock chain prints it: `listening on ADDR`)",
     )?;
     let node = daemon::start(NodeOptions {
         data_dir: data.clone(),
         config,
         role,
-        listen: args.listen,
+        listen: args.node.listen,
         bootstrap: args.bootstrap,
-        api: args.api,
+        api: args.node.api,
         ledger,
         mdns: args.mdns,
     })
@@ -126,7 +133,24 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+async fn doctor(data: PathBuf, json: bool, args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let checks = agora_node::doctor::run(&agora_node::doctor::Options {
+        data_dir: data,
+        config: args.config,
+        ledger: args.ledger,
+        listen: args.listen,
+        api: args.api,
+    })
+    .await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", agora_node::doctor::render(&checks));
+    }
+    Ok(ExitCode::from(agora_node::doctor::exit_status(&checks)))
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -144,7 +168,7 @@ fn main() -> anyhow::Result<()> {
                 "key file: {}",
                 agora_node::identity::key_path(&cli.data).display()
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Provider {
             tool: Some(ProviderTool::Price { order, config, .. }),
@@ -155,17 +179,20 @@ fn main() -> anyhow::Result<()> {
             let text =
                 agora_node::provider::dry_run::dry_run(&config, &spec, agora_node::clock::now())?;
             print!("{text}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Provider {
             tool: None,
             run: args,
-        } => tokio_main(run(cli.data, Role::Provider, args)),
-        Command::Requester { run: args } => tokio_main(run(cli.data, Role::Requester, args)),
+        } => tokio_main(run(cli.data, Role::Provider, args)).map(|()| ExitCode::SUCCESS),
+        Command::Requester { run: args } => {
+            tokio_main(run(cli.data, Role::Requester, args)).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Doctor { json, node } => tokio_main(doctor(cli.data, json, node)),
     }
 }
 
-fn tokio_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+fn tokio_main<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

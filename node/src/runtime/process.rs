@@ -80,8 +80,7 @@ impl ProcessRuntime {
             .into_iter()
             .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
             .collect();
-        let bwrap = match find_bwrap(settings.bwrap.as_deref()).and_then(|b| probe(&b).map(|()| b))
-        {
+        let bwrap = match working_bwrap(settings.bwrap.as_deref()) {
             Ok(bwrap) => Some(bwrap),
             Err(reason) if settings.allow_unsandboxed => {
                 tracing::warn!(
@@ -338,6 +337,14 @@ fn is_executable(path: &Path) -> bool {
 
 /// The bubblewrap binary: `configured`, or the first `bwrap` on `PATH`.
 /// `Err` says why not, for a person.
+/// The bubblewrap binary (`configured`, else the first on `PATH`), once
+/// it has created a sandbox laid out as a job's here; `Err` says what is
+/// missing or failing and how to fix it. The runtime's start and
+/// `agorad doctor` both ask this.
+pub(crate) fn working_bwrap(configured: Option<&Path>) -> Result<PathBuf, String> {
+    find_bwrap(configured).and_then(|b| probe(&b).map(|()| b))
+}
+
 fn find_bwrap(configured: Option<&Path>) -> Result<PathBuf, String> {
     const INSTALL: &str = "install it (apt-get install bubblewrap)";
     if let Some(path) = configured {

@@ -2,6 +2,7 @@
 //! loopback, with an in-process mock chain.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod doctor;
 mod hostile_gossip;
 mod overload;
 mod support;
