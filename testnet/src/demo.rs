@@ -47,6 +47,13 @@ pub(crate) async fn run(options: DemoOptions) -> anyhow::Result<()> {
     config.node.receipt_interval_secs = 2;
     config.close_grace_ms = 2_000;
     config.detach = options.keep;
+    // The demo's jobs are its own: on a machine without a working
+    // bubblewrap they run unsandboxed, and it says so. A real provider
+    // still refuses strangers' jobs unsandboxed unless its operator opts in.
+    if let Err(why) = agora_node::runtime::process::working_bwrap(None) {
+        eprintln!("note: the demo's own jobs run without the sandbox: {why}");
+        config.node.allow_unsandboxed = true;
+    }
     eprintln!(
         "starting a mock chain, 3 providers and 1 requester in {} …",
         options.dir.display()

@@ -335,13 +335,11 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The bubblewrap binary: `configured`, or the first `bwrap` on `PATH`.
-/// `Err` says why not, for a person.
 /// The bubblewrap binary (`configured`, else the first on `PATH`), once
 /// it has created a sandbox laid out as a job's here; `Err` says what is
-/// missing or failing and how to fix it. The runtime's start and
-/// `agorad doctor` both ask this.
-pub(crate) fn working_bwrap(configured: Option<&Path>) -> Result<PathBuf, String> {
+/// missing or failing and how to fix it. The runtime's start,
+/// `agorad doctor` and the testnet's demo all ask this.
+pub fn working_bwrap(configured: Option<&Path>) -> Result<PathBuf, String> {
     find_bwrap(configured).and_then(|b| probe(&b).map(|()| b))
 }
 
