@@ -163,12 +163,14 @@ fn load_jobs(store: &Store) -> Result<Vec<JobRecord>, MarketError> {
         .jobs()
         .map_err(|e| MarketError::internal(e.to_string()))?
     {
-        let record = JobRecord::from_json(&bytes, |id| store.lease(id).ok().flatten())
-            .map_err(|e| MarketError::internal(format!("stored job {}: {e}", hex::encode(&key))))?;
-        let current = record
-            .to_json()
-            .map_err(|e| MarketError::internal(e.to_string()))?;
-        if current != bytes {
+        let (record, was_migrated) = JobRecord::read(&bytes, |id| store.lease(id).ok().flatten())
+            .map_err(|e| {
+            MarketError::internal(format!("stored job {}: {e}", hex::encode(&key)))
+        })?;
+        if was_migrated {
+            let current = record
+                .to_json()
+                .map_err(|e| MarketError::internal(e.to_string()))?;
             let _ = store.put_job(&record.id(), &current);
             migrated += 1;
         }

@@ -65,6 +65,11 @@ impl<L, T: Send + 'static> TaskPool<L, T> {
         }
     }
 
+    /// A task submitted now would run or wait, not be refused.
+    pub fn has_room(&self) -> bool {
+        self.running.len() < self.max_running || self.queue.len() < self.max_queued
+    }
+
     /// Tasks running.
     pub fn running(&self) -> usize {
         self.running.len()
@@ -158,6 +163,7 @@ mod tests {
         }
         // The third waits; the fourth is refused with its label.
         pool.submit(2, async { panic!("boom") }).unwrap();
+        assert!(!pool.has_room());
         assert_eq!(pool.submit(3, async { 30 }), Err(3));
         assert_eq!((pool.running(), pool.queued()), (2, 1));
         tx.send(true).unwrap();

@@ -143,9 +143,6 @@ impl Requester {
 
     pub(super) fn set_state(&mut self, id: OrderId, state: JobState) {
         if let Some(job) = self.jobs.get_mut(&id) {
-            if state == JobState::Leasing && job.state != JobState::Leasing {
-                job.leasing_since = None;
-            }
             job.state = state;
         }
     }

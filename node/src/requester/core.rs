@@ -292,16 +292,8 @@ impl Requester {
     /// close or escrow read to make.
     pub fn next_wake(&self) -> Option<Timestamp> {
         let auction = self.auctions.first().map(|(at, _)| *at);
-        let poll = self
-            .polls
-            .values()
-            .filter(|p| !p.in_flight)
-            .map(|p| p.next_at)
-            .min();
-        match (auction, poll) {
-            (Some(a), Some(p)) => Some(a.min(p)),
-            (a, p) => a.or(p),
-        }
+        let polls = self.polls.values().filter(|p| !p.in_flight);
+        auction.into_iter().chain(polls.map(|p| p.next_at)).min()
     }
 
     /// Time passes: auctions close, stuck lease attempts end, silent

@@ -254,15 +254,24 @@ impl JobRecord {
         bytes: &[u8],
         lease: impl Fn(&LeaseId) -> Option<Lease>,
     ) -> Result<Self, String> {
+        Self::read(bytes, lease).map(|(record, _)| record)
+    }
+
+    /// As [`Self::from_json`], and whether the record was migrated from
+    /// the first format (and so wants writing back).
+    pub fn read(
+        bytes: &[u8],
+        lease: impl Fn(&LeaseId) -> Option<Lease>,
+    ) -> Result<(Self, bool), String> {
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if value.get("view").is_some() {
             let v1: v1::JobRecord = serde_json::from_value(value).map_err(|e| e.to_string())?;
-            return v1.migrate(lease);
+            return v1.migrate(lease).map(|record| (record, true));
         }
         match value.get("format").and_then(serde_json::Value::as_u64) {
-            Some(f) if f == u64::from(FORMAT) => {
-                serde_json::from_value(value).map_err(|e| e.to_string())
-            }
+            Some(f) if f == u64::from(FORMAT) => serde_json::from_value(value)
+                .map(|record| (record, false))
+                .map_err(|e| e.to_string()),
             Some(f) => Err(format!(
                 "the job is stored in format {f}; this agorad reads formats 1 and {FORMAT}: \
                  run the agorad that wrote it, or move the data dir's `state` aside to start afresh"

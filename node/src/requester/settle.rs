@@ -10,6 +10,17 @@ use agora_protocol::{OrderId, Timestamp};
 use tracing::info;
 
 use super::core::{EscrowPoll, Requester, Task};
+
+impl EscrowPoll {
+    /// A poll with a read due at `now`.
+    fn due(now: Timestamp) -> Self {
+        Self {
+            next_at: now,
+            in_flight: false,
+            quick: None,
+        }
+    }
+}
 use super::events::JobEventKind;
 use super::job::Settlement;
 
@@ -24,11 +35,7 @@ pub(crate) const QUICK_ESCROW_READS: u32 = 6;
 impl Requester {
     /// The final receipt is countersigned: read the escrow soon.
     pub(super) fn read_escrow_soon(&mut self, id: OrderId, now: Timestamp) {
-        let poll = self.polls.entry(id).or_insert(EscrowPoll {
-            next_at: now,
-            in_flight: false,
-            quick: None,
-        });
+        let poll = self.polls.entry(id).or_insert_with(|| EscrowPoll::due(now));
         poll.quick = Some(0);
         if !poll.in_flight {
             poll.next_at = now.plus_ms(QUICK_ESCROW_FIRST_MS);
@@ -52,11 +59,7 @@ impl Requester {
             let Some(lease) = self.jobs.get(&id).and_then(|j| j.lease()).map(|l| l.id()) else {
                 continue;
             };
-            let poll = self.polls.entry(id).or_insert(EscrowPoll {
-                next_at: now,
-                in_flight: false,
-                quick: None,
-            });
+            let poll = self.polls.entry(id).or_insert_with(|| EscrowPoll::due(now));
             poll.in_flight = true;
             self.start(id, Task::ReadEscrow(lease));
         }
@@ -69,11 +72,7 @@ impl Requester {
         state: Result<Option<EscrowState>, String>,
         now: Timestamp,
     ) {
-        let poll = self.polls.entry(id).or_insert(EscrowPoll {
-            next_at: now,
-            in_flight: false,
-            quick: None,
-        });
+        let poll = self.polls.entry(id).or_insert_with(|| EscrowPoll::due(now));
         poll.in_flight = false;
         let state = match state {
             Ok(state) => state,

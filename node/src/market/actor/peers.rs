@@ -110,23 +110,18 @@ impl Router {
                 let response = self.countersign(peer, terms, now).await;
                 let _ = reply.send(response);
             }
-            (Request::Bid(bid), _) => {
-                let answer = self.requester.on_bid(peer, bid, now);
-                let response = self.answer(answer).await;
-                let _ = reply.send(response);
-            }
-            (Request::Decline(decline), _) => {
-                let answer = self.requester.on_decline(peer, decline, now);
-                let response = self.answer(answer).await;
-                let _ = reply.send(response);
-            }
-            (Request::Update(update), _) => {
-                let answer = self.requester.on_update(peer, update, now);
-                let response = self.answer(answer).await;
-                let _ = reply.send(response);
-            }
-            (Request::Receipt(receipt), _) => {
-                let answer = self.requester.on_receipt(peer, receipt, now);
+            (request, _) => {
+                let answer = match request {
+                    Request::Bid(bid) => self.requester.on_bid(peer, bid, now),
+                    Request::Decline(decline) => self.requester.on_decline(peer, decline, now),
+                    Request::Update(update) => self.requester.on_update(peer, update, now),
+                    Request::Receipt(receipt) => self.requester.on_receipt(peer, receipt, now),
+                    // Matched above.
+                    Request::JobPayload(_)
+                    | Request::JobControl(_)
+                    | Request::Fetch(_)
+                    | Request::LeaseProposal(_) => return,
+                };
                 let response = self.answer(answer).await;
                 let _ = reply.send(response);
             }
@@ -139,18 +134,16 @@ impl Router {
     where
         F: std::future::Future<Output = Response> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<oneshot::Sender<Response>>();
+        if !self.pool.has_room() {
+            let _ = reply.send(Response::Retry(format!("busy: {}", self.overloaded())));
+            return;
+        }
         let task = async move {
-            if let Ok(reply) = rx.await {
-                let _ = reply.send(work.await);
-            }
+            let _ = reply.send(work.await);
             Done::Answered
         };
-        if self.pool.submit(Label::Answer, task).is_ok() {
-            let _ = tx.send(reply);
-        } else {
-            let _ = reply.send(Response::Retry(format!("busy: {}", self.overloaded())));
-        }
+        // There is room: the pool takes it.
+        let _ = self.pool.submit(Label::Answer, task);
     }
 
     async fn countersign(
