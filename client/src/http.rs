@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::api::{
-    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferArrivals, OfferView,
-    OffersPage, ProviderStatus, ResultView, SubmitJob,
+    ApiError, BalanceView, DepositRequest, GpuTelemetry, JobLogPage, JobView, NodeInfo,
+    OfferArrivals, OfferView, OffersPage, ProviderStatus, ResultView, SubmitJob,
 };
 
 pub use stream::{JobStream, Reconnect, StreamItem};
@@ -403,6 +403,12 @@ impl NodeClient {
     /// node).
     pub async fn provider_status(&self) -> Result<ProviderStatus, ClientError> {
         self.get(self.url(&["provider"])).await
+    }
+
+    /// `GET /v1/provider/telemetry`: each GPU's recent readings, oldest
+    /// first (404 [`ClientError::Api`] on a requester-only node).
+    pub async fn provider_telemetry(&self) -> Result<Vec<GpuTelemetry>, ClientError> {
+        self.get(self.url(&["provider", "telemetry"])).await
     }
 
     /// `GET /v1/node/arrivals`: offer versions this node first saw after
