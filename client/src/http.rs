@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::api::{
-    ApiError, BalanceView, Bucket, DepositRequest, JobLogPage, JobView, MoneyPage, NodeInfo,
-    OfferArrivals, OfferView, OffersPage, ProviderStatus, ResultView, SubmitJob,
+    ApiError, BalanceView, Bucket, DepositRequest, GpuTelemetry, JobLogPage, JobView, MoneyPage,
+    NodeInfo, OfferArrivals, OfferView, OffersPage, ProviderStatus, ResultView, SubmitJob,
 };
 
 pub use stream::{JobStream, Reconnect, StreamItem};
@@ -443,6 +443,12 @@ impl NodeClient {
             }
         }
         url
+    }
+
+    /// `GET /v1/provider/telemetry`: each GPU's recent readings, oldest
+    /// first (404 [`ClientError::Api`] on a requester-only node).
+    pub async fn provider_telemetry(&self) -> Result<Vec<GpuTelemetry>, ClientError> {
+        self.get(self.url(&["provider", "telemetry"])).await
     }
 
     /// `GET /v1/node/arrivals`: offer versions this node first saw after

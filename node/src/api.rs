@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agora_client::api::{
-    ApiError, BalanceView, Bucket, DepositRequest, JobLogPage, JobView, MoneyPage, NodeInfo,
-    OfferArrivals, OfferView, OffersPage, ProviderStatus, ResultView, SubmitJob,
+    ApiError, BalanceView, Bucket, DepositRequest, GpuTelemetry, JobLogPage, JobView, MoneyPage,
+    NodeInfo, OfferArrivals, OfferView, OffersPage, ProviderStatus, ResultView, SubmitJob,
 };
 use agora_protocol::{Amount, Keypair, LeaseTerms, Ledger, LedgerError, PublicKey};
 use axum::Router;
@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::clock::now;
 use crate::market::{MarketError, MarketHandle};
 use crate::network::wire::plain_path;
+use crate::provider::telemetry::Telemetry;
 use crate::requester::order::order_from_spec;
 use crate::store::{LogRecord, Side, Store, money};
 
@@ -38,6 +39,8 @@ pub struct ApiState {
     token: Arc<str>,
     store: Store,
     results_dir: PathBuf,
+    /// The GPU sampler, on a provider.
+    telemetry: Option<Telemetry>,
 }
 
 impl ApiState {
@@ -57,7 +60,14 @@ impl ApiState {
             token: token.into(),
             store,
             results_dir,
+            telemetry: None,
         }
+    }
+
+    /// Serves the provider's GPU telemetry from this sampler.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 }
 
@@ -117,6 +127,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/provider", get(provider))
         .route("/v1/provider/earnings", get(earnings))
         .route("/v1/billing", get(billing))
+        .route("/v1/provider/telemetry", get(provider_telemetry))
         .route("/v1/ledger/balance", get(balance))
         .route("/v1/ledger/deposit", post(deposit))
         .fallback(not_found)
@@ -403,6 +414,21 @@ fn money_page(
     money::page(&entries, params.bucket, since, now, settled)
         .map(axum::Json)
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.0, Some("since".into())))
+}
+
+async fn provider_telemetry(State(state): State<ApiState>) -> ApiResult<Vec<GpuTelemetry>> {
+    let Some(telemetry) = &state.telemetry else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "this node is a requester; start it with `agorad provider` to rent out GPUs",
+            None,
+        ));
+    };
+    let views = telemetry
+        .views()
+        .await
+        .map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None))?;
+    Ok(axum::Json(views))
 }
 
 async fn balance(State(state): State<ApiState>) -> ApiResult<BalanceView> {

@@ -180,6 +180,11 @@ impl Executor {
         (snapshot.views.clone(), snapshot.earned)
     }
 
+    /// The GPUs (indices) that runs hold now: the actor's latest snapshot.
+    pub fn busy_gpus(&self) -> Vec<u32> {
+        self.inner.views.borrow().busy_gpus.clone()
+    }
+
     /// Answers a job payload: checks it against the lease and the escrow,
     /// then starts the run.
     pub async fn on_payload(&self, peer: PeerId, payload: Signed<JobPayload>) -> Response {

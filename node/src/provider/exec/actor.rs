@@ -44,6 +44,8 @@ pub(super) struct Snapshot {
     pub(super) earned: Amount,
     /// The leases the executor holds a run for.
     pub(super) leases: Vec<LeaseId>,
+    /// The GPUs (indices) that runs hold now.
+    pub(super) busy_gpus: Vec<u32>,
 }
 
 /// What the actor is asked.
@@ -527,10 +529,18 @@ impl Actor {
             acc.checked_add(r.record.settled).unwrap_or(acc)
         });
         let leases = self.runs.keys().copied().collect();
+        let mut busy_gpus: Vec<u32> = self
+            .runs
+            .values()
+            .filter(|r| r.record.phase.holds_gpus())
+            .flat_map(|r| r.record.gpu_indices.iter().copied())
+            .collect();
+        busy_gpus.sort_unstable();
         self.views.send_replace(Arc::new(Snapshot {
             views,
             earned,
             leases,
+            busy_gpus,
         }));
     }
 }
@@ -606,6 +616,7 @@ mod tests {
         assert_eq!((admitted, duplicate), (1, 1), "{a:?} {b:?}");
         let snapshot = views.borrow().clone();
         assert_eq!(snapshot.leases, vec![lease.id()]);
+        assert_eq!(snapshot.busy_gpus.len(), 2, "the lease's two GPUs are held");
         assert_eq!(snapshot.views.len(), 1);
         assert_eq!(snapshot.views[0].state, "starting");
         let stored: Vec<StoredRun> = store.runs().unwrap();
