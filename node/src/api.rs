@@ -370,7 +370,15 @@ async fn provider_telemetry(State(state): State<ApiState>) -> ApiResult<Vec<GpuT
 }
 
 /// The node's metrics in the OpenMetrics text format.
-async fn metrics(State(state): State<ApiState>) -> Result<Response, Failure> {
+/// OpenMetrics for a scraper that asks for it (Prometheus does), else
+/// Prometheus' text format 0.0.4.
+async fn metrics(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Failure> {
+    let format = crate::metrics::Format::negotiate(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
     let sources = Sources {
         market: &state.market,
         network: state.network.as_ref(),
@@ -383,7 +391,11 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, Failure> {
             None,
         )
     })?;
-    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response())
+    let body = match format {
+        crate::metrics::Format::OpenMetrics => body,
+        crate::metrics::Format::Text => crate::metrics::to_text_format(&body),
+    };
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 
 async fn balance(State(state): State<ApiState>) -> ApiResult<BalanceView> {

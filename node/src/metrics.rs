@@ -30,8 +30,75 @@ pub mod ledger;
 pub mod scrape;
 pub mod snapshot;
 
-/// The content type of `GET /metrics`.
+/// The content type of `GET /metrics` for a client that accepts
+/// OpenMetrics (Prometheus does).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of `GET /metrics` for any other client (`curl`,
+/// `promtool check metrics`): Prometheus' text format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Which exposition format a scrape gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, as prometheus-client encodes it.
+    OpenMetrics,
+    /// Prometheus' text format 0.0.4.
+    Text,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// it, else the text format.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    /// Its content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => CONTENT_TYPE,
+            Format::Text => TEXT_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as Prometheus' text
+/// format 0.0.4. The two differ, for what prometheus-client writes here
+/// (counters, gauges, histograms; no exemplars, units or `_created`), in
+/// one way: an OpenMetrics counter family `x` has samples `x_total`, where
+/// 0.0.4 names the family `x_total` itself; and 0.0.4 has no `# EOF`.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "unknown" => (name.to_owned(), "untyped"),
+                other => (name.to_owned(), other),
+            };
+            if let Some(text) = help.take().and_then(|h| h.split_once(' ').map(|(_, t)| t)) {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
 
 /// `topic`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -405,6 +472,40 @@ mod tests {
 
     fn text(m: &Metrics) -> String {
         m.encode(&Snapshot::default()).unwrap()
+    }
+
+    #[test]
+    fn the_text_format_names_counter_families_by_their_samples() {
+        let m = Metrics::new();
+        m.bids.inc();
+        m.settled(Some(1.0));
+        let open = text(&m);
+        assert!(
+            open.contains("# TYPE agora_bids counter\nagora_bids_total 1\n"),
+            "{open}"
+        );
+        let text = to_text_format(&open);
+        assert!(
+            text.contains(
+                "# HELP agora_bids_total Bids this provider decided to send (one per order).\n\
+                 # TYPE agora_bids_total counter\nagora_bids_total 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE agora_settlement_latency_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("agora_settlement_latency_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0;q=0.7")),
+            Format::OpenMetrics
+        );
     }
 
     #[test]

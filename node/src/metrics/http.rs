@@ -123,7 +123,16 @@ mod tests {
         let r = get("/no/such/route", Some("secret")).await.unwrap();
         assert_eq!(r.status(), 404);
 
-        let r = get("/metrics", Some("secret")).await.unwrap();
+        let r = http
+            .get(format!("{url}/metrics"))
+            .bearer_auth("secret")
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
         assert_eq!(kind, super::super::CONTENT_TYPE);
@@ -139,13 +148,17 @@ mod tests {
         }
         assert!(!text.contains("/v1/jobs/aa"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
-        // The scrape itself is counted once it is answered.
-        let text = get("/metrics", Some("secret"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        // The scrape itself is counted once it is answered; without
+        // OpenMetrics in `Accept`, the text format 0.0.4.
+        let r = get("/metrics", Some("secret")).await.unwrap();
+        let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert_eq!(kind, super::super::TEXT_CONTENT_TYPE);
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains("# TYPE agora_api_requests_total counter"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
         assert!(
             text.contains(
                 "agora_api_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"} 1"

@@ -214,7 +214,7 @@ fn gpu_gauges(r: &mut Registry, gpus: &[GpuTelemetry]) {
                 .set(if gpu.error.is_none() { 1.0 } else { 0.0 });
         }
         if let Some(v) = sample.utilization_pct {
-            util.get_or_create(&labels).set(f64::from(v));
+            util.get_or_create(&labels).set(f64::from(v) / 100.0);
         }
         if let Some(v) = sample.memory_used_mib {
             used.get_or_create(&labels).set(v as f64 * MIB);
@@ -238,8 +238,8 @@ fn gpu_gauges(r: &mut Registry, gpus: &[GpuTelemetry]) {
         ok,
     );
     r.register(
-        "agora_gpu_utilization_percent",
-        "NVML: GPU utilization over the driver's last sample period (not on simulated GPUs)",
+        "agora_gpu_utilization_ratio",
+        "NVML: GPU utilization over the driver's last sample period, 0 to 1 (not on simulated GPUs)",
         util,
     );
     r.register(
