@@ -183,9 +183,14 @@ async fn a_provider_after_a_job_passes_promtool_and_prometheus_scrapes_it() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = ledger(&dir.path().join("chain"));
     let provider_dir = dir.path().join("provider");
-    // A working bubblewrap sandboxes the job; without one it runs bare.
-    let config = format!("{PROVIDER_CONFIG}\n[runtime]\nallow_unsandboxed = true\n");
-    let provider = node(&provider_dir, Role::Provider, &config, &ledger, vec![]).await;
+    let provider = node(
+        &provider_dir,
+        Role::Provider,
+        PROVIDER_CONFIG,
+        &ledger,
+        vec![],
+    )
+    .await;
     let boot: libp2p::Multiaddr = provider.ready.listen_addrs[0].parse().unwrap();
     let requester_dir = dir.path().join("requester");
     let requester = node(&requester_dir, Role::Requester, "", &ledger, vec![boot]).await;
