@@ -1,6 +1,6 @@
 //! The node API's JSON types: what `agorad` serves and `agora` reads.
 //!
-//! Every route lives under `/v1` (but `/metrics`) and needs
+//! Every route but `/metrics` lives under `/v1`, and every route needs
 //! `Authorization: Bearer TOKEN`; without it the node answers 401 and does
 //! nothing. Amounts are base units
 //! (1 AGR = 1 000 000), times are Unix milliseconds, ids are hex.
