@@ -20,6 +20,9 @@ use serde::Deserialize;
 
 use crate::clock::now;
 use crate::market::{MarketError, MarketHandle};
+use crate::metrics::Metrics;
+use crate::metrics::scrape::{Sources, scrape};
+use crate::network::NetworkHandle;
 use crate::network::wire::plain_path;
 use crate::provider::telemetry::Telemetry;
 use crate::requester::order::order_from_spec;
@@ -41,6 +44,9 @@ pub struct ApiState {
     results_dir: PathBuf,
     /// The GPU sampler, on a provider.
     telemetry: Option<Telemetry>,
+    /// What `/metrics` serves (the network for its peer gauges).
+    metrics: Metrics,
+    network: Option<NetworkHandle>,
 }
 
 impl ApiState {
@@ -61,7 +67,16 @@ impl ApiState {
             store,
             results_dir,
             telemetry: None,
+            metrics: Metrics::new(),
+            network: None,
         }
+    }
+
+    /// Counts into, and serves at `/metrics`, the node's metrics.
+    pub fn with_metrics(mut self, metrics: Metrics, network: NetworkHandle) -> Self {
+        self.metrics = metrics;
+        self.network = Some(network);
+        self
     }
 
     /// Serves the provider's GPU telemetry from this sampler.
@@ -130,8 +145,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/provider/telemetry", get(provider_telemetry))
         .route("/v1/ledger/balance", get(balance))
         .route("/v1/ledger/deposit", post(deposit))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::http::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -429,6 +449,35 @@ async fn provider_telemetry(State(state): State<ApiState>) -> ApiResult<Vec<GpuT
         .await
         .map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None))?;
     Ok(axum::Json(views))
+}
+
+/// The node's metrics in the OpenMetrics text format.
+/// OpenMetrics for a scraper that asks for it (Prometheus does), else
+/// Prometheus' text format 0.0.4.
+async fn metrics(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Failure> {
+    let format = crate::metrics::Format::negotiate(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
+    let sources = Sources {
+        market: &state.market,
+        network: state.network.as_ref(),
+        telemetry: state.telemetry.as_ref(),
+    };
+    let body = scrape(&state.metrics, sources).await.map_err(|e| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the metrics: {e}"),
+            None,
+        )
+    })?;
+    let body = match format {
+        crate::metrics::Format::OpenMetrics => body,
+        crate::metrics::Format::Text => crate::metrics::to_text_format(&body),
+    };
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 
 async fn balance(State(state): State<ApiState>) -> ApiResult<BalanceView> {

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod identity;
 pub mod market;
+pub mod metrics;
 pub mod network;
 pub mod provider;
 pub mod requester;
