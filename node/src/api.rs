@@ -245,7 +245,7 @@ async fn offer_arrivals(
     State(state): State<ApiState>,
     params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<OfferArrivals> {
-    let params = log_params(params)?;
+    let params = query_params(params)?;
     let page = state
         .market
         .arrivals(
@@ -275,13 +275,7 @@ async fn search_offers(
     State(state): State<ApiState>,
     params: Result<UrlQuery<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<OffersPage> {
-    let UrlQuery(params) = params.map_err(|e| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            e.body_text(),
-            Some("query string".into()),
-        )
-    })?;
+    let params = query_params(params)?;
     Ok(axum::Json(
         state
             .market
@@ -373,7 +367,7 @@ async fn earnings(
     State(state): State<ApiState>,
     params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<MoneyPage> {
-    let params = money_params(params)?;
+    let params = query_params(params)?;
     // 404 on a requester-only node.
     let settled = state.market.provider().await?.earned;
     money_page(&state.store, Side::Earned, params, settled)
@@ -385,7 +379,7 @@ async fn billing(
     State(state): State<ApiState>,
     params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<MoneyPage> {
-    let params = money_params(params)?;
+    let params = query_params(params)?;
     let settled = state
         .market
         .jobs()
@@ -398,17 +392,6 @@ async fn billing(
     money_page(&state.store, Side::Spent, params, settled)
 }
 
-fn money_params(
-    params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<MoneyParams, Failure> {
-    params.map(|p| p.0).map_err(|e| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            e.body_text(),
-            Some("query string".into()),
-        )
-    })
-}
 
 fn money_page(
     store: &Store,
@@ -528,9 +511,10 @@ fn default_log_limit() -> usize {
     1000
 }
 
-fn log_params(
-    params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<LogParams, Failure> {
+/// A query string's parameters, or a 400 saying what is wrong with it.
+fn query_params<T>(
+    params: Result<UrlQuery<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, Failure> {
     params.map(|p| p.0).map_err(|e| {
         Failure::new(
             StatusCode::BAD_REQUEST,
@@ -549,7 +533,7 @@ async fn job_log(
     UrlPath(id): UrlPath<String>,
     params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<JobLogPage> {
-    let params = log_params(params)?;
+    let params = query_params(params)?;
     let view = state.market.job(id).await?;
     let order = job_key(&view)?;
     let entries = state
@@ -584,7 +568,7 @@ async fn job_stream(
     params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Failure> {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let params = log_params(params)?;
+    let params = query_params(params)?;
     let last_event = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
