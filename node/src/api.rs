@@ -1,6 +1,9 @@
 //! The node's HTTP API (axum), served on loopback. Every route needs
 //! `Authorization: Bearer TOKEN`; the token lives in the data dir. Routes
-//! and JSON types: `agora_client::api`.
+//! and JSON types: `agora_client::api`. The dashboard's static files
+//! (`crate::dashboard`) are the only routes without the token.
+
+mod events;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +41,7 @@ pub struct ApiState {
     token: Arc<str>,
     store: Store,
     results_dir: PathBuf,
+    events: Arc<events::EventHub>,
 }
 
 impl ApiState {
@@ -57,6 +61,7 @@ impl ApiState {
             token: token.into(),
             store,
             results_dir,
+            events: Arc::new(events::EventHub::new()),
         }
     }
 }
@@ -117,8 +122,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/provider", get(provider))
         .route("/v1/ledger/balance", get(balance))
         .route("/v1/ledger/deposit", post(deposit))
+        .route("/v1/events", get(events::stream))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // After the token check's layer: the dashboard's files need none.
+        .merge(crate::dashboard::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
