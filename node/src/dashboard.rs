@@ -71,7 +71,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 fn serve(asset: Asset) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            ),
             (
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -80,7 +83,10 @@ fn serve(asset: Asset) -> Response {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
             (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
             // The files change with the binary: ask each time.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),

@@ -646,7 +646,7 @@
       const last = samples[samples.length - 1];
       const leased = last ? last.leased : null;
       const head = el('div', { class: 'head' },
-        el('span', {}, el('b', { text: `#${g.index} ${g.model}` }), ` ${Math.round(g.vram_mib / 1024)} GiB · ${g.power_limit_w} W limit`),
+        el('span', {}, el('b', { text: `#${g.index} ${g.model}` }), ` ${Math.round(g.vram_mib / 1024)} GiB${g.power_limit_w ? ` · ${g.power_limit_w} W limit` : ''}`),
         el('span', { class: `badge ${leased ? 'leased' : ''}`, text: leased === null ? 'no samples' : leased ? 'leased' : 'idle' }));
       const card = el('div', { class: 'gpu', 'data-gpu': g.index }, head);
       if (g.simulated) {

@@ -309,9 +309,7 @@ pub(super) fn provider_summary(mut status: ProviderStatus, now: Timestamp) -> Pr
             _ => runs.failed += 1,
         }
     }
-    status
-        .leases
-        .sort_by(|a, b| b.starts_at.cmp(&a.starts_at));
+    status.leases.sort_by(|a, b| b.starts_at.cmp(&a.starts_at));
     status.leases.truncate(SUMMARY_ROWS);
     status.runs.truncate(SUMMARY_ROWS);
     ProviderSummary {
