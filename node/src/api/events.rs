@@ -220,11 +220,11 @@ pub(super) fn jobs_summary(jobs: Vec<JobView>) -> JobsSummary {
             })
         })
         .collect();
-    events.sort_by(|a, b| b.at.cmp(&a.at));
+    events.sort_by_key(|e| std::cmp::Reverse(e.at));
     events.truncate(RECENT_EVENTS);
     let total = jobs.len() as u64;
     let mut jobs = jobs;
-    jobs.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.submitted_at));
     jobs.truncate(SUMMARY_ROWS);
     JobsSummary {
         total,
@@ -309,7 +309,7 @@ pub(super) fn provider_summary(mut status: ProviderStatus, now: Timestamp) -> Pr
             _ => runs.failed += 1,
         }
     }
-    status.leases.sort_by(|a, b| b.starts_at.cmp(&a.starts_at));
+    status.leases.sort_by_key(|l| std::cmp::Reverse(l.starts_at));
     status.leases.truncate(SUMMARY_ROWS);
     status.runs.truncate(SUMMARY_ROWS);
     ProviderSummary {
