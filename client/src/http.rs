@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::api::{
-    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferArrivals, OfferView,
-    OffersPage, ProviderStatus, ResultView, SubmitJob,
+    ApiError, BalanceView, Bucket, DepositRequest, GpuTelemetry, JobLogPage, JobView, MoneyPage,
+    NodeInfo, OfferArrivals, OfferView, OffersPage, ProviderStatus, ResultView, SubmitJob,
 };
 
 pub use stream::{JobStream, Reconnect, StreamItem};
@@ -403,6 +403,52 @@ impl NodeClient {
     /// node).
     pub async fn provider_status(&self) -> Result<ProviderStatus, ClientError> {
         self.get(self.url(&["provider"])).await
+    }
+
+    /// `GET /v1/provider/earnings`: what the provider earned, from
+    /// countersigned receipts, in `bucket`s from `since` (the node's
+    /// default window when `None`).
+    pub async fn earnings(
+        &self,
+        bucket: Bucket,
+        since: Option<Timestamp>,
+    ) -> Result<MoneyPage, ClientError> {
+        self.get(self.money_url(&["provider", "earnings"], bucket, since))
+            .await
+    }
+
+    /// `GET /v1/billing`: what this node spent as a requester, from the
+    /// receipts it countersigned.
+    pub async fn billing(
+        &self,
+        bucket: Bucket,
+        since: Option<Timestamp>,
+    ) -> Result<MoneyPage, ClientError> {
+        self.get(self.money_url(&["billing"], bucket, since)).await
+    }
+
+    fn money_url(&self, path: &[&str], bucket: Bucket, since: Option<Timestamp>) -> Url {
+        let mut url = self.url(path);
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair(
+                "bucket",
+                match bucket {
+                    Bucket::Hour => "hour",
+                    Bucket::Day => "day",
+                },
+            );
+            if let Some(since) = since {
+                pairs.append_pair("since", &since.0.to_string());
+            }
+        }
+        url
+    }
+
+    /// `GET /v1/provider/telemetry`: each GPU's recent readings, oldest
+    /// first (404 [`ClientError::Api`] on a requester-only node).
+    pub async fn provider_telemetry(&self) -> Result<Vec<GpuTelemetry>, ClientError> {
+        self.get(self.url(&["provider", "telemetry"])).await
     }
 
     /// `GET /v1/node/arrivals`: offer versions this node first saw after

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agora_client::api::{
-    ApiError, BalanceView, DepositRequest, JobLogPage, JobView, NodeInfo, OfferArrivals, OfferView,
-    OffersPage, ProviderStatus, ResultView, SubmitJob,
+    ApiError, BalanceView, Bucket, DepositRequest, GpuTelemetry, JobLogPage, JobView, MoneyPage,
+    NodeInfo, OfferArrivals, OfferView, OffersPage, ProviderStatus, ResultView, SubmitJob,
 };
 use agora_protocol::{Amount, Keypair, LeaseTerms, Ledger, LedgerError, PublicKey};
 use axum::Router;
@@ -24,8 +24,9 @@ use serde::Deserialize;
 use crate::clock::now;
 use crate::market::{MarketError, MarketHandle};
 use crate::network::wire::plain_path;
+use crate::provider::telemetry::Telemetry;
 use crate::requester::order::order_from_spec;
-use crate::store::{LogRecord, Store};
+use crate::store::{LogRecord, Side, Store, money};
 
 /// Largest request body: a job spec with its small inputs.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -41,6 +42,8 @@ pub struct ApiState {
     token: Arc<str>,
     store: Store,
     results_dir: PathBuf,
+    /// The GPU sampler, on a provider.
+    telemetry: Option<Telemetry>,
     events: Arc<events::EventHub>,
 }
 
@@ -61,8 +64,15 @@ impl ApiState {
             token: token.into(),
             store,
             results_dir,
+            telemetry: None,
             events: Arc::new(events::EventHub::new()),
         }
+    }
+
+    /// Serves the provider's GPU telemetry from this sampler.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 }
 
@@ -120,6 +130,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/result", get(job_result))
         .route("/v1/jobs/{id}/result/{*path}", get(job_result_file))
         .route("/v1/provider", get(provider))
+        .route("/v1/provider/earnings", get(earnings))
+        .route("/v1/billing", get(billing))
+        .route("/v1/provider/telemetry", get(provider_telemetry))
         .route("/v1/ledger/balance", get(balance))
         .route("/v1/ledger/deposit", post(deposit))
         .route("/v1/events", get(events::stream))
@@ -329,6 +342,101 @@ async fn job(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> Api
 
 async fn provider(State(state): State<ApiState>) -> ApiResult<ProviderStatus> {
     Ok(axum::Json(state.market.provider().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoneyParams {
+    #[serde(default)]
+    bucket: Bucket,
+    /// Unix ms; by default the last 24 hours by hour, the last 30 days by
+    /// day.
+    #[serde(default)]
+    since: Option<u64>,
+}
+
+/// What the provider earned, from the receipts its requesters
+/// countersigned.
+async fn earnings(
+    State(state): State<ApiState>,
+    params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<MoneyPage> {
+    let params = money_params(params)?;
+    // 404 on a requester-only node.
+    let settled = state.market.provider().await?.earned;
+    money_page(&state.store, Side::Earned, params, settled)
+}
+
+/// What this node spent as a requester, from the receipts it
+/// countersigned.
+async fn billing(
+    State(state): State<ApiState>,
+    params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<MoneyPage> {
+    let params = money_params(params)?;
+    let settled = state
+        .market
+        .jobs()
+        .await?
+        .iter()
+        .filter_map(|j| j.settlement.as_ref())
+        .fold(Amount::ZERO, |sum, s| {
+            sum.checked_add(s.settled).unwrap_or(Amount(u64::MAX))
+        });
+    money_page(&state.store, Side::Spent, params, settled)
+}
+
+fn money_params(
+    params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<MoneyParams, Failure> {
+    params.map(|p| p.0).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            e.body_text(),
+            Some("query string".into()),
+        )
+    })
+}
+
+fn money_page(
+    store: &Store,
+    side: Side,
+    params: MoneyParams,
+    settled: Amount,
+) -> ApiResult<MoneyPage> {
+    let now = now();
+    let since = params.since.map_or_else(
+        || {
+            let back = match params.bucket {
+                Bucket::Hour => 24 * 3_600_000,
+                Bucket::Day => 30 * 86_400_000,
+            };
+            agora_protocol::Timestamp(now.0.saturating_sub(back))
+        },
+        agora_protocol::Timestamp,
+    );
+    // Every entry, for the 24 h, 7 d and all-time sums.
+    let entries = store
+        .money_since(side, agora_protocol::Timestamp(0))
+        .map_err(store_failure)?;
+    money::page(&entries, params.bucket, since, now, settled)
+        .map(axum::Json)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.0, Some("since".into())))
+}
+
+async fn provider_telemetry(State(state): State<ApiState>) -> ApiResult<Vec<GpuTelemetry>> {
+    let Some(telemetry) = &state.telemetry else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "this node is a requester; start it with `agorad provider` to rent out GPUs",
+            None,
+        ));
+    };
+    let views = telemetry
+        .views()
+        .await
+        .map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None))?;
+    Ok(axum::Json(views))
 }
 
 async fn balance(State(state): State<ApiState>) -> ApiResult<BalanceView> {

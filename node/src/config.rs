@@ -306,8 +306,30 @@ pub struct ProviderConfig {
     /// Longest lease accepted, seconds.
     #[serde(default = "default_max_lease_secs")]
     pub max_lease_secs: u64,
+    /// How often each GPU's counters (utilization, memory, power,
+    /// temperature) are read through NVML, seconds; the last hour of
+    /// readings is kept (`GET /v1/provider/telemetry`, `/metrics`).
+    #[serde(default = "default_telemetry_interval_secs")]
+    pub telemetry_interval_secs: u64,
     /// Pricing policy.
     pub pricing: PricingConfig,
+}
+
+impl ProviderConfig {
+    /// Checks the telemetry interval: 1..=300 s (an hour's ring holds
+    /// 12 to 3600 readings per GPU).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=300).contains(&self.telemetry_interval_secs) {
+            return Err(ConfigError::Invalid {
+                field: "provider.telemetry_interval_secs".into(),
+                reason: format!(
+                    "{} is outside 1..=300 seconds",
+                    self.telemetry_interval_secs
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn default_energy() -> Energy {
@@ -318,6 +340,9 @@ fn default_runtimes() -> Vec<String> {
 }
 fn default_max_lease_secs() -> u64 {
     24 * 3600
+}
+fn default_telemetry_interval_secs() -> u64 {
+    5
 }
 
 /// Declarative pricing: per model, with a default and a floor, all in AGR
@@ -438,6 +463,20 @@ count = 2
         assert_eq!(provider.pricing.models["H100"], "2.5");
         assert_eq!(config.simulated_gpu[0].count, 2);
         assert_eq!(config.node, NodeSection::default());
+        assert_eq!(provider.telemetry_interval_secs, 5);
+        provider.validate().unwrap();
+    }
+
+    #[test]
+    fn the_telemetry_interval_is_checked() {
+        let text = EXAMPLE.replace(
+            "energy = \"renewable\"",
+            "energy = \"renewable\"\ntelemetry_interval_secs = 0",
+        );
+        let provider = Config::parse(&text, "p.toml").unwrap().provider.unwrap();
+        assert_eq!(provider.telemetry_interval_secs, 0);
+        let err = provider.validate().unwrap_err().to_string();
+        assert!(err.contains("provider.telemetry_interval_secs"), "{err}");
     }
 
     #[test]

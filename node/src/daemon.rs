@@ -24,6 +24,7 @@ use crate::provider::bidder::Bidder;
 use crate::provider::exec::{Executor, ExecutorOptions};
 use crate::provider::inventory;
 use crate::provider::role::{ProviderRole, ProviderSnapshot};
+use crate::provider::telemetry::{Telemetry, TelemetryOptions};
 use crate::runtime::Runtime;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::ray::RayRuntime;
@@ -200,6 +201,18 @@ pub async fn start_with_ledger(
         })),
         _ => None,
     };
+    let telemetry = match (&provider, &executor, &options.config.provider) {
+        (Some(role), Some(exec), Some(config)) => {
+            let exec = exec.clone();
+            Some(Telemetry::spawn(TelemetryOptions {
+                gpus: role.inventory().gpus.clone(),
+                interval: Duration::from_secs(config.telemetry_interval_secs),
+                leased: Arc::new(move || exec.busy_gpus()),
+                cancel: cancel.child_token(),
+            }))
+        }
+        _ => None,
+    };
     let (market, market_task) = market::spawn(MarketOptions {
         key: key.clone(),
         role: options.role,
@@ -230,14 +243,18 @@ pub async fn start_with_ledger(
     if !api_addr.ip().is_loopback() {
         warn!(%api_addr, "the API listens beyond loopback; anyone who reaches it needs only the token");
     }
-    let router = api::router(api::ApiState::new(
+    let mut state = api::ApiState::new(
         market.clone(),
         ledger,
         &key,
         token,
         store.clone(),
         options.data_dir.join("results"),
-    ));
+    );
+    if let Some(telemetry) = telemetry {
+        state = state.with_telemetry(telemetry);
+    }
+    let router = api::router(state);
     let api_cancel = cancel.clone();
     let api = tokio::spawn(async move {
         let serve = axum::serve(listener, router)
@@ -279,6 +296,7 @@ fn provider_role(
             "a provider needs a [provider] section in its config (region, pricing); pass --config FILE".into(),
         )
     })?;
+    provider_config.validate()?;
     let now = now();
     let inventory = if let Some(inventory) = ray_inventory {
         inventory

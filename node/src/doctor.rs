@@ -200,6 +200,7 @@ fn validate(config: &Config) -> Result<(), config::ConfigError> {
     let Some(provider) = &config.provider else {
         return Ok(());
     };
+    provider.validate()?;
     match provider.runtimes.as_slice() {
         [one] if one == "process" || one == "ray" => {}
         [] => {}

@@ -1,5 +1,6 @@
 //! The provider role: inventory, pricing, offers, the bid engine, and the
-//! role as the market actor runs it and the executor that runs leased jobs.
+//! role as the market actor runs it, the executor that runs leased jobs, and
+//! the GPU telemetry sampler.
 
 pub mod bidder;
 pub mod core;
@@ -9,6 +10,7 @@ pub mod inventory;
 pub mod offers;
 pub mod pricing;
 pub mod role;
+pub mod telemetry;
 
 pub use self::core::Provider;
 pub use bidder::Decision;

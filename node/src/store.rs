@@ -12,6 +12,10 @@ use agora_client::api::{JobLogEntry, LogKind};
 use agora_protocol::{Lease, LeaseId, Offer, OfferId, OrderId, RunEvent, Signed, Timestamp};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+pub mod money;
+
+pub use money::{MoneyEntry, Side};
+
 /// One entry of a stored log (a run's on a provider, a job's on a
 /// requester). The typed run event is kept beside its name, so nothing is
 /// ever read back out of the text.
@@ -77,6 +81,7 @@ pub struct Store {
     meta: sled::Tree,
     runs: sled::Tree,
     logs: sled::Tree,
+    money: sled::Tree,
     appended: Arc<tokio::sync::Notify>,
 }
 
@@ -86,6 +91,7 @@ const LEASES: &str = "leases";
 const META: &str = "meta";
 const RUNS: &str = "runs";
 const LOGS: &str = "logs";
+const MONEY: &str = "money";
 
 impl Store {
     /// Opens (or creates) the store under `dir`.
@@ -98,6 +104,7 @@ impl Store {
             meta: db.open_tree(META)?,
             runs: db.open_tree(RUNS)?,
             logs: db.open_tree(LOGS)?,
+            money: db.open_tree(MONEY)?,
             appended: Arc::new(tokio::sync::Notify::new()),
             db,
         })

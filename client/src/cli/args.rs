@@ -55,6 +55,9 @@ pub(crate) enum Command {
     /// The provider side of the node.
     #[command(subcommand)]
     Provider(ProviderCommand),
+    /// What this node spent as a requester, by hour or day, from the
+    /// receipts it countersigned (and what the ledger has settled).
+    Billing(MoneyArgs),
 }
 
 /// `agora offers ...`.
@@ -111,8 +114,8 @@ pub(crate) enum JobCommand {
         /// Job id (hex).
         id: String,
     },
-    /// Every job of this node.
-    List,
+    /// Every job of this node; with --watch, kept up to date.
+    List(ListArgs),
     /// A job's log: its output (stdout to stdout, stderr to stderr) and
     /// lifecycle events (on stderr).
     ///
@@ -132,6 +135,50 @@ pub(crate) enum JobCommand {
         /// Job id (hex).
         id: String,
     },
+}
+
+/// `agora job list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Keep the table up to date until interrupted (on a terminal it is
+    /// redrawn in place; otherwise, and with --json, each change is printed
+    /// once: with --json as one line per changed job).
+    #[arg(short, long)]
+    pub(crate) watch: bool,
+    /// Seconds between looks with --watch.
+    #[arg(long, value_name = "SECS", default_value_t = 2, requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) interval: u64,
+}
+
+/// `agora billing` and `agora provider earnings`.
+#[derive(Debug, Args)]
+pub(crate) struct MoneyArgs {
+    /// One row per hour or per day (UTC).
+    #[arg(long, value_enum, default_value_t = BucketArg::Day)]
+    pub(crate) bucket: BucketArg,
+    /// From when: a span back from now (`90m`, `24h`, `7d`, `2w`) or Unix
+    /// milliseconds. By default the last 24 hours by hour, 30 days by day.
+    #[arg(long, value_name = "WHEN", value_parser = super::money::parse_since)]
+    pub(crate) since: Option<super::money::Since>,
+}
+
+/// `--bucket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BucketArg {
+    /// One hour.
+    Hour,
+    /// One day.
+    Day,
+}
+
+impl From<BucketArg> for agora_client::api::Bucket {
+    fn from(b: BucketArg) -> Self {
+        match b {
+            BucketArg::Hour => Self::Hour,
+            BucketArg::Day => Self::Day,
+        }
+    }
 }
 
 /// `agora job logs`.
@@ -197,6 +244,9 @@ pub(crate) enum NodeCommand {
 pub(crate) enum ProviderCommand {
     /// GPUs, offers, reservations, leases, runs and earnings.
     Status,
+    /// What the provider earned, by hour or day, from the receipts its
+    /// requesters countersigned (and what the ledger has settled).
+    Earnings(MoneyArgs),
 }
 
 #[cfg(test)]
@@ -257,5 +307,32 @@ mod tests {
         }
         let err = Cli::try_parse_from(["agora", "ledger", "deposit", "lots"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        let cli = Cli::try_parse_from([
+            "agora", "provider", "earnings", "--bucket", "hour", "--since", "7d",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Provider(ProviderCommand::Earnings(args)) => {
+                assert_eq!(args.bucket, BucketArg::Hour);
+                assert_eq!(
+                    args.since,
+                    Some(super::super::money::Since::Back(7 * 86_400_000))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Cli::try_parse_from(["agora", "billing", "--since", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("soon"), "{err}");
+        let err = Cli::try_parse_from(["agora", "billing", "--bucket", "week"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let cli = Cli::try_parse_from(["agora", "job", "list", "-w", "--interval", "5"]).unwrap();
+        match cli.command {
+            Command::Job(JobCommand::List(args)) => assert!(args.watch && args.interval == 5),
+            other => panic!("{other:?}"),
+        }
+        // --interval without --watch is a usage error.
+        assert!(Cli::try_parse_from(["agora", "job", "list", "--interval", "5"]).is_err());
     }
 }

@@ -8,11 +8,12 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::args::{
-    Cli, Command, JobCommand, LedgerCommand, LogsArgs, NodeCommand, OffersCommand, ProviderCommand,
-    SubmitArgs,
+    Cli, Command, JobCommand, LedgerCommand, LogsArgs, MoneyArgs, NodeCommand, OffersCommand,
+    ProviderCommand, SubmitArgs,
 };
 use super::logs::{self, LogPrinter};
-use super::{render, result};
+use super::progress::Waiting;
+use super::{money, render, result, watch};
 use agora_client::api::{JobState, JobView, SubmitJob};
 use agora_client::http::NodeClient;
 use agora_client::spec;
@@ -39,9 +40,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Job(JobCommand::Submit(args)) => submit(&node, &out, args).await,
         Command::Job(JobCommand::Status { id }) => out.show(&node.job(&id).await?, render::job),
-        Command::Job(JobCommand::List) => out.show(&node.jobs().await?, |jobs: &Vec<JobView>| {
-            render::jobs(jobs)
-        }),
+        Command::Job(JobCommand::List(args)) if args.watch => {
+            watch::jobs(&node, out.json, Duration::from_secs(args.interval)).await
+        }
+        Command::Job(JobCommand::List(_)) => out
+            .show(&node.jobs().await?, |jobs: &Vec<JobView>| {
+                render::jobs(jobs)
+            }),
         Command::Job(JobCommand::Logs(args)) => job_logs(&node, &out, args).await,
         Command::Job(JobCommand::Result { id, output }) => {
             let (view, files) = result::download(&node, &id, &output).await?;
@@ -64,7 +69,27 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Provider(ProviderCommand::Status) => {
             out.show(&node.provider_status().await?, render::provider_status)
         }
+        Command::Provider(ProviderCommand::Earnings(args)) => {
+            let (bucket, since) = money_window(&args);
+            let page = node.earnings(bucket, since).await?;
+            out.show(&page, |p| money::page(p, "earned"))
+        }
+        Command::Billing(args) => {
+            let (bucket, since) = money_window(&args);
+            let page = node.billing(bucket, since).await?;
+            out.show(&page, |p| money::page(p, "spent"))
+        }
     }
+}
+
+/// The bucket and the start of the window `args` ask for.
+fn money_window(
+    args: &MoneyArgs,
+) -> (agora_client::api::Bucket, Option<agora_protocol::Timestamp>) {
+    (
+        args.bucket.into(),
+        args.since.map(|s| s.resolve(money::now())),
+    )
 }
 
 /// `agora job submit`: submit, then follow the job until it is placed or
@@ -80,11 +105,12 @@ async fn submit(node: &NodeClient, out: &Output, args: SubmitArgs) -> anyhow::Re
     if args.no_wait {
         return out.show(&job, render::job);
     }
-    eprintln!("{}", render::progress(&job));
+    let waiting = Waiting::start(&job);
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    let mut last = job.state;
+    let mut last = render::progress(&job);
     while !placed_or_ended(job.state) {
         if Instant::now() >= deadline {
+            waiting.finish();
             bail!(
                 "job {} is still {} after {}s; it goes on: follow it with `agora job status {}`",
                 job.id,
@@ -94,15 +120,20 @@ async fn submit(node: &NodeClient, out: &Output, args: SubmitArgs) -> anyhow::Re
             );
         }
         tokio::time::sleep(POLL_INTERVAL).await;
-        job = node
-            .job(&job.id)
-            .await
-            .with_context(|| format!("following job {}", job.id))?;
-        if job.state != last {
-            eprintln!("{}", render::progress(&job));
-            last = job.state;
+        job = match node.job(&job.id).await {
+            Ok(job) => job,
+            Err(e) => {
+                waiting.finish();
+                return Err(e).with_context(|| format!("following job {}", job.id));
+            }
+        };
+        let now = render::progress(&job);
+        if now != last {
+            waiting.changed(&job);
+            last = now;
         }
     }
+    waiting.finish();
     if !args.watch || job.lease.is_none() {
         return finish(out, &job);
     }

@@ -26,9 +26,10 @@ use crate::network::{NetworkEvent, NetworkHandle, OFFERS_TOPIC, ORDERS_TOPIC, Re
 use crate::provider::exec::Executor;
 use crate::provider::{Provider, ProviderRole};
 use crate::requester::core::Settings;
+use crate::requester::events::JobEventKind;
 use crate::requester::tasks::{self, TaskContext};
 use crate::requester::{Answer, Effect, JobRecord, Requester, TaskKind, TaskResult};
-use crate::store::Store;
+use crate::store::{MoneyEntry, Side, Store};
 
 mod commands;
 mod peers;
@@ -176,6 +177,7 @@ fn load_jobs(store: &Store) -> Result<Vec<JobRecord>, MarketError> {
         }
         out.push(record);
     }
+    backfill_spend(store, &out);
     if migrated > 0 {
         store
             .flush()
@@ -186,6 +188,30 @@ fn load_jobs(store: &Store) -> Result<Vec<JobRecord>, MarketError> {
         );
     }
     Ok(out)
+}
+
+/// Jobs stored before spend was recorded per receipt count as spent at
+/// their latest receipt: written once, when the store has no spend yet.
+fn backfill_spend(store: &Store, jobs: &[JobRecord]) {
+    if store.has_money(Side::Spent).unwrap_or(true) {
+        return;
+    }
+    for job in jobs {
+        let Some(claim) = job.receipt() else { continue };
+        let r = claim.receipt();
+        let at = job
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.kind == JobEventKind::Receipt)
+            .map_or(job.submitted_at, |e| e.at);
+        if let Some(entry) =
+            MoneyEntry::increase(r.lease_id, r.sequence, r.cumulative_amount, None, at)
+            && let Err(e) = store.put_money(Side::Spent, &entry)
+        {
+            warn!(job = %job.id(), error = %e, "cannot backfill the spend entry");
+        }
+    }
 }
 
 struct Router {
@@ -283,6 +309,11 @@ impl Router {
                     Effect::Log(id, entries) => {
                         if let Err(e) = self.store.append_log(&id.0, &entries) {
                             warn!(job = %id, error = %e, "cannot store log entries");
+                        }
+                    }
+                    Effect::Spent(entry) => {
+                        if let Err(e) = self.store.put_money(Side::Spent, &entry) {
+                            warn!(lease = %entry.lease, error = %e, "cannot store the spend entry");
                         }
                     }
                     Effect::Publish(id, bytes) => {

@@ -49,7 +49,7 @@ use crate::clock::now;
 use crate::config::RuntimeSection;
 use crate::network::{NetworkHandle, Response};
 use crate::runtime::{RunSpec, Runtime};
-use crate::store::Store;
+use crate::store::{MoneyEntry, Side, Store};
 
 mod actor;
 mod log_push;
@@ -121,6 +121,9 @@ impl Executor {
             Vec::new()
         });
         let mut resumed = Vec::new();
+        // Runs stored before earnings were recorded per receipt count as
+        // earned when their latest countersignature arrived: once.
+        let backfill = !options.store.has_money(Side::Earned).unwrap_or(true);
         for stored in stored {
             let mut record = match RunRecord::restore(stored) {
                 Ok(record) => record,
@@ -131,8 +134,21 @@ impl Executor {
             };
             let id = record.lease.id();
             let order = record.lease.terms().order_id;
+            if backfill && let Some(claim) = &record.countersigned {
+                let r = claim.receipt();
+                let at = record
+                    .countersigned_at
+                    .unwrap_or(record.lease.terms().starts_at);
+                if let Some(entry) =
+                    MoneyEntry::increase(id, r.sequence, r.cumulative_amount, None, at)
+                    && let Err(e) = options.store.put_money(Side::Earned, &entry)
+                {
+                    warn!(lease = %id, error = %e, "cannot backfill the earnings entry");
+                }
+            }
             let interrupted = record.interrupt(now());
             if record.finished() {
+                actor.count_finished(record.settled);
                 continue;
             }
             actor.restore(record, interrupted);
@@ -162,6 +178,11 @@ impl Executor {
     pub fn views(&self) -> (Vec<RunView>, Amount) {
         let snapshot = self.inner.views.borrow();
         (snapshot.views.clone(), snapshot.earned)
+    }
+
+    /// The GPUs (indices) that runs hold now: the actor's latest snapshot.
+    pub fn busy_gpus(&self) -> Vec<u32> {
+        self.inner.views.borrow().busy_gpus.clone()
     }
 
     /// Answers a job payload: checks it against the lease and the escrow,

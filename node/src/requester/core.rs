@@ -23,7 +23,7 @@ use super::events::JobEventKind;
 use super::job::{Event, JobRecord};
 use super::lease::LeaseOutcome;
 use crate::network::{Request, Response};
-use crate::store::LogRecord;
+use crate::store::{LogRecord, MoneyEntry};
 
 /// Jobs kept in memory at most (finished ones stay in the store).
 pub const MAX_JOBS: usize = 10_000;
@@ -39,6 +39,9 @@ pub enum Effect {
     /// Publish the signed order on gossip; a failure comes back through
     /// [`Requester::publish_failed`].
     Publish(OrderId, Vec<u8>),
+    /// Record what a newly countersigned receipt adds to the spend (with
+    /// the job's record: flushed before the countersignature is sent).
+    Spent(MoneyEntry),
     /// Start background work; its result comes back through
     /// [`Requester::on_task`], or its refusal as [`TaskKind::lost`].
     Start(OrderId, Task),

@@ -13,11 +13,12 @@ use base64::Engine as _;
 use libp2p::PeerId;
 use tracing::{info, warn};
 
-use super::core::{Answer, Delivery, Refusal, Requester, RequesterError, Task};
+use super::core::{Answer, Delivery, Effect, Refusal, Requester, RequesterError, Task};
 use super::events::JobEventKind;
 use super::job::{ManifestBytes, Wire};
 use crate::network::wire::JobUpdate;
 use crate::network::{Request, Response};
+use crate::store::MoneyEntry;
 
 /// Clock skew allowed when checking a receipt's GPU-seconds.
 pub(crate) const RECEIPT_TOLERANCE_SECS: u64 = 3;
@@ -303,6 +304,13 @@ impl Requester {
             Err(e) => return Answer::plain(Response::Refused(format!("cannot countersign: {e}"))),
         };
         let cosigned = claim.cosigned().clone();
+        let spent = MoneyEntry::increase(
+            r.lease_id,
+            r.sequence,
+            r.cumulative_amount,
+            previous.map(|p| (p.receipt().sequence, p.receipt().cumulative_amount)),
+            now,
+        );
         job.receipt = Some(Wire(claim));
         // A receipt means the job ran, even if word of its start is still
         // on the way (a short job's final receipt can come first).
@@ -326,6 +334,9 @@ impl Requester {
             if r.is_final { " (final)" } else { "" }
         );
         self.event(id, now, JobEventKind::Receipt, text);
+        if let Some(entry) = spent {
+            self.effect(Effect::Spent(entry));
+        }
         self.persist(id);
         self.maybe_fetch(id, now);
         if r.is_final {

@@ -45,6 +45,8 @@ pub(crate) mod output;
 pub(crate) mod sandbox;
 mod tree;
 
+pub mod for_tests;
+
 #[cfg(test)]
 mod tests;
 

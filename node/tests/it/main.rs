@@ -6,3 +6,4 @@ mod doctor;
 mod hostile_gossip;
 mod overload;
 mod support;
+mod telemetry;

@@ -8,6 +8,7 @@ use agora_client::api::Role;
 use agora_contracts_mock::{SledConfig, SledLedger, SystemClock};
 use agora_node::config::Config;
 use agora_node::daemon::{self, NodeOptions, RunningNode};
+use agora_node::runtime::process::for_tests::providers_unsandboxed;
 use agora_protocol::Ledger;
 
 /// An in-process ledger (the sled backend, which passes the conformance
@@ -44,9 +45,15 @@ pub(crate) async fn node(
     ledger: &Arc<dyn Ledger>,
     bootstrap: Vec<libp2p::Multiaddr>,
 ) -> RunningNode {
+    let mut config = Config::parse(config, "test").unwrap();
+    // Without bubblewrap (and not in CI) these tests' providers run jobs
+    // unsandboxed: they test the market, not the sandbox.
+    if role == Role::Provider && providers_unsandboxed() {
+        config.runtime.allow_unsandboxed = true;
+    }
     let options = NodeOptions {
         data_dir: dir.to_path_buf(),
-        config: Config::parse(config, "test").unwrap(),
+        config,
         role,
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap,

@@ -27,9 +27,10 @@ fn ray_env(name: &str) -> Option<String> {
         );
     }
     eprintln!(
-        "SKIPPED: {name} is not set, so there is no Ray to test against; run .ci/run, or \
+        "SKIPPED: {}: {name} is not set, so there is no Ray to test against; run .ci/run, or \
          install ray[default] and export AGORA_RAY_DASHBOARD=http://127.0.0.1:8265 and \
-         AGORA_RAY_BIN=$(command -v ray) after `ray start --head`"
+         AGORA_RAY_BIN=$(command -v ray) after `ray start --head`",
+        std::thread::current().name().unwrap_or("a Ray test")
     );
     None
 }

@@ -9,6 +9,7 @@ use agora_client::api::{
     Constraints, JobSpec, JobView, MarketTerms, OfferView, Resources, SubmitJob,
 };
 use agora_client::http::NodeClient;
+use agora_node::runtime::process::for_tests::providers_unsandboxed;
 use agora_protocol::Amount;
 use agora_testnet::{Binaries, Testnet, TestnetConfig};
 
@@ -99,6 +100,10 @@ pub async fn testnet(providers: usize, requesters: usize) -> (tempfile::TempDir,
     let dir = tempfile::tempdir().unwrap();
     let mut config = TestnetConfig::new(dir.path().join("net"), providers, requesters);
     config.bin_dir = bins.agorad.parent().map(PathBuf::from);
+    // Without bubblewrap (and not in CI) the providers run jobs
+    // unsandboxed: these tests are about the market; the sandbox's own
+    // test skips.
+    config.node.allow_unsandboxed = providers_unsandboxed();
     let net = Testnet::start(config)
         .await
         .unwrap_or_else(|e| panic!("the testnet did not start: {e}"));

@@ -29,7 +29,7 @@ use super::run::Stop;
 use crate::clock::now;
 use crate::network::Response;
 use crate::network::wire::Fetch;
-use crate::store::{LogRecord, Store};
+use crate::store::{LogRecord, MoneyEntry, Side, Store};
 
 /// Commands waiting for the actor at most.
 pub(super) const COMMANDS: usize = 256;
@@ -44,6 +44,8 @@ pub(super) struct Snapshot {
     pub(super) earned: Amount,
     /// The leases the executor holds a run for.
     pub(super) leases: Vec<LeaseId>,
+    /// The GPUs (indices) that runs hold now.
+    pub(super) busy_gpus: Vec<u32>,
 }
 
 /// What the actor is asked.
@@ -193,6 +195,9 @@ pub(super) struct Actor {
     slots: HashMap<u32, Vec<Gpu>>,
     grace_secs: u32,
     views: watch::Sender<Arc<Snapshot>>,
+    /// Settled by runs that were finished before the node started (they
+    /// are not loaded): part of `earned`.
+    earned_before: Amount,
 }
 
 impl Actor {
@@ -209,8 +214,19 @@ impl Actor {
             slots,
             grace_secs,
             views,
+            earned_before: Amount::ZERO,
         };
         (actor, rx)
+    }
+
+    /// Counts what a run finished before this start settled (before the
+    /// loop starts), so `earned` survives restarts.
+    pub(super) fn count_finished(&mut self, settled: Amount) {
+        self.earned_before = self
+            .earned_before
+            .checked_add(settled)
+            .unwrap_or(self.earned_before);
+        self.publish();
     }
 
     /// Takes over a run restored from the store (before the loop starts).
@@ -418,6 +434,21 @@ impl Actor {
             }
             Update::ReceiptSigned { sequence } => r.receipt_seq = sequence,
             Update::Countersigned { claim, at } => {
+                let receipt = claim.receipt();
+                let previous = r
+                    .countersigned
+                    .as_ref()
+                    .map(|c| (c.receipt().sequence, c.receipt().cumulative_amount));
+                if let Some(entry) = MoneyEntry::increase(
+                    *id,
+                    receipt.sequence,
+                    receipt.cumulative_amount,
+                    previous,
+                    at,
+                ) && let Err(e) = self.store.put_money(Side::Earned, &entry)
+                {
+                    warn!(lease = %id, error = %e, "cannot store the earnings entry");
+                }
                 r.countersigned = Some(*claim);
                 r.countersigned_at = Some(at);
             }
@@ -494,14 +525,22 @@ impl Actor {
     fn publish(&self) {
         let mut views: Vec<_> = self.runs.values().map(|r| r.record.view()).collect();
         views.sort_by_key(|v| std::cmp::Reverse(v.started_at));
-        let earned = self.runs.values().fold(Amount::ZERO, |acc, r| {
+        let earned = self.runs.values().fold(self.earned_before, |acc, r| {
             acc.checked_add(r.record.settled).unwrap_or(acc)
         });
         let leases = self.runs.keys().copied().collect();
+        let mut busy_gpus: Vec<u32> = self
+            .runs
+            .values()
+            .filter(|r| r.record.phase.holds_gpus())
+            .flat_map(|r| r.record.gpu_indices.iter().copied())
+            .collect();
+        busy_gpus.sort_unstable();
         self.views.send_replace(Arc::new(Snapshot {
             views,
             earned,
             leases,
+            busy_gpus,
         }));
     }
 }
@@ -577,6 +616,7 @@ mod tests {
         assert_eq!((admitted, duplicate), (1, 1), "{a:?} {b:?}");
         let snapshot = views.borrow().clone();
         assert_eq!(snapshot.leases, vec![lease.id()]);
+        assert_eq!(snapshot.busy_gpus.len(), 2, "the lease's two GPUs are held");
         assert_eq!(snapshot.views.len(), 1);
         assert_eq!(snapshot.views[0].state, "starting");
         let stored: Vec<StoredRun> = store.runs().unwrap();
