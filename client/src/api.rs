@@ -4,8 +4,8 @@
 //! without it the node answers 401 and does nothing. The dashboard's
 //! static files (`GET /`, `/dashboard/app.js`, `/dashboard/style.css`,
 //! `/dashboard/icon.svg`) are the only routes served without the token:
-//! they hold no data, and the page asks for the token itself. Amounts are base units
-//! (1 AGR = 1 000 000), times are Unix milliseconds, ids are hex.
+//! they hold no data, and the page asks for the token itself. Amounts are
+//! base units (1 AGR = 1 000 000), times are Unix milliseconds, ids are hex.
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
@@ -39,7 +39,9 @@
 //! since this client's last event, `event:` the part's name, `data:` JSON:
 //! `node` ([`NodeInfo`]), `jobs` ([`JobsSummary`]), `provider`
 //! ([`ProviderSummary`], provider nodes only), `telemetry`
-//! (`[GpuTelemetry]`, provider nodes only). `id:` is the node's snapshot
+//! (`[GpuTelemetry]` with each GPU's latest sample only, provider nodes
+//! only; the window is `GET /v1/provider/telemetry`), and `error`
+//! ([`ApiError`], empty when every part was read). `id:` is the node's snapshot
 //! number. The first events after connecting (or reconnecting) carry every
 //! part, so a client that lost its connection just connects again: there is
 //! nothing to replay. A slow client skips snapshots rather than queueing

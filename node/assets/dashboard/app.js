@@ -14,6 +14,7 @@
   const DAY = 86400000;
   const MAX_LOG_LINES = 5000;
   const MAX_HISTORY = 3600;
+  const MAX_SAMPLES = 4096; // per GPU, like the node's own window
   const STALL_MS = 45000; // keep-alives come every 15 s
   const TROUBLE = new Set(['decline', 'lease_refused', 'no_bids', 'failed', 'provider_unresponsive',
     'results_failed', 'settlement_failed', 'receipt_refused']);
@@ -180,7 +181,7 @@
         if (before !== moneyKey(data)) refreshMoney('earnings');
         break;
       }
-      case 'telemetry': view.telemetry = data; view.telemetryInStream = true; renderTelemetry(); break;
+      case 'telemetry': view.telemetryInStream = true; mergeTelemetry(data); break;
       case 'error': showStreamError(data.error ? `the node: ${data.error}` : ''); break;
       default: break;
     }
@@ -201,7 +202,9 @@
 
   async function fetchMoney(which) {
     if (!session) return;
-    const since = Date.now() - 7 * DAY;
+    // The figures (24 h, 7 d, all time) do not depend on `since`; the
+    // chart's hourly bars cover the last two days.
+    const since = Date.now() - 2 * DAY;
     const path = which === 'earnings'
       ? `/v1/provider/earnings?bucket=hour&since=${since}` : `/v1/billing?bucket=hour&since=${since}`;
     if (which === 'earnings' && !isProvider()) return;
@@ -218,8 +221,26 @@
     }
   }
 
-  async function fetchTelemetry() {
-    if (!session || view.telemetryInStream || !isProvider()) return;
+  // The stream carries each GPU's latest sample; the window was fetched
+  // once at sign-in.
+  function mergeTelemetry(latest) {
+    if (!view.telemetry) { view.telemetry = latest; renderTelemetry(); return; }
+    for (const g of latest) {
+      const have = view.telemetry.find((x) => x.index === g.index);
+      if (!have) { view.telemetry.push(g); continue; }
+      const lastAt = have.samples.length ? have.samples[have.samples.length - 1].at : -1;
+      have.samples.push(...g.samples.filter((s) => s.at > lastAt));
+      if (have.samples.length > MAX_SAMPLES) have.samples.splice(0, have.samples.length - MAX_SAMPLES);
+      have.error = g.error;
+    }
+    view.telemetryError = null;
+    renderTelemetry();
+  }
+
+  // The whole window: at sign-in, and every 5 s only from a node whose
+  // stream carries no telemetry.
+  async function fetchTelemetry(first) {
+    if (!session || !isProvider() || (view.telemetryInStream && !first)) return;
     try {
       view.telemetry = await api('/v1/provider/telemetry', session.signal);
       view.telemetryError = null;
@@ -423,8 +444,9 @@
     const w = $('earn-chart').clientWidth || 500;
     const h = 90;
     const s = svg('svg', { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: 'none' });
-    const t0 = since;
-    const t1 = Date.now();
+    // From the first bucket's start to the current bucket's end.
+    const t0 = since - (since % width);
+    const t1 = Date.now() - (Date.now() % width) + width;
     const max = Math.max(1, ...buckets.map((b) => b.amount));
     const x = (t) => ((t - t0) / (t1 - t0)) * w;
     const bw = Math.max(2, (width / (t1 - t0)) * w - 1);
@@ -560,32 +582,40 @@
     let busy = null;
     let source;
     const tel = view.telemetry;
-    if (tel && tel.length && tel.some((g) => g.samples.length > 1)) {
-      source = 'from each GPU\'s telemetry samples (GET /v1/provider/telemetry)';
-      const times = new Map();
+    if (tel && tel.length && tel.some((g) => g.samples.length > 0)) {
+      source = 'from each GPU\'s telemetry samples (GET /v1/provider/telemetry); a sample holds until the next';
+      // A step per GPU: each sample holds until that GPU's next one (the
+      // last for one sampling interval, or until now).
+      const gpus = tel.filter((g) => g.samples.length);
+      const first = gpus[0].samples;
+      const interval = first.length > 1 ? first[first.length - 1].at - first[first.length - 2].at : 5000;
+      const times = [...new Set(gpus.flatMap((g) => g.samples.map((x) => x.at)))].sort((a, b) => a - b);
+      const end = Math.min(Date.now(), times[times.length - 1] + interval);
+      const at = gpus.map(() => -1);
       let busySum = 0;
       let busyN = 0;
-      for (const g of tel) {
-        for (let i = 0; i < g.samples.length; i++) {
-          const s = g.samples[i];
-          const next = g.samples[i + 1];
-          if (next) {
-            const dt = (next.at - s.at) / 1000;
-            availSecs += dt;
-            if (s.leased) leasedSecs += dt;
-          }
-          const bucket = Math.round(s.at / 1000) * 1000;
-          const t = times.get(bucket) || { leased: 0, n: 0, util: 0, un: 0 };
-          t.n += 1;
-          if (s.leased) t.leased += 1;
-          if (s.utilization_pct !== null && s.utilization_pct !== undefined) { t.util += s.utilization_pct; t.un += 1; busySum += s.utilization_pct; busyN += 1; }
-          times.set(bucket, t);
-        }
+      for (const t of times) {
+        let leased = 0;
+        let total = 0;
+        let util = 0;
+        let un = 0;
+        gpus.forEach((g, i) => {
+          while (at[i] + 1 < g.samples.length && g.samples[at[i] + 1].at <= t) at[i] += 1;
+          if (at[i] < 0) return;
+          const x = g.samples[at[i]];
+          total += 1;
+          if (x.leased) leased += 1;
+          if (x.utilization_pct !== null && x.utilization_pct !== undefined) { util += x.utilization_pct; un += 1; }
+        });
+        series.push({ at: t, leased, total, util: un ? (util / un / 100) * total : null });
+        if (un) { busySum += util / un; busyN += 1; }
       }
-      const total = tel.length;
-      for (const [at, t] of [...times.entries()].sort((a, b) => a[0] - b[0])) {
-        series.push({ at, leased: (t.leased / t.n) * total, util: t.un ? (t.util / t.un / 100) * total : null, total });
+      for (let i = 0; i < series.length; i++) {
+        const dt = ((i + 1 < series.length ? series[i + 1].at : end) - series[i].at) / 1000;
+        availSecs += dt * series[i].total;
+        leasedSecs += dt * series[i].leased;
       }
+      series.push(Object.assign({}, series[series.length - 1], { at: end }));
       if (busyN) busy = busySum / busyN;
     } else if (view.history.length) {
       source = 'from the reservations this page has seen since it opened (no telemetry)';
@@ -597,8 +627,8 @@
         availSecs += dt * h[i].total;
         leasedSecs += dt * h[i].leased;
         series.push({ at: h[i].at, leased: h[i].leased, util: null, total: h[i].total });
-        series.push({ at: end, leased: h[i].leased, util: null, total: h[i].total });
       }
+      series.push(Object.assign({}, series[series.length - 1], { at: now }));
     } else {
       return;
     }
@@ -618,7 +648,11 @@
     const max = Math.max(1, ...series.map((p) => p.total));
     const x = (t) => ((t - t0) / (t1 - t0)) * w;
     const y = (v) => hgt - 14 - (v / max) * (hgt - 24);
-    const path = (pts) => pts.map((p, i) => `${i ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
+    // Steps: a value holds until the next point.
+    const path = (pts) => pts.map((p, i) => {
+      const px = x(p[0]).toFixed(1);
+      return i ? `L${px},${y(pts[i - 1][1]).toFixed(1)}L${px},${y(p[1]).toFixed(1)}` : `M${px},${y(p[1]).toFixed(1)}`;
+    }).join('');
     const cap = series.map((p) => [p.at, p.total]);
     s.append(svg('path', { d: `${path(cap)}L${w},${y(0)}L0,${y(0)}Z`, fill: '#2a3645', stroke: 'none' }));
     const leased = series.map((p) => [p.at, p.leased]);
@@ -753,7 +787,7 @@
         td(o.simulated ? 'simulated' : o.verified ? 'measured' : 'declared'))));
     } catch (e) {
       if (session.signal.aborted) return;
-      setText('book-error', `${e.message}${e.at ? ` (at ${e.at})` : ''}`);
+      setText('book-error', e.at && !e.message.includes(e.at) ? `${e.message} (at ${e.at})` : e.message);
     }
   }
 
@@ -824,9 +858,9 @@
     runEvents(session.signal);
     fetchMoney('earnings');
     fetchMoney('billing');
-    fetchTelemetry();
+    fetchTelemetry(true);
     const slow = setInterval(() => { fetchMoney('earnings'); fetchMoney('billing'); }, 10000);
-    const tel = setInterval(fetchTelemetry, 5000);
+    const tel = setInterval(() => fetchTelemetry(false), 5000);
     session.signal.addEventListener('abort', () => { clearInterval(slow); clearInterval(tel); });
   }
 

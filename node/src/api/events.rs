@@ -27,6 +27,7 @@ use tokio::sync::{Semaphore, watch};
 use super::{ApiState, Failure};
 use crate::clock::now;
 use crate::market::MarketHandle;
+use crate::provider::telemetry::Telemetry;
 
 /// How often the producer looks at the node.
 pub(super) const TICK: Duration = Duration::from_secs(1);
@@ -83,7 +84,11 @@ pub(super) async fn stream(
     })?;
     let rx = hub.latest.subscribe();
     if !hub.producing.swap(true, Ordering::SeqCst) {
-        tokio::spawn(produce(state.market.clone(), hub.clone()));
+        tokio::spawn(produce(
+            state.market.clone(),
+            state.telemetry.clone(),
+            hub.clone(),
+        ));
     }
     struct Client {
         rx: watch::Receiver<Arc<Snapshot>>,
@@ -143,7 +148,7 @@ fn changed(sent: &mut BTreeMap<&'static str, Arc<str>>, snapshot: &Snapshot) -> 
 }
 
 /// Publishes a snapshot every [`TICK`] while anyone listens.
-async fn produce(market: MarketHandle, hub: Arc<EventHub>) {
+async fn produce(market: MarketHandle, telemetry: Option<Telemetry>, hub: Arc<EventHub>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -163,14 +168,20 @@ async fn produce(market: MarketHandle, hub: Arc<EventHub>) {
             return;
         }
         let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let snapshot = look(&market, seq, now()).await;
+        let snapshot = look(&market, telemetry.as_ref(), seq, now()).await;
         hub.latest.send_replace(Arc::new(snapshot));
     }
 }
 
 /// One look at the node. A part the market cannot answer becomes an
-/// `error` part saying which and why.
-async fn look(market: &MarketHandle, seq: u64, now: Timestamp) -> Snapshot {
+/// `error` part saying which and why. Telemetry is each GPU's latest
+/// sample only: the window is `GET /v1/provider/telemetry`.
+async fn look(
+    market: &MarketHandle,
+    telemetry: Option<&Telemetry>,
+    seq: u64,
+    now: Timestamp,
+) -> Snapshot {
     let mut parts = Vec::new();
     let mut errors = Vec::new();
     match market.info().await {
@@ -186,6 +197,12 @@ async fn look(market: &MarketHandle, seq: u64, now: Timestamp) -> Snapshot {
         // A requester-only node: no provider part.
         Err(e) if e.status == 404 => {}
         Err(e) => errors.push(format!("provider: {}", e.message)),
+    }
+    if let Some(telemetry) = telemetry {
+        match telemetry.latest().await {
+            Ok(gpus) => parts.push(("telemetry", json(&gpus))),
+            Err(e) => errors.push(format!("telemetry: {e}")),
+        }
     }
     let error = agora_client::api::ApiError {
         error: errors.join("; "),
@@ -309,7 +326,9 @@ pub(super) fn provider_summary(mut status: ProviderStatus, now: Timestamp) -> Pr
             _ => runs.failed += 1,
         }
     }
-    status.leases.sort_by_key(|l| std::cmp::Reverse(l.starts_at));
+    status
+        .leases
+        .sort_by_key(|l| std::cmp::Reverse(l.starts_at));
     status.leases.truncate(SUMMARY_ROWS);
     status.runs.truncate(SUMMARY_ROWS);
     ProviderSummary {

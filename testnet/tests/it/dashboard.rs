@@ -176,6 +176,8 @@ async fn the_dashboard_in_chromium_follows_a_job_and_shows_the_ledgers_earnings(
     let provider_before = provider_client.balance().await.unwrap().balance;
 
     let shots = shots_dir();
+    // No screenshot of an earlier run stays behind.
+    let _ = std::fs::remove_dir_all(&shots);
     let started = Instant::now();
     let mut script = tokio::process::Command::new("node")
         .arg("dashboard.test.mjs")
@@ -213,7 +215,9 @@ async fn the_dashboard_in_chromium_follows_a_job_and_shows_the_ledgers_earnings(
     job.command = vec![
         "sh".into(),
         "-c".into(),
-        "echo hello from the dashboard test; sleep 2; echo done".into(),
+        // Long enough for the provider's telemetry (a sample every 5 s)
+        // to see the GPU leased.
+        "echo hello from the dashboard test; sleep 8; echo done".into(),
     ];
     let job = submit(&net, "requester-0", job, None).await;
     to_script
