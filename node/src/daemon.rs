@@ -302,9 +302,15 @@ fn provider_role(
         inventory
     } else if config.simulated_gpu.is_empty() {
         let found = inventory::detect();
-        if let Some(reason) = &found.nvml_unavailable {
-            // One clear line, then carry on with what there is.
-            println!("agorad: {reason}; this provider has no GPUs to offer");
+        if found.gpus.is_empty() {
+            // What `agorad doctor` reports as an error: nothing to offer.
+            let seen = found
+                .nvml_unavailable
+                .clone()
+                .unwrap_or_else(|| "NVML found no GPUs".into());
+            return Err(StartError::Setup(format!(
+                "{seen}; this provider has no GPUs to offer: install the NVIDIA driver, or declare [[simulated_gpu]] for a testnet"
+            )));
         }
         found
     } else {

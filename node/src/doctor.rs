@@ -269,18 +269,25 @@ pub fn check_gpus(config: &Config, found: &Inventory) -> Check {
     };
     let have_real = found.nvml_unavailable.is_none() && !found.gpus.is_empty();
     let simulated: u32 = config.simulated_gpu.iter().map(|g| g.count).sum();
-    if have_real {
-        return Check::ok(NAME, seen);
-    }
+    // The same order as the provider's start: the Ray cluster's GPUs,
+    // else [[simulated_gpu]] (which replaces NVML's), else NVML's.
     if runs_ray(config) {
         return Check::ok(NAME, format!("{seen}; the Ray cluster's GPUs are offered"));
     }
     if simulated > 0 {
+        let fix = if have_real {
+            "remove [[simulated_gpu]] to offer the real GPUs"
+        } else {
+            "install the NVIDIA driver to offer real GPUs"
+        };
         return Check::warning(
             NAME,
-            format!("{seen}; offering {simulated} simulated GPU(s) from [[simulated_gpu]]"),
-            "install the NVIDIA driver to offer real GPUs",
+            format!("{seen}; offering {simulated} simulated GPU(s) from [[simulated_gpu]] instead"),
+            fix,
         );
+    }
+    if have_real {
+        return Check::ok(NAME, seen);
     }
     if is_provider(config) {
         return Check::error(

@@ -41,14 +41,12 @@ pub(crate) fn parse_since(text: &str) -> Result<Since, String> {
     let bad = || {
         format!("{text:?} is neither a span back from now (90m, 24h, 7d, 2w) nor Unix milliseconds")
     };
-    match text.chars().last() {
-        Some(c) if unit(c).is_some() => {
+    match text.chars().last().and_then(unit) {
+        Some(ms) => {
             let n: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
-            n.checked_mul(unit(c).expect("checked"))
-                .map(Since::Back)
-                .ok_or_else(bad)
+            n.checked_mul(ms).map(Since::Back).ok_or_else(bad)
         }
-        _ => text.parse().map(Since::At).map_err(|_| bad()),
+        None => text.parse().map(Since::At).map_err(|_| bad()),
     }
 }
 

@@ -131,12 +131,26 @@ fn gpus_are_judged_by_role() {
     assert_eq!(check_gpus(&provider, &none).severity, Severity::Warning);
     let bare = Config {
         simulated_gpu: Vec::new(),
-        ..provider
+        ..provider.clone()
     };
     let check = check_gpus(&bare, &none);
     assert_eq!(check.severity, Severity::Error);
     assert!(check.fix.unwrap().contains("simulated_gpu"));
     assert_eq!(check_gpus(&Config::default(), &none).severity, Severity::Ok);
+    // Real GPUs beside [[simulated_gpu]]: the provider offers the
+    // simulated ones, and doctor says so.
+    let real = Inventory {
+        gpus: crate::provider::inventory::simulated(
+            &provider.simulated_gpu,
+            agora_protocol::Timestamp(0),
+        ),
+        driver: Some("570.1".into()),
+        nvml_unavailable: None,
+    };
+    let check = check_gpus(&provider, &real);
+    assert_eq!(check.severity, Severity::Warning);
+    assert!(check.fix.unwrap().contains("remove [[simulated_gpu]]"));
+    assert_eq!(check_gpus(&bare, &real).severity, Severity::Ok);
 }
 
 #[test]

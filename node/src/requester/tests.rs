@@ -360,6 +360,42 @@ fn a_receipt_claiming_more_than_the_requesters_clock_allows_is_refused() {
 }
 
 #[test]
+fn each_countersigned_increase_is_spent_once_and_a_resend_spends_nothing() {
+    let mut core = core();
+    let (_id, lease) = leased(&mut core);
+    let p = provider(1);
+    let peer = p.public().peer_id();
+    let spent = |effects: Vec<Effect>| -> Vec<(u64, Amount)> {
+        effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Spent(m) => Some((m.sequence, m.amount)),
+                _ => None,
+            })
+            .collect()
+    };
+    let at = T0.plus_secs(12);
+    let first = receipt(&lease, &p, 1, 10, at, None);
+    core.on_receipt(peer, first.clone(), at);
+    let one = cost(lease.terms().price_per_gpu_hour, 10).unwrap();
+    assert_eq!(spent(core.take_effects()), [(1, one)]);
+    // The provider resends it (its answer was lost): countersigned again,
+    // spent not again.
+    let answer = core.on_receipt(peer, first, at);
+    assert!(matches!(answer.response, Response::Receipt(_)));
+    assert_eq!(spent(core.take_effects()), []);
+    // The next one adds only its increase.
+    let at = T0.plus_secs(14);
+    core.on_receipt(peer, receipt(&lease, &p, 2, 12, at, None), at);
+    let two = cost(lease.terms().price_per_gpu_hour, 12).unwrap();
+    assert_eq!(spent(core.take_effects()), [(2, two.saturating_sub(one))]);
+    // A refused receipt spends nothing.
+    let greedy = receipt(&lease, &p, 3, 600, at, None);
+    core.on_receipt(peer, greedy, at);
+    assert_eq!(spent(core.take_effects()), []);
+}
+
+#[test]
 fn typed_run_events_move_the_job_and_the_exit_code_is_never_read_from_text() {
     let mut core = core();
     let (id, lease) = leased(&mut core);

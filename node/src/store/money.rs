@@ -83,18 +83,20 @@ fn decode(key: &[u8], value: &[u8]) -> Result<MoneyEntry, StoreError> {
         key: hex::encode(key),
         reason: reason.into(),
     };
-    if key.len() != 49 {
-        return Err(corrupt("key is not 49 bytes"));
-    }
+    let key: &[u8; 49] = key.try_into().map_err(|_| corrupt("key is not 49 bytes"))?;
     let value: [u8; 8] = value
         .try_into()
         .map_err(|_| corrupt("value is not 8 bytes"))?;
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&key[1..9]);
     let mut lease = [0u8; 32];
     lease.copy_from_slice(&key[9..41]);
+    let mut sequence = [0u8; 8];
+    sequence.copy_from_slice(&key[41..]);
     Ok(MoneyEntry {
-        at: Timestamp(u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"))),
+        at: Timestamp(u64::from_be_bytes(at)),
         lease: LeaseId(lease),
-        sequence: u64::from_be_bytes(key[41..].try_into().expect("8 bytes")),
+        sequence: u64::from_be_bytes(sequence),
         amount: Amount(u64::from_be_bytes(value)),
     })
 }
@@ -187,7 +189,9 @@ pub fn page(
             });
             leases.clear();
         }
-        let b = buckets.last_mut().expect("pushed above");
+        let Some(b) = buckets.last_mut() else {
+            continue;
+        };
         b.amount = Amount(b.amount.0.saturating_add(a));
         b.receipts += 1;
         if !leases.contains(&e.lease) {

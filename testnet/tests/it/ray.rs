@@ -26,12 +26,12 @@ fn ray_env(name: &str) -> Option<String> {
              its head; Ray tests never skip in CI"
         );
     }
-    eprintln!(
+    agora_node::runtime::process::for_tests::say(&format!(
         "SKIPPED: {}: {name} is not set, so there is no Ray to test against; run .ci/run, or \
          install ray[default] and export AGORA_RAY_DASHBOARD=http://127.0.0.1:8265 and \
          AGORA_RAY_BIN=$(command -v ray) after `ray start --head`",
         std::thread::current().name().unwrap_or("a Ray test")
-    );
+    ));
     None
 }
 

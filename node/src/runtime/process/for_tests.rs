@@ -3,6 +3,7 @@
 //! `SKIPPED:` line, and under `CI=true` nothing skips: a CI machine
 //! without a working bubblewrap fails at the first test that needs one.
 
+use std::io::Write as _;
 use std::sync::OnceLock;
 
 use super::working_bwrap;
@@ -28,7 +29,7 @@ pub fn sandbox_or_skip() -> bool {
     match test_sandbox() {
         Ok(()) => true,
         Err(why) => {
-            eprintln!("SKIPPED: {}: {why}", test_name());
+            say(&format!("SKIPPED: {}: {why}", test_name()));
             false
         }
     }
@@ -41,10 +42,10 @@ pub fn providers_unsandboxed() -> bool {
     match test_sandbox() {
         Ok(()) => false,
         Err(why) => {
-            eprintln!(
+            say(&format!(
                 "NOTE: {}: its providers run jobs unsandboxed ({why})",
                 test_name()
-            );
+            ));
             true
         }
     }
@@ -56,4 +57,10 @@ fn test_name() -> String {
         .name()
         .unwrap_or("a test that needs the sandbox")
         .to_owned()
+}
+
+/// One line on the real stderr: libtest captures `eprintln!` of passing
+/// tests, and a skip must be seen.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
