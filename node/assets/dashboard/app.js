@@ -335,7 +335,11 @@
     const max = opts.max !== undefined ? opts.max : Math.max(1, ...vals.map((p) => p[1]));
     const x = (t) => (t1 > t0 ? (t - t0) / (t1 - t0) : 1) * w;
     const y = (v) => h - 1 - (Math.min(v, max) / max) * (h - 2);
-    const d = vals.map((p, i) => `${i ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
+    const d = vals.map((p, i) => {
+      const px = x(p[0]).toFixed(1);
+      const step = opts.step && i ? `L${px},${y(vals[i - 1][1]).toFixed(1)}` : '';
+      return `${step}${i ? 'L' : 'M'}${px},${y(p[1]).toFixed(1)}`;
+    }).join('');
     if (opts.area) {
       s.append(svg('path', {
         d: `${d}L${x(vals[vals.length - 1][0]).toFixed(1)},${h}L${x(vals[0][0]).toFixed(1)},${h}Z`,
@@ -686,7 +690,7 @@
       if (g.simulated) {
         card.append(el('div', { class: 'muted small', text: 'simulated — no counters' }));
         if (samples.length) {
-          card.append(metric('leased', samples.map((s) => [s.at, s.leased ? 1 : 0]), { max: 1, area: true }, leased ? 'leased' : 'idle'));
+          card.append(metric('leased', samples.map((s) => [s.at, s.leased ? 1 : 0]), { max: 1, area: true, step: true }, leased ? 'leased' : 'idle'));
         }
       } else {
         const pick = (f) => samples.map((s) => [s.at, s[f]]);
