@@ -24,7 +24,7 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboards_files_need_no_token_and_its_data_does() {
-    let (_dir, net) = testnet(1, 0).await;
+    let (_dir, mut net) = testnet(1, 0).await;
     let node = net.node("provider-0").unwrap().clone();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     for (path, kind) in [
@@ -107,6 +107,19 @@ async fn the_dashboards_files_need_no_token_and_its_data_does() {
                 assert!(value["gpus"]["total"].as_u64().unwrap() > 0, "{value}");
             }
             seen.insert(event.event);
+        }
+    }
+
+    // An open stream does not hold the node up: stopped gracefully, it
+    // ends the stream with the body's proper end (a node killed after
+    // the stop timeout would cut it off mid-body).
+    net.stop("provider-0").await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), answer.chunk()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => panic!("the event stream was cut off, not ended: {e}"),
+            Err(_) => panic!("the event stream outlived its node"),
         }
     }
 }
