@@ -361,33 +361,160 @@ mod tests {
         assert_eq!(one.len(), 1);
     }
 
-    #[test]
-    fn empty_provider_counts() {
-        let status = ProviderStatus {
-            driver: None,
-            nvml_unavailable: Some("no driver".into()),
-            gpus: Vec::new(),
-            offers: Vec::new(),
-            reservations: Vec::new(),
-            leases: Vec::new(),
-            orders_seen: 0,
-            bids_sent: 0,
-            declines_sent: 0,
-            runs: Vec::new(),
-            earned: Amount::ZERO,
-            runtime_unavailable: None,
-        };
-        let summary = provider_summary(status, Timestamp(DAY_MS * 3));
-        assert_eq!(summary.gpus, GpuCounts::default());
-        assert_eq!(summary.leases, LeaseCounts::default());
-        assert_eq!(summary.runs, RunCounts::default());
+    fn job(id: u8, state: &str, submitted_at: u64, receipt: Option<u64>) -> JobView {
+        let receipt = receipt.map(|amount| {
+            serde_json::json!({
+                "sequence": 1, "gpu_seconds": amount * 2, "amount": amount,
+                "issued_at": submitted_at + 5, "is_final": true,
+                "exit_status": 0, "result_hash": null
+            })
+        });
+        serde_json::from_value(serde_json::json!({
+            "id": hex::encode([id; 32]), "name": null, "state": state, "reason": null,
+            "submitted_at": submitted_at, "offer": null,
+            "spec": {
+                "command": ["true"],
+                "resources": { "gpus": 1 },
+                "market": { "max_price_per_gpu_hour": "1", "max_duration_secs": 60 }
+            },
+            "bids": [], "declines": [], "lease": null,
+            "events": [
+                { "at": submitted_at, "event": "submitted" },
+                { "at": submitted_at + 1, "event": "order_published" }
+            ],
+            "receipt": receipt
+        }))
+        .unwrap()
     }
 
     #[test]
     fn jobs_are_counted_by_state_and_cut_to_the_newest() {
-        let summary = jobs_summary(Vec::new());
-        assert_eq!(summary.total, 0);
-        assert!(summary.jobs.is_empty() && summary.events.is_empty());
+        assert!(jobs_summary(Vec::new()).jobs.is_empty());
+        let jobs = vec![
+            job(1, "succeeded", 100, Some(10)),
+            job(2, "bidding", 300, None),
+            job(3, "succeeded", 200, Some(20)),
+        ];
+        let summary = jobs_summary(jobs);
+        assert_eq!(summary.total, 3);
+        assert_eq!(summary.states.get("succeeded"), Some(&2));
+        assert_eq!(summary.states.get("bidding"), Some(&1));
+        assert_eq!(summary.spent, Amount(30));
+        let order: Vec<u64> = summary.jobs.iter().map(|j| j.submitted_at.0).collect();
+        assert_eq!(order, [300, 200, 100], "newest first");
+        assert_eq!(summary.jobs[1].used_gpu_seconds, 40);
+        assert_eq!(summary.events[0].at, Timestamp(301), "newest step first");
+        assert_eq!(summary.events.len(), 6);
+
+        let many = (0..SUMMARY_ROWS as u64 + 10)
+            .map(|i| job((i % 250) as u8, "no_bids", i * 10, None))
+            .collect();
+        let summary = jobs_summary(many);
+        assert_eq!(summary.total, SUMMARY_ROWS as u64 + 10, "counts cover all");
+        assert_eq!(summary.jobs.len(), SUMMARY_ROWS);
+        assert_eq!(summary.events.len(), RECENT_EVENTS);
         assert_eq!(state_name(JobState::NoBids), "no_bids");
+    }
+
+    #[test]
+    fn provider_counts_gpus_by_reservation_leases_by_age_runs_by_end() {
+        use agora_client::api::{GpuView, LeaseView, ReservationView, RunView};
+        let key = agora_protocol::Keypair::from_seed(&[7; 32]).public();
+        let now = Timestamp(DAY_MS * 3);
+        let gpu = |index| GpuView {
+            index,
+            uuid: format!("GPU-{index}"),
+            model: "H100".into(),
+            vram_mib: 81_920,
+            compute_capability: 90,
+            power_limit_w: 700,
+            simulated: true,
+        };
+        let reservation = |kind: &str, gpu_count| ReservationView {
+            order_id: "00".into(),
+            slot: 0,
+            gpu_count,
+            until: Timestamp(now.0 + 1000),
+            kind: kind.into(),
+        };
+        let lease = |starts_at, status| LeaseView {
+            id: "11".into(),
+            order_id: "22".into(),
+            requester: key,
+            provider: key,
+            slot: 0,
+            gpu_model: "H100".into(),
+            gpu_count: 1,
+            price_per_gpu_hour: Amount(1),
+            max_duration_secs: 60,
+            starts_at: Timestamp(starts_at),
+            escrow: Amount(1),
+            escrow_locked: true,
+            status,
+        };
+        let run = |state: &str, exit_code, reason: Option<&str>| RunView {
+            lease_id: "11".into(),
+            order_id: "22".into(),
+            requester: key,
+            state: state.into(),
+            started_at: None,
+            ended_at: None,
+            exit_code,
+            reason: reason.map(str::to_owned),
+            receipt: None,
+            settled: Amount::ZERO,
+            closed: false,
+        };
+        let status = ProviderStatus {
+            driver: None,
+            nvml_unavailable: None,
+            gpus: (0..4).map(gpu).collect(),
+            offers: Vec::new(),
+            reservations: vec![reservation("lease", 2), reservation("hold", 1)],
+            leases: vec![
+                lease(DAY_MS, LeaseStatus::Refunded),
+                lease(now.0 - 10, LeaseStatus::Open),
+            ],
+            orders_seen: 0,
+            bids_sent: 0,
+            declines_sent: 0,
+            runs: vec![
+                run("waiting", None, None),
+                run("running", None, None),
+                run("ended", Some(0), None),
+                run("ended", Some(1), None),
+                run("ended", None, Some("cancelled")),
+            ],
+            earned: Amount::ZERO,
+            runtime_unavailable: None,
+        };
+        let summary = provider_summary(status, now);
+        assert_eq!(
+            summary.gpus,
+            GpuCounts {
+                total: 4,
+                leased: 2,
+                held: 1,
+                free: 1
+            }
+        );
+        assert_eq!(
+            summary.leases,
+            LeaseCounts {
+                active: 1,
+                new_24h: 1,
+                total: 2
+            }
+        );
+        assert_eq!(
+            summary.runs,
+            RunCounts {
+                waiting: 1,
+                running: 1,
+                succeeded: 1,
+                failed: 2
+            }
+        );
+        assert_eq!(summary.status.leases[0].starts_at, Timestamp(now.0 - 10));
     }
 }
