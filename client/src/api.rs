@@ -1,9 +1,9 @@
 //! The node API's JSON types: what `agorad` serves and `agora` reads.
 //!
-//! Every route lives under `/v1` and needs `Authorization: Bearer TOKEN`;
-//! without it the node answers 401 and does nothing. The dashboard's
-//! static files (`GET /`, `/dashboard/app.js`, `/dashboard/style.css`,
-//! `/dashboard/icon.svg`) are the only routes served without the token:
+//! Every route but `/metrics` lives under `/v1`, and every route needs
+//! `Authorization: Bearer TOKEN`; without it the node answers 401 and does
+//! nothing. The one exception is the dashboard's static files (`GET /`,
+//! `/dashboard/app.js`, `/dashboard/style.css`, `/dashboard/icon.svg`):
 //! they hold no data, and the page asks for the token itself. Amounts are
 //! base units (1 AGR = 1 000 000), times are Unix milliseconds, ids are hex.
 //!
@@ -27,6 +27,7 @@
 //! | GET | `/v1/provider/telemetry` | | `[GpuTelemetry]` (404 on a requester-only node) |
 //! | GET | `/v1/billing?bucket=hour\|day&since=MS` | | [`MoneyPage`] of what this node spent as a requester |
 //! | GET | `/v1/events` | | `text/event-stream` of the node's state as it changes (see below) |
+//! | GET | `/metrics` | | the node's metrics: OpenMetrics text when `Accept` asks for it (Prometheus does), else Prometheus' text format 0.0.4 (`docs/metrics.md`) |
 //!
 //! The stream: one server-sent event per [`JobLogEntry`], `id:` its `seq`,
 //! `event:` its kind (`event`, `stdout`, `stderr`), `data:` the entry as JSON.

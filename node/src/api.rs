@@ -23,6 +23,9 @@ use serde::Deserialize;
 
 use crate::clock::now;
 use crate::market::{MarketError, MarketHandle};
+use crate::metrics::Metrics;
+use crate::metrics::scrape::{Sources, scrape};
+use crate::network::NetworkHandle;
 use crate::network::wire::plain_path;
 use crate::provider::telemetry::Telemetry;
 use crate::requester::order::order_from_spec;
@@ -44,6 +47,9 @@ pub struct ApiState {
     results_dir: PathBuf,
     /// The GPU sampler, on a provider.
     telemetry: Option<Telemetry>,
+    /// What `/metrics` serves (the network for its peer gauges).
+    metrics: Metrics,
+    network: Option<NetworkHandle>,
     events: Arc<events::EventHub>,
 }
 
@@ -65,8 +71,17 @@ impl ApiState {
             store,
             results_dir,
             telemetry: None,
+            metrics: Metrics::new(),
+            network: None,
             events: Arc::new(events::EventHub::new()),
         }
+    }
+
+    /// Counts into, and serves at `/metrics`, the node's metrics.
+    pub fn with_metrics(mut self, metrics: Metrics, network: NetworkHandle) -> Self {
+        self.metrics = metrics;
+        self.network = Some(network);
+        self
     }
 
     /// Serves the provider's GPU telemetry from this sampler.
@@ -135,11 +150,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/provider/telemetry", get(provider_telemetry))
         .route("/v1/ledger/balance", get(balance))
         .route("/v1/ledger/deposit", post(deposit))
+        .route("/metrics", get(metrics))
         .route("/v1/events", get(events::stream))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         // After the token check's layer: the dashboard's files need none.
         .merge(crate::dashboard::routes())
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::http::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -233,7 +253,7 @@ async fn offer_arrivals(
     State(state): State<ApiState>,
     params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<OfferArrivals> {
-    let params = log_params(params)?;
+    let params = query_params(params)?;
     let page = state
         .market
         .arrivals(
@@ -263,13 +283,7 @@ async fn search_offers(
     State(state): State<ApiState>,
     params: Result<UrlQuery<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<OffersPage> {
-    let UrlQuery(params) = params.map_err(|e| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            e.body_text(),
-            Some("query string".into()),
-        )
-    })?;
+    let params = query_params(params)?;
     Ok(axum::Json(
         state
             .market
@@ -361,7 +375,7 @@ async fn earnings(
     State(state): State<ApiState>,
     params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<MoneyPage> {
-    let params = money_params(params)?;
+    let params = query_params(params)?;
     // 404 on a requester-only node.
     let settled = state.market.provider().await?.earned;
     money_page(&state.store, Side::Earned, params, settled)
@@ -373,7 +387,7 @@ async fn billing(
     State(state): State<ApiState>,
     params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<MoneyPage> {
-    let params = money_params(params)?;
+    let params = query_params(params)?;
     let settled = state
         .market
         .jobs()
@@ -386,17 +400,6 @@ async fn billing(
     money_page(&state.store, Side::Spent, params, settled)
 }
 
-fn money_params(
-    params: Result<UrlQuery<MoneyParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<MoneyParams, Failure> {
-    params.map(|p| p.0).map_err(|e| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            e.body_text(),
-            Some("query string".into()),
-        )
-    })
-}
 
 fn money_page(
     store: &Store,
@@ -437,6 +440,35 @@ async fn provider_telemetry(State(state): State<ApiState>) -> ApiResult<Vec<GpuT
         .await
         .map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None))?;
     Ok(axum::Json(views))
+}
+
+/// The node's metrics in the OpenMetrics text format.
+/// OpenMetrics for a scraper that asks for it (Prometheus does), else
+/// Prometheus' text format 0.0.4.
+async fn metrics(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Failure> {
+    let format = crate::metrics::Format::negotiate(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
+    let sources = Sources {
+        market: &state.market,
+        network: state.network.as_ref(),
+        telemetry: state.telemetry.as_ref(),
+    };
+    let body = scrape(&state.metrics, sources).await.map_err(|e| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the metrics: {e}"),
+            None,
+        )
+    })?;
+    let body = match format {
+        crate::metrics::Format::OpenMetrics => body,
+        crate::metrics::Format::Text => crate::metrics::to_text_format(&body),
+    };
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 
 async fn balance(State(state): State<ApiState>) -> ApiResult<BalanceView> {
@@ -487,9 +519,10 @@ fn default_log_limit() -> usize {
     1000
 }
 
-fn log_params(
-    params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<LogParams, Failure> {
+/// A query string's parameters, or a 400 saying what is wrong with it.
+fn query_params<T>(
+    params: Result<UrlQuery<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, Failure> {
     params.map(|p| p.0).map_err(|e| {
         Failure::new(
             StatusCode::BAD_REQUEST,
@@ -508,7 +541,7 @@ async fn job_log(
     UrlPath(id): UrlPath<String>,
     params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<JobLogPage> {
-    let params = log_params(params)?;
+    let params = query_params(params)?;
     let view = state.market.job(id).await?;
     let order = job_key(&view)?;
     let entries = state
@@ -543,7 +576,7 @@ async fn job_stream(
     params: Result<UrlQuery<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Failure> {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let params = log_params(params)?;
+    let params = query_params(params)?;
     let last_event = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -19,6 +19,8 @@ use tracing::{info, warn};
 use crate::clock::now;
 use crate::config::Config;
 use crate::market::{self, MarketHandle, MarketOptions};
+use crate::metrics::Metrics;
+use crate::metrics::ledger::MeteredLedger;
 use crate::network::{self, NetworkConfig};
 use crate::provider::bidder::Bidder;
 use crate::provider::exec::{Executor, ExecutorOptions};
@@ -146,6 +148,10 @@ pub async fn start_with_ledger(
 ) -> Result<RunningNode, StartError> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| setup(&format!("data dir {}", options.data_dir.display()), e))?;
+    let metrics = Metrics::new();
+    // Every ledger call of the node is counted.
+    let ledger: Arc<dyn Ledger> =
+        Arc::new(MeteredLedger::new(ledger, metrics.ledger_errors.clone()));
     let key = identity::load_or_create(&options.data_dir).map_err(|e| setup("key", e))?;
     let token = api::load_or_create_token(&options.data_dir).map_err(|e| setup("API token", e))?;
     let store = Store::open(&options.data_dir.join("state"))?;
@@ -176,13 +182,14 @@ pub async fn start_with_ledger(
         ),
         None => None,
     };
-    let (network, events) = network::spawn(
+    let (network, events) = network::spawn_metered(
         &key,
         NetworkConfig {
             listen: options.listen.clone(),
             bootstrap: options.bootstrap.clone(),
             mdns: options.mdns,
         },
+        metrics.gossip.clone(),
         cancel.child_token(),
     )
     .await?;
@@ -198,6 +205,7 @@ pub async fn start_with_ledger(
             slots: slot_gpus(role),
             ended: ended_tx,
             cancel: cancel.child_token(),
+            metrics: metrics.clone(),
         })),
         _ => None,
     };
@@ -227,6 +235,7 @@ pub async fn start_with_ledger(
         runtime_health,
         results_dir: options.data_dir.join("results"),
         cancel: cancel.child_token(),
+        metrics: metrics.clone(),
     })
     .map_err(|e| setup("market", e))?;
 
@@ -250,7 +259,8 @@ pub async fn start_with_ledger(
         token,
         store.clone(),
         options.data_dir.join("results"),
-    );
+    )
+    .with_metrics(metrics, network.clone());
     if let Some(telemetry) = telemetry {
         state = state.with_telemetry(telemetry);
     }

@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod doctor;
 pub mod identity;
 pub mod market;
+pub mod metrics;
 pub mod network;
 pub mod provider;
 pub mod requester;

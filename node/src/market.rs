@@ -8,7 +8,7 @@
 mod actor;
 mod arrivals;
 mod error;
-mod handle;
+pub(crate) mod handle;
 mod loop_stats;
 pub mod tasks;
 

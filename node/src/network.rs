@@ -13,13 +13,14 @@ mod actor;
 mod behaviour;
 pub mod codec;
 mod handle;
+pub mod reject;
 pub mod wire;
 
 use agora_protocol::{Offer, Order, Signed};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
-pub use actor::spawn;
+pub use actor::{spawn, spawn_metered};
 pub use behaviour::{MAX_GOSSIP_MESSAGE, OFFERS_TOPIC, ORDERS_TOPIC};
 pub use codec::{Request, Response};
 pub use handle::NetworkHandle;

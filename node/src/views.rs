@@ -88,6 +88,18 @@ pub fn provider_lease_status(lease: &Lease, run: Option<&RunView>) -> LeaseStatu
     }
 }
 
+/// The status of a requester's lease, when its job has one: unfunded
+/// until its escrow is locked, then open until closed or refunded.
+pub fn requester_lease_status(job: &JobRecord) -> Option<LeaseStatus> {
+    job.lease()?;
+    let refunded = job.settlement.and_then(|s| s.refunded);
+    Some(LeaseStatus::of(
+        job.escrow_locked,
+        refunded.is_some(),
+        refunded.unwrap_or(Amount::ZERO),
+    ))
+}
+
 /// A GPU of the provider's inventory.
 pub fn gpu_view(g: &Gpu) -> GpuView {
     GpuView {
@@ -125,15 +137,10 @@ pub fn job_view(job: &JobRecord) -> JobView {
                 detail: d.detail.clone(),
             })
             .collect(),
-        lease: job.lease().map(|l| {
-            let refunded = job.settlement.and_then(|s| s.refunded);
-            let status = LeaseStatus::of(
-                job.escrow_locked,
-                refunded.is_some(),
-                refunded.unwrap_or(Amount::ZERO),
-            );
-            lease_view(l, job.escrow_locked, status)
-        }),
+        lease: job
+            .lease()
+            .zip(requester_lease_status(job))
+            .map(|(l, status)| lease_view(l, job.escrow_locked, status)),
         events: job
             .events
             .iter()

@@ -22,6 +22,7 @@ use super::loop_stats::LoopStats;
 use super::tasks::{Lost, TaskPool};
 use crate::clock::now;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::network::{NetworkEvent, NetworkHandle, OFFERS_TOPIC, ORDERS_TOPIC, Response};
 use crate::provider::exec::Executor;
 use crate::provider::{Provider, ProviderRole};
@@ -71,6 +72,8 @@ pub struct MarketOptions {
     pub results_dir: PathBuf,
     /// Stops the actor.
     pub cancel: CancellationToken,
+    /// Where the cores' decisions are counted.
+    pub metrics: Metrics,
 }
 
 /// What a task of the pool stands for.
@@ -143,6 +146,7 @@ pub fn spawn(
         provider_dirty: false,
         stats: LoopStats::default(),
         store,
+        metrics: options.metrics,
     };
     // Instant-path jobs that were leasing retry their offer once.
     for (id, offer) in router.requester.instant_to_resume() {
@@ -238,6 +242,7 @@ struct Router {
     /// The provider role changed since it was last written.
     provider_dirty: bool,
     stats: LoopStats,
+    metrics: Metrics,
 }
 
 impl Router {
@@ -307,6 +312,13 @@ impl Router {
                         self.dirty.insert(id);
                     }
                     Effect::Log(id, entries) => {
+                        for entry in &entries {
+                            // The requester's own job events (a provider's
+                            // run events carry `run`).
+                            if let (None, Some(name)) = (&entry.run, &entry.event) {
+                                self.metrics.job_event(name);
+                            }
+                        }
                         if let Err(e) = self.store.append_log(&id.0, &entries) {
                             warn!(job = %id, error = %e, "cannot store log entries");
                         }

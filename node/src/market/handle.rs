@@ -46,6 +46,8 @@ pub(crate) enum Command {
         id: String,
         reply: Reply<JobView>,
     },
+    /// The metrics' snapshot gauges, read from memory.
+    Gauges(Reply<crate::metrics::snapshot::MarketGauges>),
 }
 
 /// Talks to the market actor. Cheap to clone.
@@ -140,6 +142,12 @@ impl MarketHandle {
     /// The provider's status.
     pub async fn provider(&self) -> Result<ProviderStatus, MarketError> {
         self.call(Command::Provider).await
+    }
+
+    /// What `/metrics` shows of the market now: book, leases, runs, jobs,
+    /// earnings, tasks (answered from memory, awaiting nothing).
+    pub async fn gauges(&self) -> Result<crate::metrics::snapshot::MarketGauges, MarketError> {
+        self.call(Command::Gauges).await
     }
 
     /// Offer versions this node first saw after `after`, at most `limit`.

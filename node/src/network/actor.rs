@@ -18,9 +18,11 @@ use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent, OFFERS_TOPIC, ORDERS_TOPIC};
 use super::handle::{Command, NetworkHandle};
+use super::reject::{RejectReason, Rejection};
 use super::{CHANNEL_CAPACITY, NetworkConfig, NetworkError, NetworkEvent, NetworkInfo};
 use super::{Request, Response};
 use crate::clock::now;
+use crate::metrics::GossipMetrics;
 
 /// Inbound requests waiting for the node's answer, at most.
 const MAX_PENDING_INBOUND: usize = 1024;
@@ -62,6 +64,16 @@ fn build_swarm(key: &identity::Keypair, mdns: bool) -> Result<Swarm<Behaviour>, 
 pub async fn spawn(
     key: &Keypair,
     config: NetworkConfig,
+    cancel: CancellationToken,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
+    spawn_metered(key, config, GossipMetrics::default(), cancel).await
+}
+
+/// [`spawn`], counting gossip validation into `metrics`.
+pub async fn spawn_metered(
+    key: &Keypair,
+    config: NetworkConfig,
+    metrics: GossipMetrics,
     cancel: CancellationToken,
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
     let identity = identity::Keypair::ed25519_from_bytes(key.secret_seed())
@@ -144,6 +156,7 @@ pub async fn spawn(
         orders_topic: IdentTopic::new(ORDERS_TOPIC).hash(),
         accepted: 0,
         rejected: 0,
+        metrics,
         bootstrapped: false,
     };
     tokio::spawn(actor.run());
@@ -163,6 +176,7 @@ struct Actor {
     orders_topic: TopicHash,
     accepted: u64,
     rejected: u64,
+    metrics: GossipMetrics,
     bootstrapped: bool,
 }
 
@@ -309,19 +323,25 @@ impl Actor {
                 message,
             } => {
                 let verdict = self.validate(&message);
+                let offers = message.topic == self.offers_topic;
                 let acceptance = match &verdict {
-                    Ok(Some(_)) => MessageAcceptance::Accept,
-                    Ok(None) => MessageAcceptance::Ignore,
-                    Err(reason) => {
-                        warn!(peer = %propagation_source, source = ?message.source, %reason, "rejected gossip");
+                    Ok(Some(_)) => {
+                        self.accepted += 1;
+                        self.metrics.accepted(offers);
+                        MessageAcceptance::Accept
+                    }
+                    Ok(None) => {
+                        self.metrics.expired(offers);
+                        MessageAcceptance::Ignore
+                    }
+                    Err(rejection) => {
+                        warn!(peer = %propagation_source, source = ?message.source, reason = %rejection, "rejected gossip");
+                        self.rejected += 1;
+                        self.metrics
+                            .rejected(self.topic_label(&message.topic), rejection.reason);
                         MessageAcceptance::Reject
                     }
                 };
-                if matches!(acceptance, MessageAcceptance::Accept) {
-                    self.accepted += 1;
-                } else if matches!(acceptance, MessageAcceptance::Reject) {
-                    self.rejected += 1;
-                }
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -339,6 +359,7 @@ impl Actor {
                     _ => return,
                 };
                 if self.events.try_send(event).is_err() {
+                    self.metrics.dropped();
                     warn!("node is not keeping up; dropped a gossip message");
                 }
             }
@@ -351,40 +372,68 @@ impl Actor {
         }
     }
 
-    /// `Ok(Some)`: valid; `Ok(None)`: harmless but useless (expired);
-    /// `Err`: the sender misbehaved.
-    fn validate(&self, message: &gossipsub::Message) -> Result<Option<Valid>, String> {
-        let source = message.source.ok_or("unsigned gossip")?;
-        let now = now();
-        if message.topic == self.offers_topic {
-            let offer = Signed::<Offer>::decode(&message.data).map_err(|e| e.to_string())?;
-            if offer.signer().peer_id() != source {
-                return Err(format!(
-                    "offer signed by {} published by {source}",
-                    offer.signer().peer_id()
-                ));
-            }
-            if offer.message().expired(now) {
-                return Ok(None);
-            }
-            Ok(Some(Valid::Offer(offer)))
-        } else if message.topic == self.orders_topic {
-            let order = Signed::<Order>::decode(&message.data).map_err(|e| e.to_string())?;
-            if order.signer().peer_id() != source {
-                return Err(format!(
-                    "order signed by {} published by {source}",
-                    order.signer().peer_id()
-                ));
-            }
-            if order.message().expires_at <= now {
-                return Ok(None);
-            }
-            Ok(Some(Valid::Order(order)))
+    /// The `topic` label of a gossip topic.
+    fn topic_label(&self, topic: &TopicHash) -> &'static str {
+        if *topic == self.offers_topic {
+            "offers"
+        } else if *topic == self.orders_topic {
+            "orders"
         } else {
-            Err(format!("unknown topic {}", message.topic))
+            "unknown"
         }
     }
 
+    /// `Ok(Some)`: valid; `Ok(None)`: harmless but useless (expired);
+    /// `Err`: the sender misbehaved.
+    fn validate(&self, message: &gossipsub::Message) -> Result<Option<Valid>, Rejection> {
+        validate(&self.offers_topic, &self.orders_topic, message, now())
+    }
+}
+
+/// A gossip message's verdict at `now`: `Ok(Some)` valid, `Ok(None)`
+/// harmless but useless (expired), `Err` the sender misbehaved.
+fn validate(
+    offers_topic: &TopicHash,
+    orders_topic: &TopicHash,
+    message: &gossipsub::Message,
+    now: agora_protocol::Timestamp,
+) -> Result<Option<Valid>, Rejection> {
+    let source = message
+        .source
+        .ok_or_else(|| Rejection::new(RejectReason::Unsigned, "unsigned gossip"))?;
+    let forged = |what: &str, signer: PeerId| {
+        Rejection::new(
+            RejectReason::WrongPublisher,
+            format!("{what} signed by {signer} published by {source}"),
+        )
+    };
+    if message.topic == *offers_topic {
+        let offer = Signed::<Offer>::decode(&message.data)?;
+        if offer.signer().peer_id() != source {
+            return Err(forged("offer", offer.signer().peer_id()));
+        }
+        if offer.message().expired(now) {
+            return Ok(None);
+        }
+        Ok(Some(Valid::Offer(offer)))
+    } else if message.topic == *orders_topic {
+        let order = Signed::<Order>::decode(&message.data)?;
+        if order.signer().peer_id() != source {
+            return Err(forged("order", order.signer().peer_id()));
+        }
+        if order.message().expires_at <= now {
+            return Ok(None);
+        }
+        Ok(Some(Valid::Order(order)))
+    } else {
+        Err(Rejection::new(
+            RejectReason::UnknownTopic,
+            format!("unknown topic {}", message.topic),
+        ))
+    }
+}
+
+impl Actor {
     fn handle_direct(&mut self, event: request_response::Event<Request, Response>) {
         match event {
             request_response::Event::Message { peer, message, .. } => {
@@ -446,6 +495,96 @@ impl Actor {
                 warn!(%peer, %error, "inbound request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_protocol::{Keypair, Signed};
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::metrics::snapshot::Snapshot;
+    use crate::provider::role::tests::order;
+
+    fn message(topic: &TopicHash, source: Option<PeerId>, data: Vec<u8>) -> gossipsub::Message {
+        gossipsub::Message {
+            source,
+            data,
+            sequence_number: Some(1),
+            topic: topic.clone(),
+        }
+    }
+
+    /// Validates like the actor and counts like it.
+    fn count(metrics: &GossipMetrics, m: &gossipsub::Message) -> Option<RejectReason> {
+        let offers = IdentTopic::new(OFFERS_TOPIC).hash();
+        let orders = IdentTopic::new(ORDERS_TOPIC).hash();
+        let topic = if m.topic == offers {
+            "offers"
+        } else {
+            "orders"
+        };
+        match validate(&offers, &orders, m, agora_protocol::Timestamp(1_000_000)) {
+            Ok(Some(_)) => {
+                metrics.accepted(m.topic == offers);
+                None
+            }
+            Ok(None) => None,
+            Err(r) => {
+                metrics.rejected(topic, r.reason);
+                Some(r.reason)
+            }
+        }
+    }
+
+    #[test]
+    fn each_rejected_message_is_counted_with_its_reason() {
+        let metrics = Metrics::new();
+        let orders = IdentTopic::new(ORDERS_TOPIC).hash();
+        let offers = IdentTopic::new(OFFERS_TOPIC).hash();
+        let requester = Keypair::from_seed(&[2; 32]);
+        let signed = Signed::sign(order(1), &requester).unwrap().encode();
+        let me = Some(requester.public().peer_id());
+        let other = Some(Keypair::from_seed(&[7; 32]).public().peer_id());
+        let g = &metrics.gossip;
+        assert_eq!(count(g, &message(&orders, me, signed.clone())), None);
+        assert_eq!(
+            count(g, &message(&orders, other, signed.clone())),
+            Some(RejectReason::WrongPublisher)
+        );
+        assert_eq!(
+            count(g, &message(&orders, None, signed.clone())),
+            Some(RejectReason::Unsigned)
+        );
+        assert_eq!(
+            count(g, &message(&orders, me, b"garbage".to_vec())),
+            Some(RejectReason::Undecodable)
+        );
+        // An order's envelope on the offers topic is of the wrong kind.
+        assert_eq!(
+            count(g, &message(&offers, me, signed.clone())),
+            Some(RejectReason::WrongKind)
+        );
+        let mut flipped = signed;
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(
+            count(g, &message(&orders, me, flipped)),
+            Some(RejectReason::BadSignature)
+        );
+        let text = metrics.encode(&Snapshot::default()).unwrap();
+        for line in [
+            "agora_gossip_accepted_total{topic=\"orders\"} 1",
+            "agora_gossip_accepted_total{topic=\"offers\"} 0",
+            "agora_gossip_rejected_total{topic=\"orders\",reason=\"wrong_publisher\"} 1",
+            "agora_gossip_rejected_total{topic=\"orders\",reason=\"unsigned\"} 1",
+            "agora_gossip_rejected_total{topic=\"orders\",reason=\"undecodable\"} 1",
+            "agora_gossip_rejected_total{topic=\"offers\",reason=\"wrong_kind\"} 1",
+            "agora_gossip_rejected_total{topic=\"orders\",reason=\"bad_signature\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
         }
     }
 }

@@ -87,6 +87,8 @@ pub struct ExecutorOptions {
     pub ended: mpsc::Sender<OrderId>,
     /// Node shutdown.
     pub cancel: CancellationToken,
+    /// Where receipts and settlements are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Runs leased jobs: the handle to the actor that owns the runs. Cheap to

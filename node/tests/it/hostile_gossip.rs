@@ -107,6 +107,26 @@ async fn forged_and_garbage_offers_are_dropped_while_honest_ones_arrive() {
     })
     .await;
     assert!(rejected >= 2, "{rejected}");
+    // `/metrics` counts the same rejections, each under its reason.
+    let token = agora_node::api::load_or_create_token(&dir.path().join("provider")).unwrap();
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", provider.ready.api_url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("agora_gossip_rejected_total{topic=\"offers\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(
+        counted >= rejected as f64,
+        "{rejected} rejected, {counted} counted\n{text}"
+    );
 
     // No book holds anything of the rogue's or the forged price, and the
     // provider's honest offer is still there and still refreshed.

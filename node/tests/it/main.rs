@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod doctor;
 mod hostile_gossip;
+mod metrics;
 mod overload;
 mod support;
 mod telemetry;

@@ -11,8 +11,11 @@ use super::Router;
 use crate::clock::now;
 use crate::market::error::MarketError;
 use crate::market::handle::Command;
+use crate::metrics::snapshot::{MarketGauges, job_state};
 use crate::provider::exec::Executor;
-use crate::views::{gpu_view, job_view, lease_view, offer_view, provider_lease_status};
+use crate::views::{
+    gpu_view, job_view, lease_view, offer_view, provider_lease_status, requester_lease_status,
+};
 
 impl Router {
     // ---- commands ----
@@ -79,6 +82,9 @@ impl Router {
             }
             Command::Cancel { id, reply } => {
                 let _ = reply.send(self.cancel_job(&id, now).await);
+            }
+            Command::Gauges(reply) => {
+                let _ = reply.send(Ok(self.gauges()));
             }
         }
     }
@@ -188,6 +194,56 @@ impl Router {
             offers,
             book_size: u32::try_from(self.book.len()).unwrap_or(u32::MAX),
         })
+    }
+
+    /// The metrics' view of the market, from memory: nothing awaited, so
+    /// a scrape costs the loop one pass over its jobs and leases.
+    fn gauges(&self) -> MarketGauges {
+        let mut gauges = MarketGauges {
+            book_offers: self.book.len() as u64,
+            ..MarketGauges::default()
+        };
+        let tasks = self.pool.counts();
+        gauges.tasks_running = tasks.running;
+        gauges.tasks_queued = tasks.queued;
+        for job in self.requester.jobs() {
+            *gauges.jobs.entry(job_state(job.state)).or_default() += 1;
+            if let Some(status) = requester_lease_status(job) {
+                *gauges
+                    .leases
+                    .entry(("requester", status.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        if let Some(provider) = &self.provider {
+            let (runs, earned) = self
+                .executor
+                .as_ref()
+                .map(Executor::views)
+                .unwrap_or_default();
+            let by_lease: std::collections::HashMap<&str, &agora_client::api::RunView> =
+                runs.iter().map(|r| (r.lease_id.as_str(), r)).collect();
+            for lease in provider.role().leases() {
+                let run = by_lease.get(lease.id().to_string().as_str()).copied();
+                let status = provider_lease_status(lease, run);
+                *gauges
+                    .leases
+                    .entry(("provider", status.as_str()))
+                    .or_default() += 1;
+            }
+            for run in &runs {
+                let state = match (run.closed, run.state.as_str()) {
+                    (true, _) => "closed",
+                    (false, "starting") => "starting",
+                    (false, "running") => "running",
+                    (false, "ended") => "ended",
+                    (false, _) => "other",
+                };
+                *gauges.runs.entry(state).or_default() += 1;
+            }
+            gauges.earned = Some(earned);
+        }
+        gauges
     }
 
     fn provider_status(&self, now: Timestamp) -> Result<ProviderStatus, MarketError> {

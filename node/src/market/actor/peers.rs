@@ -55,7 +55,18 @@ impl Router {
         let Some(provider) = self.provider.as_mut() else {
             return;
         };
-        let Some(answer) = provider.on_order(&order, now) else {
+        let seen = provider.role().orders_seen;
+        let answer = provider.on_order(&order, now);
+        if provider.role().orders_seen > seen {
+            self.metrics.orders_seen.inc();
+            if let Some(answer) = &answer {
+                self.metrics.order_answered(match &answer.request {
+                    Request::Decline(d) => Some(d.message().reason),
+                    _ => None,
+                });
+            }
+        }
+        let Some(answer) = answer else {
             return;
         };
         let order_id = order.message().id();
@@ -166,6 +177,7 @@ impl Router {
             warn!(error = %e, "cannot store the lease; refusing it");
             return Response::Refused("the provider cannot store the lease".into());
         }
+        self.metrics.lease_signed("provider");
         self.publish_offers().await;
         Response::Lease(lease.cosigned().clone())
     }

@@ -42,6 +42,7 @@ impl Executor {
         if !self.update(id, Update::ReceiptSigned { sequence }).await {
             return;
         }
+        o.metrics.receipts_signed.inc();
         let lease = &record.lease;
         let peer = lease.terms().requester.peer_id();
         for attempt in 0..tries {
@@ -56,6 +57,7 @@ impl Executor {
                 Ok(Response::Receipt(cosigned)) => {
                     match accept_countersigned(&cosigned, &signed, lease) {
                         Ok(claim) => {
+                            o.metrics.countersigned("provider");
                             let update = Update::Countersigned {
                                 claim: Box::new(claim),
                                 at: now(),

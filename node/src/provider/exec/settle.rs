@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::Executor;
 use super::actor::Update;
 use super::record::Phase;
+use crate::clock::now;
 
 impl Executor {
     /// Settles the latest countersigned receipt once (retrying while the
@@ -39,6 +40,8 @@ impl Executor {
                             return;
                         }
                         let _ = o.store.flush();
+                        let waited = record.countersigned_at.map_or(0, |at| now().ms_since(at));
+                        o.metrics.settled(Some(waited as f64 / 1000.0));
                         self.log_event(
                             id,
                             RunEvent::Settled,
@@ -115,6 +118,7 @@ impl Executor {
                     return;
                 }
                 Err(e) => {
+                    o.metrics.settled(None);
                     warn!(lease = %id, error = %e, "settlement refused");
                     self.log_event(id, RunEvent::SettlementFailed, &e.to_string())
                         .await;
