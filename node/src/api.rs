@@ -400,7 +400,6 @@ async fn billing(
     money_page(&state.store, Side::Spent, params, settled)
 }
 
-
 fn money_page(
     store: &Store,
     side: Side,
