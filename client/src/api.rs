@@ -2,8 +2,10 @@
 //!
 //! Every route but `/metrics` lives under `/v1`, and every route needs
 //! `Authorization: Bearer TOKEN`; without it the node answers 401 and does
-//! nothing. Amounts are base units
-//! (1 AGR = 1 000 000), times are Unix milliseconds, ids are hex.
+//! nothing. The one exception is the dashboard's static files (`GET /`,
+//! `/dashboard/app.js`, `/dashboard/style.css`, `/dashboard/icon.svg`):
+//! they hold no data, and the page asks for the token itself. Amounts are
+//! base units (1 AGR = 1 000 000), times are Unix milliseconds, ids are hex.
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
@@ -24,6 +26,7 @@
 //! | GET | `/v1/provider/earnings?bucket=hour\|day&since=MS` | | [`MoneyPage`] of what the provider earned (404 on a requester-only node) |
 //! | GET | `/v1/provider/telemetry` | | `[GpuTelemetry]` (404 on a requester-only node) |
 //! | GET | `/v1/billing?bucket=hour\|day&since=MS` | | [`MoneyPage`] of what this node spent as a requester |
+//! | GET | `/v1/events` | | `text/event-stream` of the node's state as it changes (see below) |
 //! | GET | `/metrics` | | the node's metrics: OpenMetrics text when `Accept` asks for it (Prometheus does), else Prometheus' text format 0.0.4 (`docs/metrics.md`) |
 //!
 //! The stream: one server-sent event per [`JobLogEntry`], `id:` its `seq`,
@@ -31,6 +34,20 @@
 //! It resumes after `?after=SEQ` or the `Last-Event-ID` header, and ends with
 //! an `end` event (data: the final [`JobView`]) once the job is terminal and
 //! every entry has been sent. Keep-alive comments come every 15 s.
+//!
+//! The node's event stream (`/v1/events`, what the dashboard shows): the
+//! node looks at itself once a second and sends each part that changed
+//! since this client's last event, `event:` the part's name, `data:` JSON:
+//! `node` ([`NodeInfo`]), `jobs` ([`JobsSummary`]), `provider`
+//! ([`ProviderSummary`], provider nodes only), `telemetry`
+//! (`[GpuTelemetry]` with each GPU's latest sample only, provider nodes
+//! only; the window is `GET /v1/provider/telemetry`), and `error`
+//! ([`ApiError`], empty when every part was read). `id:` is the node's snapshot
+//! number. The first events after connecting (or reconnecting) carry every
+//! part, so a client that lost its connection just connects again: there is
+//! nothing to replay. A slow client skips snapshots rather than queueing
+//! them; at most [`MAX_EVENT_STREAMS`] streams are open at once (503
+//! beyond). Keep-alive comments come every 15 s.
 //!
 //! Errors are [`ApiError`] with a meaningful status: 400 bad input, 401
 //! missing or wrong token, 404 unknown id, 409 conflict, 502 ledger
@@ -897,4 +914,135 @@ pub struct GpuTelemetry {
     /// Why the latest reading failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Most `/v1/events` streams a node serves at once.
+pub const MAX_EVENT_STREAMS: usize = 32;
+
+/// Most jobs a [`JobsSummary`] lists, and most runs and leases a
+/// [`ProviderSummary`] lists (newest first; the counts cover all).
+pub const SUMMARY_ROWS: usize = 100;
+
+/// Most entries of [`JobsSummary::events`].
+pub const RECENT_EVENTS: usize = 50;
+
+/// One job, as the `jobs` event shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// Job id.
+    pub id: String,
+    /// Label.
+    pub name: Option<String>,
+    /// State.
+    pub state: JobState,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    /// Submitted.
+    pub submitted_at: Timestamp,
+    /// GPUs asked for.
+    pub gpus: u32,
+    /// Bids received.
+    pub bids: u32,
+    /// Declines received.
+    pub declines: u32,
+    /// The leased provider.
+    pub provider: Option<PublicKey>,
+    /// GPU model leased.
+    pub gpu_model: Option<String>,
+    /// GPU-seconds leased: the lease's GPUs × its longest duration.
+    pub leased_gpu_seconds: u64,
+    /// GPU-seconds used: the latest countersigned receipt's.
+    pub used_gpu_seconds: u64,
+    /// Spent: the latest countersigned receipt's amount.
+    pub spent: Amount,
+    /// Escrow locked for the lease.
+    pub escrow: Option<Amount>,
+    /// Paid to the provider on the ledger, as last read.
+    pub settled: Option<Amount>,
+    /// Refunded on close.
+    pub refunded: Option<Amount>,
+    /// Exit status.
+    pub exit_code: Option<i32>,
+    /// Highest sequence of its log.
+    pub log_seq: u64,
+}
+
+/// One step of a job in the `jobs` event's recent events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentEvent {
+    /// When.
+    pub at: Timestamp,
+    /// The job.
+    pub job: String,
+    /// One of [`JOB_EVENTS`].
+    pub event: String,
+    /// Details.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// The `jobs` event: this node's jobs as a requester.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobsSummary {
+    /// Jobs in all.
+    pub total: u64,
+    /// Jobs per state (snake_case names), all jobs.
+    pub states: BTreeMap<String, u64>,
+    /// Spent over all jobs (latest countersigned receipts).
+    pub spent: Amount,
+    /// The newest [`SUMMARY_ROWS`] jobs, newest first.
+    pub jobs: Vec<JobSummary>,
+    /// The newest [`RECENT_EVENTS`] steps of any job, newest first.
+    pub events: Vec<RecentEvent>,
+}
+
+/// GPUs by what holds them, from the provider's reservations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuCounts {
+    /// In the inventory.
+    pub total: u32,
+    /// Taken by a lease (active).
+    pub leased: u32,
+    /// Held for a bid (pending).
+    pub held: u32,
+    /// Neither (available).
+    pub free: u32,
+}
+
+/// Leases by age and state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseCounts {
+    /// Not yet closed on the ledger.
+    pub active: u64,
+    /// Starting in the last 24 hours.
+    pub new_24h: u64,
+    /// Signed in all.
+    pub total: u64,
+}
+
+/// Runs by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Leased, no payload yet.
+    pub waiting: u64,
+    /// Running.
+    pub running: u64,
+    /// Ended with exit status 0.
+    pub succeeded: u64,
+    /// Ended otherwise (a non-zero exit, a fault, a cancel).
+    pub failed: u64,
+}
+
+/// The `provider` event: [`ProviderStatus`] with its lists cut to the
+/// newest [`SUMMARY_ROWS`], and counts over everything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderSummary {
+    /// GPUs active / pending / available.
+    pub gpus: GpuCounts,
+    /// Leases.
+    pub leases: LeaseCounts,
+    /// Runs.
+    pub runs: RunCounts,
+    /// The status; `leases` and `runs` newest first.
+    pub status: ProviderStatus,
 }

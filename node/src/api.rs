@@ -1,6 +1,9 @@
 //! The node's HTTP API (axum), served on loopback. Every route needs
 //! `Authorization: Bearer TOKEN`; the token lives in the data dir. Routes
-//! and JSON types: `agora_client::api`.
+//! and JSON types: `agora_client::api`. The dashboard's static files
+//! (`crate::dashboard`) are the only routes without the token.
+
+mod events;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +50,7 @@ pub struct ApiState {
     /// What `/metrics` serves (the network for its peer gauges).
     metrics: Metrics,
     network: Option<NetworkHandle>,
+    events: Arc<events::EventHub>,
 }
 
 impl ApiState {
@@ -69,6 +73,7 @@ impl ApiState {
             telemetry: None,
             metrics: Metrics::new(),
             network: None,
+            events: Arc::new(events::EventHub::new()),
         }
     }
 
@@ -146,8 +151,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/ledger/balance", get(balance))
         .route("/v1/ledger/deposit", post(deposit))
         .route("/metrics", get(metrics))
+        .route("/v1/events", get(events::stream))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // After the token check's layer: the dashboard's files need none.
+        .merge(crate::dashboard::routes())
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::http::count_requests,

@@ -76,6 +76,11 @@ impl MarketHandle {
         answer.await.map_err(|_| closed())?
     }
 
+    /// The market has stopped (the node is shutting down).
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+
     /// Cancels a job: before its lease it just stops; after, the provider
     /// is told to stop it, and it is paid for the time used.
     pub async fn cancel(&self, id: String) -> Result<JobView, MarketError> {

@@ -11,6 +11,7 @@
 
 mod auth;
 mod cli;
+mod dashboard;
 mod faults;
 mod instant;
 mod launcher;

@@ -63,6 +63,7 @@ const AGORAD_SOURCES: &[&str] = &[
     "protocol",
     "contracts-mock/src",
     "node/src",
+    "node/assets",
     "client/src",
 ];
 /// What `agora-mock-chain` is built from.
