@@ -63,6 +63,38 @@ async fn logs_follow_prints_each_stream_in_order_and_exits_0_on_success() {
 }
 
 #[tokio::test]
+async fn logs_follow_json_prints_every_entry_as_one_json_line_in_order() {
+    let (_node, url) = FakeNode::start().await;
+    let out = agora(
+        &url,
+        &["--token", TOKEN, "--json", "job", "logs", "ok", "-f"],
+    )
+    .await;
+    let (stdout, stderr) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let entries: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "{stdout}"
+    );
+    // Output and events alike go to stdout as JSON; stderr stays empty.
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"stdout") && kinds.contains(&"event"),
+        "{kinds:?}"
+    );
+    assert_eq!(stderr, "");
+}
+
+#[tokio::test]
 async fn logs_follow_exits_1_saying_why_when_the_job_failed() {
     let (_node, url) = FakeNode::start().await;
     let out = agora(&url, &["--token", TOKEN, "job", "logs", "fail", "--follow"]).await;
