@@ -146,6 +146,11 @@ struct UpArgs {
     /// Print testnet.json instead of a table.
     #[arg(long)]
     json: bool,
+    /// Let the providers run jobs without bubblewrap, on a machine that
+    /// lacks it (a real provider never does unless its operator sets
+    /// runtime.allow_unsandboxed).
+    #[arg(long, help_heading = "Processes")]
+    allow_unsandboxed: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -199,6 +204,18 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.rust_log = args.log;
     config.ready_timeout = Duration::from_secs(args.ready_timeout);
     config.detach = true;
+    // Without a sandbox the providers would each stop at start: say so
+    // once, before anything starts.
+    match agora_node::runtime::process::working_bwrap(None) {
+        Ok(_) => {}
+        Err(why) if args.allow_unsandboxed => {
+            eprintln!("note: this testnet's providers run jobs without the sandbox: {why}");
+            config.node.allow_unsandboxed = true;
+        }
+        Err(why) => anyhow::bail!(
+            "{why}; or pass --allow-unsandboxed to run this testnet's jobs without the sandbox"
+        ),
+    }
     config.bootstrap = match args.bootstrap {
         BootstrapFrom::Earlier => Bootstrap::Earlier,
         BootstrapFrom::First => Bootstrap::First,

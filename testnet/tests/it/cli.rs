@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 use agora_client::http::NodeClient;
 use agora_testnet::{Manifest, pid_alive};
 
+use agora_node::runtime::process::for_tests::providers_unsandboxed;
+
 use crate::support::binaries;
 
 fn agora_testnet(args: &[&str], dir: &Path, bin_dir: &Path) -> Output {
@@ -44,11 +46,11 @@ struct Up {
 
 impl Up {
     fn start(dir: &Path, bin_dir: &Path) -> Self {
-        let out = agora_testnet(
-            &["up", "--providers", "1", "--requesters", "1", "--json"],
-            dir,
-            bin_dir,
-        );
+        let mut args = vec!["up", "--providers", "1", "--requesters", "1", "--json"];
+        if providers_unsandboxed() {
+            args.push("--allow-unsandboxed");
+        }
+        let out = agora_testnet(&args, dir, bin_dir);
         // Whatever happened, a later drop stops what runs.
         let manifest = Manifest::load(dir);
         assert!(out.status.success(), "up failed: {}", text(&out));
@@ -111,7 +113,11 @@ async fn up_and_down_leave_nothing_behind_and_two_testnets_do_not_collide() {
     }
 
     // A second `up` on a running testnet is refused and starts nothing.
-    let again = agora_testnet(&["up", "--providers", "1"], &dir_a, &bin_dir);
+    let mut args = vec!["up", "--providers", "1"];
+    if providers_unsandboxed() {
+        args.push("--allow-unsandboxed");
+    }
+    let again = agora_testnet(&args, &dir_a, &bin_dir);
     assert!(!again.status.success(), "{}", text(&again));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already holds a running testnet"),
@@ -162,4 +168,30 @@ fn down_without_a_testnet_says_so() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn up_without_bubblewrap_stops_before_starting_anything_and_names_the_way_out() {
+    let root = tempfile::tempdir().unwrap();
+    let bins = binaries();
+    let bin_dir = bins.agorad.parent().unwrap();
+    let dir = root.path().join("net");
+    // An empty PATH: no bwrap to find.
+    let out = Command::new(env!("CARGO_BIN_EXE_agora-testnet"))
+        .args(["up", "--providers", "1", "--requesters", "0", "--dir"])
+        .arg(&dir)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .env("PATH", root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("apt-get install bubblewrap"),
+        "{}",
+        text(&out)
+    );
+    assert!(stderr.contains("--allow-unsandboxed"), "{}", text(&out));
+    assert!(Manifest::load(&dir).is_err(), "nothing was started");
 }
