@@ -10,6 +10,11 @@
 //!   make room — unless the newcomer itself expires no later than it, in
 //!   which case the newcomer is refused. A provider at its cap can only
 //!   update the offers it has.
+//! - The highest sequence seen of each offer is remembered after the offer
+//!   leaves the book (evicted, removed), until that version would have
+//!   expired: a replay of an older version that is still unexpired is
+//!   stale even then. The marks are bounded too (`4 × capacity`; past it
+//!   the soonest-expiring are forgotten first).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -131,6 +136,11 @@ pub struct OfferBook {
     jurisdictions: Interner,
     capacity: usize,
     per_provider: usize,
+    /// The highest sequence seen of each offer id and the latest expiry
+    /// among the versions seen, kept after the offer leaves the book.
+    marks: HashMap<OfferId, (u64, Timestamp)>,
+    /// (expiry, id) of every mark, soonest first.
+    marks_by_expiry: BTreeSet<(Timestamp, OfferId)>,
 }
 
 impl OfferBook {
@@ -147,6 +157,32 @@ impl OfferBook {
             jurisdictions: Interner::default(),
             capacity: capacity.max(1),
             per_provider: per_provider.max(1),
+            marks: HashMap::new(),
+            marks_by_expiry: BTreeSet::new(),
+        }
+    }
+
+    /// The highest sequence remembered for `id` (in the book or not).
+    pub fn high_water(&self, id: &OfferId) -> Option<u64> {
+        self.marks.get(id).map(|&(sequence, _)| sequence)
+    }
+
+    /// Remembers `offer` as the highest version of its id seen.
+    fn mark(&mut self, id: OfferId, sequence: u64, expires_at: Timestamp) {
+        let expires = match self.marks.get(&id) {
+            Some(&(_, held)) => {
+                self.marks_by_expiry.remove(&(held, id));
+                held.max(expires_at)
+            }
+            None => expires_at,
+        };
+        self.marks.insert(id, (sequence, expires));
+        self.marks_by_expiry.insert((expires, id));
+        while self.marks.len() > 4 * self.capacity {
+            let Some((_, oldest)) = self.marks_by_expiry.pop_first() else {
+                break;
+            };
+            self.marks.remove(&oldest);
         }
     }
 
@@ -157,11 +193,14 @@ impl OfferBook {
             return InsertOutcome::Expired;
         }
         let id = offer.id();
+        // Stale against the highest version seen, held or gone.
+        if let Some(seen) = self.high_water(&id)
+            && offer.sequence <= seen
+        {
+            return InsertOutcome::Stale(seen);
+        }
         if let Some(&at) = self.index.get(&id) {
             let held = self.offers[at].message().sequence;
-            if offer.sequence <= held {
-                return InsertOutcome::Stale(held);
-            }
             self.remove(&id);
             self.put(id, signed);
             return InsertOutcome::Superseded(held);
@@ -210,10 +249,12 @@ impl OfferBook {
             verified: offer.verified(),
         };
         self.by_expiry.insert((offer.expires_at, id));
+        let (sequence, expires_at) = (offer.sequence, offer.expires_at);
         *self.per_provider_count.entry(offer.provider).or_insert(0) += 1;
         self.index.insert(id, self.offers.len());
         self.rows.push(row);
         self.offers.push(signed);
+        self.mark(id, sequence, expires_at);
     }
 
     /// Interned names are never removed one by one; when the tables grow
@@ -267,6 +308,15 @@ impl OfferBook {
             }
             self.remove(&id);
             dropped += 1;
+        }
+        // A mark whose every version has expired guards nothing: any
+        // replay of them is refused as expired.
+        while let Some(&(expires_at, id)) = self.marks_by_expiry.first() {
+            if expires_at > now {
+                break;
+            }
+            self.marks_by_expiry.pop_first();
+            self.marks.remove(&id);
         }
         dropped
     }
@@ -423,6 +473,61 @@ mod tests {
         assert_eq!(book.len(), 1);
         let id = OfferId::new(&key.public(), 0);
         assert_eq!(book.get(&id).unwrap().message().sequence, 3);
+    }
+
+    #[test]
+    fn a_replay_of_an_older_version_stays_stale_after_the_offer_left_the_book() {
+        let keys: Vec<Keypair> = (0..3u8).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+        let mut book = OfferBook::new(2, 10);
+        let now = Timestamp(2_000);
+        let old = signed(&keys[0], 0, 1, 10_000);
+        book.insert(old.clone(), now);
+        assert_eq!(
+            book.insert(signed(&keys[0], 0, 2, 12_000), now),
+            InsertOutcome::Superseded(1)
+        );
+        let id = OfferId::new(&keys[0].public(), 0);
+        // Two offers that outlive it push it out of the full book.
+        book.insert(signed(&keys[1], 0, 1, 40_000), now);
+        let outcome = book.insert(signed(&keys[2], 0, 1, 50_000), now);
+        assert_eq!(outcome, InsertOutcome::Evicted(id));
+        assert!(book.get(&id).is_none());
+        // The older version, still unexpired, is refused as stale; so is
+        // the evicted one itself; a removed offer is remembered too.
+        assert_eq!(book.insert(old, now), InsertOutcome::Stale(2));
+        assert_eq!(
+            book.insert(signed(&keys[0], 0, 2, 12_000), now),
+            InsertOutcome::Stale(2)
+        );
+        assert_eq!(book.high_water(&id), Some(2));
+        let other = OfferId::new(&keys[1].public(), 0);
+        book.remove(&other);
+        assert_eq!(
+            book.insert(signed(&keys[1], 0, 1, 40_000), now),
+            InsertOutcome::Stale(1)
+        );
+        // A newer version is welcome, evicting the soonest-expiring.
+        assert!(book.insert(signed(&keys[0], 0, 3, 60_000), now).accepted());
+        // Once every version seen has expired, the mark is forgotten.
+        book.expire(Timestamp(60_001));
+        assert_eq!(book.high_water(&id), None);
+        assert_eq!(book.high_water(&other), None);
+    }
+
+    #[test]
+    fn the_marks_are_bounded_by_four_times_the_capacity() {
+        let mut book = OfferBook::new(2, 100);
+        let now = Timestamp(2_000);
+        let key = Keypair::from_seed(&[9; 32]);
+        for slot in 0..20u32 {
+            // Each pushes out the one before it (later expiry).
+            book.insert(signed(&key, slot, 1, 10_000 + u64::from(slot)), now);
+        }
+        assert_eq!(book.len(), 2);
+        assert!(book.marks.len() <= 8, "{}", book.marks.len());
+        // The newest marks are the ones kept.
+        assert_eq!(book.high_water(&OfferId::new(&key.public(), 19)), Some(1));
+        assert_eq!(book.high_water(&OfferId::new(&key.public(), 0)), None);
     }
 
     #[test]
