@@ -95,8 +95,18 @@ fn bad(message: String) -> ApiError {
     ApiError(LedgerError::BadRequest(message))
 }
 
+/// A body is one JSON object with the request's fields: serde would also
+/// read a struct from an array of its fields in order (`[5]` as a
+/// deposit of 5), which is refused here.
 fn parse_body<T: DeserializeOwned>(body: &str) -> Result<T, ApiError> {
-    serde_json::from_str(body).map_err(|e| bad(format!("request body: {e}")))
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| bad(format!("request body: {e}")))?;
+    if !value.is_object() {
+        return Err(bad(
+            "request body: expected a JSON object of named fields, e.g. {\"amount\": 5}".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("request body: {e}")))
 }
 
 fn parse_account(text: &str) -> Result<AccountId, ApiError> {

@@ -43,6 +43,16 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(status, 400);
     assert!(body.contains("request body"), "{body}");
 
+    // A struct's fields as an array are not a request, and change nothing.
+    for array in ["[5]", "[\"5\"]", "5", "\"amount\"", "null"] {
+        let (status, body) = post(&format!("{base}/v1/accounts/{account}/deposit"), array).await;
+        assert_eq!(status, 400, "{array}: {body}");
+        assert!(body.contains("request body"), "{array}: {body}");
+    }
+    assert_eq!(client.balance(&account).await.unwrap(), Amount::ZERO);
+    let (status, body) = post(&format!("{base}/v1/escrow"), r#"["00"]"#).await;
+    assert_eq!(status, 400, "{body}");
+
     let (status, body) = post(&format!("{base}/v1/escrow"), r#"{"lease":"zz"}"#).await;
     assert_eq!(status, 400);
     assert!(body.contains("lease: not hex"), "{body}");
