@@ -299,12 +299,31 @@ async fn offer(
     Ok(axum::Json(state.market.offer(id).await?))
 }
 
+/// A request body: one JSON object with named fields. serde would also
+/// read a struct from an array of its fields in order (`[5]` as a deposit
+/// of 5); that is refused here.
+fn json_object<T: serde::de::DeserializeOwned>(
+    body: Result<axum::Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, Failure> {
+    let at = || Some("body".to_string());
+    let axum::Json(value) =
+        body.map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text(), at()))?;
+    if !value.is_object() {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object of named fields",
+            at(),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("request body: {e}"), at()))
+}
+
 async fn submit_job(
     State(state): State<ApiState>,
-    body: Result<axum::Json<SubmitJob>, axum::extract::rejection::JsonRejection>,
+    body: Result<axum::Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, axum::Json<JobView>), Failure> {
-    let axum::Json(submit) = body
-        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into())))?;
+    let submit: SubmitJob = json_object(body)?;
     if submit.spec.command.is_empty() {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
@@ -480,10 +499,9 @@ async fn balance(State(state): State<ApiState>) -> ApiResult<BalanceView> {
 
 async fn deposit(
     State(state): State<ApiState>,
-    body: Result<axum::Json<DepositRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<axum::Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<BalanceView> {
-    let axum::Json(request) = body
-        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text(), Some("body".into())))?;
+    let request: DepositRequest = json_object(body)?;
     if request.amount == Amount::ZERO {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,

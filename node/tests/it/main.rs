@@ -2,6 +2,7 @@
 //! loopback, with an in-process mock chain.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod bad_bodies;
 mod doctor;
 mod hostile_gossip;
 mod metrics;
