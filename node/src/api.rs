@@ -28,7 +28,7 @@ use crate::metrics::scrape::{Sources, scrape};
 use crate::network::NetworkHandle;
 use crate::network::wire::plain_path;
 use crate::provider::telemetry::Telemetry;
-use crate::requester::order::order_from_spec;
+use crate::requester::order::{check_job, order_from_spec};
 use crate::store::{LogRecord, Side, Store, money};
 
 /// Largest request body: a job spec with its small inputs.
@@ -334,13 +334,15 @@ async fn submit_job(
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce)
         .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
-    let order = order_from_spec(&submit.spec, &state.account, nonce, now()).map_err(|e| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            e.to_string(),
-            Some(e.field.clone()),
-        )
-    })?;
+    let order = order_from_spec(&submit.spec, &state.account, nonce, now())
+        .and_then(|order| check_job(&submit.spec).map(|()| order))
+        .map_err(|e| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+                Some(e.field.clone()),
+            )
+        })?;
     // A price with no funds behind it is refused before anything is signed.
     let most = LeaseTerms::required_escrow(
         order.max_price_per_gpu_hour,

@@ -8,7 +8,10 @@ use std::fmt;
 use agora_client::api::JobSpec;
 use agora_protocol::offer::{MAX_GPUS, MAX_MODEL_LEN, MAX_REGION_LEN};
 use agora_protocol::order::{MAX_BID_WINDOW_MS, MAX_DURATION_SECS};
-use agora_protocol::{Amount, Energy, Order, PublicKey, Timestamp};
+use agora_protocol::{
+    Amount, Energy, InputFile, JobPayload, LeaseId, Order, PublicKey, Timestamp, WireMessage,
+};
+use base64::Engine as _;
 
 use agora_protocol::offer::normalize_model;
 
@@ -179,6 +182,58 @@ pub fn order_from_spec(
     })
 }
 
+/// Whether the job itself (what runs, not what it rents) passes the
+/// provider's own checks: a submission calls it before anything is signed,
+/// so a job the provider would refuse never locks an escrow. (`agorad
+/// provider price --dry-run` prices specs without a command, so
+/// [`order_from_spec`] does not.)
+pub fn check_job(spec: &JobSpec) -> Result<(), SpecError> {
+    payload_of(spec, LeaseId([0; 32])).map(|_| ())
+}
+
+/// The job `spec` as the payload sent under `lease`, checked by the very
+/// rules the provider decodes it with (`JobPayload`'s validation in
+/// `protocol`): command, environment, input paths and counts, sizes.
+/// Inputs must be valid base64. A failure names the spec key.
+pub fn payload_of(spec: &JobSpec, lease: LeaseId) -> Result<JobPayload, SpecError> {
+    let mut inputs = Vec::with_capacity(spec.inputs.len());
+    for (i, input) in spec.inputs.iter().enumerate() {
+        let content = match input.data_b64.as_deref() {
+            None => Vec::new(),
+            Some(data) => base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| {
+                    SpecError::new(
+                        &format!("inputs[{i}].data_b64"),
+                        format!("{:?} is not valid base64: {e}", input.path),
+                    )
+                })?,
+        };
+        inputs.push(InputFile {
+            path: input.path.clone(),
+            blake3: *blake3::hash(&content).as_bytes(),
+            content,
+        });
+    }
+    let payload = JobPayload {
+        lease_id: lease,
+        runtime: spec.runtime.clone(),
+        command: spec.command.clone(),
+        env: spec.env.clone().into_iter().collect(),
+        inputs,
+        network: spec.constraints.network,
+    };
+    JobPayload::from_proto(payload.to_proto()).map_err(|e| {
+        let field = match e.field {
+            "env.name" | "env.value" => "env",
+            "inputs.path" | "inputs.blake3" => "inputs",
+            other => other,
+        };
+        SpecError::new(field, e.reason)
+    })?;
+    Ok(payload)
+}
+
 /// A wire label: 1..=`max` characters of `[A-Za-z0-9._-]`. For a GPU model
 /// (`model`), a rejected name comes with the spelling offers use.
 fn label(field: &str, value: &str, max: usize, model: bool) -> Result<String, SpecError> {
@@ -283,6 +338,83 @@ bid_window_ms = 1500
     }
 
     #[test]
+    fn a_job_the_provider_would_refuse_is_refused_at_submission_with_its_key() {
+        use agora_client::api::InputSpec;
+        let key = Keypair::from_seed(&[7; 32]);
+        let submit = |edit: &dyn Fn(&mut JobSpec)| {
+            let mut s = spec(SPEC);
+            edit(&mut s);
+            order_from_spec(&s, &key.public(), [3; 16], Timestamp(1_000_000))
+                .and_then(|_| check_job(&s))
+                .map_err(|e| (e.field, e.reason))
+        };
+        let field = |edit: &dyn Fn(&mut JobSpec)| submit(edit).unwrap_err().0;
+        assert_eq!(submit(&|_| {}), Ok(()));
+        assert_eq!(
+            field(&|s| s.command = vec!["x".into(); MAX_ARGS_TEST + 1]),
+            "command"
+        );
+        assert_eq!(field(&|s| s.command = vec!["a".repeat(5000)]), "command");
+        assert_eq!(
+            field(&|s| {
+                s.env.insert("A=B".into(), "1".into());
+            }),
+            "env"
+        );
+        assert_eq!(
+            field(&|s| {
+                s.env.insert("OK".into(), "v".repeat(40 * 1024));
+            }),
+            "env"
+        );
+        assert_eq!(
+            field(&|s| {
+                for i in 0..300 {
+                    s.env.insert(format!("V{i}"), "1".into());
+                }
+            }),
+            "env"
+        );
+        for path in ["/etc/passwd", "", "a/../b", "./x", "a//b"] {
+            let err = submit(&|s| {
+                s.inputs = vec![InputSpec {
+                    path: path.into(),
+                    data_b64: Some(String::new()),
+                }]
+            })
+            .unwrap_err();
+            assert_eq!(err.0, "inputs", "{path:?}: {err:?}");
+        }
+        let err = submit(&|s| {
+            s.inputs = vec![InputSpec {
+                path: "data.bin".into(),
+                data_b64: Some("not base64!".into()),
+            }]
+        })
+        .unwrap_err();
+        assert_eq!(err.0, "inputs[0].data_b64", "{err:?}");
+        assert!(err.1.contains("data.bin"), "{err:?}");
+        assert_eq!(
+            field(&|s| {
+                s.inputs = (0..65)
+                    .map(|i| InputSpec {
+                        path: format!("f{i}"),
+                        data_b64: Some(String::new()),
+                    })
+                    .collect()
+            }),
+            "inputs"
+        );
+        // What passes here decodes on the provider as the same job.
+        let ok = spec(SPEC);
+        let payload = payload_of(&ok, LeaseId([1; 32])).unwrap();
+        let decoded = JobPayload::from_proto(payload.to_proto()).unwrap();
+        assert_eq!(decoded, payload);
+    }
+
+    const MAX_ARGS_TEST: usize = agora_protocol::job::MAX_ARGS;
+
+    #[test]
     fn converts_units_and_passes_the_protocols_validation() {
         let key = Keypair::from_seed(&[7; 32]);
         let order =
@@ -306,6 +438,7 @@ bid_window_ms = 1500
     #[test]
     fn absent_constraints_mean_any() {
         let minimal = r#"
+command = ["true"]
 [resources]
 gpus = 1
 [market]

@@ -6,16 +6,16 @@
 use agora_client::api::JobState;
 use agora_protocol::receipt::check_next;
 use agora_protocol::{
-    InputFile, JobAction, JobControl, JobPayload, LeaseId, Manifest, OrderId, ReceiptClaim,
-    RunEvent, Signed, Timestamp, UsageReceipt,
+    JobAction, JobControl, LeaseId, Manifest, OrderId, ReceiptClaim, RunEvent, Signed, Timestamp,
+    UsageReceipt,
 };
-use base64::Engine as _;
 use libp2p::PeerId;
 use tracing::{info, warn};
 
 use super::core::{Answer, Delivery, Effect, Refusal, Requester, RequesterError, Task};
 use super::events::JobEventKind;
 use super::job::{ManifestBytes, Wire};
+use super::order::payload_of;
 use crate::network::wire::JobUpdate;
 use crate::network::{Request, Response};
 use crate::store::MoneyEntry;
@@ -51,30 +51,19 @@ impl Requester {
         if job.run.payload_delivered {
             return;
         }
-        let spec = &job.spec;
-        let inputs = spec
-            .inputs
-            .iter()
-            .map(|input| {
-                let content = input
-                    .data_b64
-                    .as_deref()
-                    .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                    .unwrap_or_default();
-                InputFile {
-                    path: input.path.clone(),
-                    blake3: *blake3::hash(&content).as_bytes(),
-                    content,
-                }
-            })
-            .collect();
-        let payload = JobPayload {
-            lease_id: lease.id(),
-            runtime: spec.runtime.clone(),
-            command: spec.command.clone(),
-            env: spec.env.clone().into_iter().collect(),
-            inputs,
-            network: spec.constraints.network,
+        let payload = match payload_of(&job.spec, lease.id()) {
+            Ok(payload) => payload,
+            Err(e) => {
+                // Checked at submission; a job stored before that check
+                // existed can still fail here.
+                self.delivered(
+                    id,
+                    Delivery::Payload,
+                    Err(format!("the job is invalid: {e}")),
+                    now,
+                );
+                return;
+            }
         };
         let peer = lease.terms().provider.peer_id();
         let until = lease.terms().ends_at();

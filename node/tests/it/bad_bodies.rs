@@ -1,6 +1,7 @@
-//! Request bodies that are JSON but not an object of named fields (serde
-//! would read a struct from an array of its fields) are refused with 400
-//! at `body`, and change nothing.
+//! Bad request bodies change nothing: JSON that is not an object of named
+//! fields (serde would read a struct from an array of its fields) is a 400
+//! at `body`, and a job the provider would refuse (paths, base64, the
+//! environment) is a 400 at its spec key before anything is signed.
 
 use agora_client::api::Role;
 use agora_node::api::load_or_create_token;
@@ -42,5 +43,38 @@ async fn arrays_and_scalars_are_not_request_bodies() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(client.balance().await.unwrap().balance.0, 5_000_000);
+    // A job the provider would refuse is refused here, with its key,
+    // before anything is signed or escrowed.
+    let job = |inputs: &str, env: &str| {
+        format!(
+            r#"{{"spec":{{"command":["true"],"env":{env},"inputs":{inputs},
+               "resources":{{"gpus":1}},
+               "market":{{"max_price_per_gpu_hour":"1","max_duration_secs":60}}}}}}"#
+        )
+    };
+    for (body, at) in [
+        (
+            job(r#"[{"path":"/etc/passwd","data_b64":""}]"#, "{}"),
+            "inputs",
+        ),
+        (job(r#"[{"path":"a/../b","data_b64":""}]"#, "{}"), "inputs"),
+        (
+            job(r#"[{"path":"x","data_b64":"%%%"}]"#, "{}"),
+            "inputs[0].data_b64",
+        ),
+        (job("[]", r#"{"A=B":"1"}"#), "env"),
+    ] {
+        let response = http
+            .post(format!("{base}/v1/jobs"))
+            .bearer_auth(&token)
+            .json(&serde_json::from_str::<serde_json::Value>(&body).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{body}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["at"], at, "{body}: {error}");
+    }
+    assert!(client.jobs().await.unwrap().is_empty());
     requester.shutdown().await;
 }
