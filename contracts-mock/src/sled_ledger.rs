@@ -115,14 +115,10 @@ impl SledLedger {
     /// money adds up, and starts the writer thread.
     pub fn open(path: &Path, config: SledConfig, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
         let shown = path.display().to_string();
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|source| OpenError::Sled {
-                path: shown.clone(),
-                source,
-            })?;
+        let db = open_db(path).map_err(|source| OpenError::Sled {
+            path: shown.clone(),
+            source,
+        })?;
         let state = store::load(&db).map_err(|reason| OpenError::Corrupt {
             path: shown.clone(),
             reason,
@@ -154,6 +150,32 @@ impl SledLedger {
         rx.await.map_err(|_| {
             LedgerError::Unavailable("the ledger writer stopped before replying".into())
         })
+    }
+}
+
+/// How long [`open_db`] waits for a closing instance's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the sled database. A ledger just shut down in this process can
+/// still hold the directory's lock for a moment (sled's own background
+/// threads drop their handles after the writer has closed it), so a held
+/// lock is retried for up to [`LOCK_WAIT`]; every other error is at once.
+fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
