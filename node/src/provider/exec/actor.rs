@@ -226,7 +226,6 @@ impl Actor {
             .earned_before
             .checked_add(settled)
             .unwrap_or(self.earned_before);
-        self.publish();
     }
 
     /// Takes over a run restored from the store (before the loop starts).
@@ -255,6 +254,8 @@ impl Actor {
         mut commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
     ) {
+        // What start-up restored and counted, in one snapshot.
+        self.publish();
         loop {
             tokio::select! {
                 biased;

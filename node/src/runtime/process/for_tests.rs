@@ -1,35 +1,49 @@
-//! What test suites ask of the sandbox, in one place: a missing
-//! bubblewrap skips only the tests that need it, each saying so in one
-//! `SKIPPED:` line, and under `CI=true` nothing skips: a CI machine
-//! without a working bubblewrap fails at the first test that needs one.
+//! What test suites do when something a test needs is missing, in one
+//! place: the test prints one `SKIPPED: <test>: <what is missing>` line
+//! and returns, except under `CI=true`, where nothing skips and the test
+//! fails naming what is missing. The sandbox's own probe lives here too:
+//! a missing bubblewrap skips only the tests that need it.
 
 use std::io::Write as _;
 use std::sync::OnceLock;
 
 use super::working_bwrap;
 
-/// Whether a working bubblewrap is here, probed once per process.
-/// `Err` says what is missing; under `CI=true` it panics instead.
-pub fn test_sandbox() -> Result<(), &'static str> {
+/// Whether this is CI (`CI=true`), where no test may skip.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// For a test that cannot run because `missing` is missing: under
+/// `CI=true` it panics with that; otherwise it prints
+/// `SKIPPED: <test>: <missing>` on stderr, and the caller returns.
+pub fn skip(missing: &str) {
+    assert!(
+        !in_ci(),
+        "CI=true and {}: {missing}; no test may skip in CI",
+        test_name()
+    );
+    say(&format!("SKIPPED: {}: {missing}", test_name()));
+}
+
+/// Whether a working bubblewrap is here, probed once per process; `Err`
+/// says what is missing.
+fn test_sandbox() -> Result<(), &'static str> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
-    let probe = PROBE.get_or_init(|| working_bwrap(None).map(|_| ()));
-    match probe {
-        Ok(()) => Ok(()),
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true and the sandbox does not work, so no test may skip: {why}")
-        }
-        Err(why) => Err(why.as_str()),
-    }
+    PROBE
+        .get_or_init(|| working_bwrap(None).map(|_| ()))
+        .as_ref()
+        .map(|&()| ())
+        .map_err(String::as_str)
 }
 
 /// For a test that needs the sandbox: `true` when it can run; otherwise
-/// prints `SKIPPED: <test>: <why>` on stderr and returns `false` (the test
-/// then returns). Under `CI=true` a missing sandbox panics.
+/// [`skip`]s and returns `false` (the test then returns).
 pub fn sandbox_or_skip() -> bool {
     match test_sandbox() {
         Ok(()) => true,
         Err(why) => {
-            say(&format!("SKIPPED: {}: {why}", test_name()));
+            skip(why);
             false
         }
     }
@@ -37,11 +51,15 @@ pub fn sandbox_or_skip() -> bool {
 
 /// For a test whose providers run jobs but which tests something else:
 /// whether they must run unsandboxed (no bubblewrap, not CI), saying so
-/// once on stderr.
+/// on stderr. Under `CI=true` a missing sandbox panics.
 pub fn providers_unsandboxed() -> bool {
     match test_sandbox() {
         Ok(()) => false,
         Err(why) => {
+            assert!(
+                !in_ci(),
+                "CI=true and the sandbox does not work, so no test may run without it: {why}"
+            );
             say(&format!(
                 "NOTE: {}: its providers run jobs unsandboxed ({why})",
                 test_name()
@@ -51,16 +69,13 @@ pub fn providers_unsandboxed() -> bool {
     }
 }
 
-/// The running test's name (libtest names each test's thread after it).
-fn test_name() -> String {
-    std::thread::current()
-        .name()
-        .unwrap_or("a test that needs the sandbox")
-        .to_owned()
-}
-
-/// One line on the real stderr: libtest captures `eprintln!` of passing
-/// tests, and a skip must be seen.
+/// One line on the real stderr: libtest captures `print!`/`eprint!` of
+/// passing tests, and a skip must be seen.
 pub fn say(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The running test's name (libtest names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("a test").to_owned()
 }
