@@ -399,6 +399,16 @@ impl CoSigned {
         &self.body
     }
 
+    /// The requester's signature over `signing_bytes(kind, body)`.
+    pub fn requester_signature(&self) -> &Signature {
+        &self.requester_signature
+    }
+
+    /// The provider's signature over `signing_bytes(kind, body)`.
+    pub fn provider_signature(&self) -> &Signature {
+        &self.provider_signature
+    }
+
     /// Verifies both signatures against the named parties (batched).
     pub fn verify(&self, requester: &PublicKey, provider: &PublicKey) -> Result<(), EnvelopeError> {
         let message = signing_bytes(self.kind, &self.body);

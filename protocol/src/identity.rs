@@ -56,6 +56,9 @@ pub enum IdentityError {
         /// The file's permission bits.
         mode: u32,
     },
+    /// A message to sign outside an envelope lacks its own namespace.
+    #[error("a message signed outside an envelope must start with agora/1/<name>\\0, a namespace no envelope kind uses")]
+    Namespace,
 }
 
 /// An ed25519 public key: a node's identity and its ledger account.
@@ -238,6 +241,31 @@ impl Keypair {
         Signature(self.secret.sign(message).to_bytes())
     }
 
+    /// Signs a message that is not an envelope: an obligation a ledger
+    /// defines itself (the EVM escrow's withdrawal). `message` must start
+    /// with its own namespace, `agora/1/<name>\0`, distinct from every
+    /// [`crate::envelope::Kind`]'s, so no signature made here is valid as
+    /// an envelope's. Refuses a message without such a prefix.
+    pub fn sign_namespaced(&self, message: &[u8]) -> Result<Signature, IdentityError> {
+        let prefix = b"agora/1/";
+        let named = message.starts_with(prefix)
+            && message[prefix.len()..]
+                .iter()
+                .position(|&b| b == 0)
+                .and_then(|end| {
+                    let name = &message[..prefix.len() + end + 1];
+                    (!crate::envelope::Kind::ALL
+                        .iter()
+                        .any(|kind| kind.namespace() == name))
+                    .then_some(())
+                })
+                .is_some();
+        if !named {
+            return Err(IdentityError::Namespace);
+        }
+        Ok(self.sign_raw(message))
+    }
+
     /// The 32-byte secret seed, for handing to libp2p.
     pub fn secret_seed(&self) -> [u8; 32] {
         self.secret.to_bytes()
@@ -323,6 +351,22 @@ impl fmt::Debug for Keypair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_messages_in_a_namespace_of_their_own_are_signed_outside_envelopes() {
+        let key = Keypair::from_seed(&[3; 32]);
+        let message = b"agora/1/evm-withdraw\0payload";
+        let signature = key.sign_namespaced(message).unwrap();
+        assert!(key.public().verify(message, &signature));
+        // An envelope kind's namespace, no namespace, or an unterminated one.
+        for refused in [
+            &b"agora/1/usage-receipt\0body"[..],
+            b"payload",
+            b"agora/1/evm-withdraw",
+        ] {
+            assert!(matches!(key.sign_namespaced(refused), Err(IdentityError::Namespace)));
+        }
+    }
 
     #[test]
     fn key_file_round_trip_with_owner_only_mode() {
