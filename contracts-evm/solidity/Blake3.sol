@@ -12,101 +12,114 @@ pragma solidity ^0.8.24;
 ///
 /// @dev Words are 32-bit little-endian. The compression function's 4x4
 /// state is kept as four rows a, b, c, d, each one stack word with its four
-/// 32-bit entries in 64-bit lanes (lane 0 = bits 192..255), so one `g4` step
-/// runs the G function on all four columns at once: the 32 spare bits above
+/// 32-bit entries in 64-bit lanes (lane 0 = bits 192..255), so one pass of
+/// the G code runs G on all four columns at once: the 32 spare bits above
 /// each entry absorb the carries of a + b + m, and a rotation is
 /// `(x >> n | x << (32 - n))` masked back to the low 32 bits of each lane
 /// (nothing crosses a lane boundary before the mask). The diagonal step
-/// rotates rows b, c and d by one, two and three lanes, runs `g4` again and
-/// rotates them back. The message schedule of the seven rounds (the
-/// permutation applied round after round) is written out as word indices.
+/// rotates rows b, c and d by one, two and three lanes, runs G again and
+/// rotates them back. Which message words each round takes (the input
+/// block permuted once more every round) is the table SCHEDULE.
 library Blake3 {
+    /// The message schedule: row r (16 bytes) lists, for round r, the
+    /// message words that the four G steps take, in the order the lanes
+    /// need them: mx and my of the columns, then of the diagonals
+    /// (words 0 2 4 6, 1 3 5 7, 8 10 12 14, 9 11 13 15 of the round's
+    /// message, the round-r message being the input block permuted r times
+    /// by MSG_PERMUTATION = 2 6 3 10 7 0 4 13 1 11 12 5 9 14 15 8). Each
+    /// byte is 16 x the word index: twice that is the word's slot offset.
+    /// The final 0xff marks the end.
+    bytes private constant SCHEDULE =
+        hex"002040601030507080a0c0e090b0d0f0"
+        hex"2030704060a000d010c090f0b050e080"
+        hex"30a0d07040c020e06090b0805000f010"
+        hex"a0c0e0d0709030f040b0501000208060"
+        hex"c090f0e0d0b0a0807050006020301040"
+        hex"90b080f0e050c010d000204030a06070"
+        hex"b0501080f0009060e0203070a0c040d0"
+        hex"ff";
+
     function hash(bytes memory data) internal pure returns (bytes32 digest) {
+        bytes memory schedule = SCHEDULE;
         assembly ("memory-safe") {
             // IV[0..4) and IV[4..8) in lanes (the SHA-256 initial hash value).
-            // Constant lane masks: L32 keeps the low 32 bits of each lane.
             function ivLo() -> v { v := 0x000000006a09e66700000000bb67ae85000000003c6ef37200000000a54ff53a }
             function ivHi() -> v { v := 0x00000000510e527f000000009b05688c000000001f83d9ab000000005be0cd19 }
 
-            // G on the four columns (or diagonals) at once.
-            function g4(a, b, c, d, mx, my) -> a2, b2, c2, d2 {
-                let l32 := 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff
-                a2 := and(add(add(a, b), mx), l32)
-                d2 := xor(d, a2)
-                d2 := and(or(shr(16, d2), shl(16, d2)), l32)
-                c2 := and(add(c, d2), l32)
-                b2 := xor(b, c2)
-                b2 := and(or(shr(12, b2), shl(20, b2)), l32)
-                a2 := and(add(add(a2, b2), my), l32)
-                d2 := xor(d2, a2)
-                d2 := and(or(shr(8, d2), shl(24, d2)), l32)
-                c2 := and(add(c2, d2), l32)
-                b2 := xor(b2, c2)
-                b2 := and(or(shr(7, b2), shl(25, b2)), l32)
-            }
-
-            // Row b by one lane, c by two, d by three: lane i then holds the
-            // i-th diagonal (v0 v5 v10 v15), (v1 v6 v11 v12), ...
-            function diagonalize(b, c, d) -> b2, c2, d2 {
-                b2 := or(shl(64, b), shr(192, b))
-                c2 := or(shl(128, c), shr(128, c))
-                d2 := or(shl(192, d), shr(64, d))
-            }
-
-            function undiagonalize(b, c, d) -> b2, c2, d2 {
-                b2 := or(shr(64, b), shl(192, b))
-                c2 := or(shl(128, c), shr(128, c))
-                d2 := or(shr(192, d), shl(64, d))
-            }
-
-            // Message words i, j, k, l (one per 32-byte slot at m) in lanes.
-            function msg(m, i, j, k, l) -> v {
-                v := or(or(shl(192, mload(add(m, shl(5, i)))), shl(128, mload(add(m, shl(5, j))))),
-                        or(shl(64, mload(add(m, shl(5, k)))), mload(add(m, shl(5, l)))))
-            }
-
             // The compression function, truncated to the chaining value:
-            // h' = v[0..8) ^ v[8..16). The input chaining value is (h0, h1),
-            // d is (counter low, counter high, block length, flags).
-            function compress(m, a, b, d) -> h0, h1 {
-                let c := ivLo()
-                // round 0: m[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
-                a, b, c, d := g4(a, b, c, d, msg(m, 0, 2, 4, 6), msg(m, 1, 3, 5, 7))
-                b, c, d := diagonalize(b, c, d)
-                a, b, c, d := g4(a, b, c, d, msg(m, 8, 10, 12, 14), msg(m, 9, 11, 13, 15))
-                b, c, d := undiagonalize(b, c, d)
-                // round 1: m[2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8]
-                a, b, c, d := g4(a, b, c, d, msg(m, 2, 3, 7, 4), msg(m, 6, 10, 0, 13))
-                b, c, d := diagonalize(b, c, d)
-                a, b, c, d := g4(a, b, c, d, msg(m, 1, 12, 9, 15), msg(m, 11, 5, 14, 8))
-                b, c, d := undiagonalize(b, c, d)
-                // round 2: m[3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1]
-                a, b, c, d := g4(a, b, c, d, msg(m, 3, 10, 13, 7), msg(m, 4, 12, 2, 14))
-                b, c, d := diagonalize(b, c, d)
-                a, b, c, d := g4(a, b, c, d, msg(m, 6, 9, 11, 8), msg(m, 5, 0, 15, 1))
-                b, c, d := undiagonalize(b, c, d)
-                // round 3: m[10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6]
-                a, b, c, d := g4(a, b, c, d, msg(m, 10, 12, 14, 13), msg(m, 7, 9, 3, 15))
-                b, c, d := diagonalize(b, c, d)
-                a, b, c, d := g4(a, b, c, d, msg(m, 4, 11, 5, 1), msg(m, 0, 2, 8, 6))
-                b, c, d := undiagonalize(b, c, d)
-                // round 4: m[12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4]
-                a, b, c, d := g4(a, b, c, d, msg(m, 12, 9, 15, 14), msg(m, 13, 11, 10, 8))
-                b, c, d := diagonalize(b, c, d)
-                a, b, c, d := g4(a, b, c, d, msg(m, 7, 5, 0, 6), msg(m, 2, 3, 1, 4))
-                b, c, d := undiagonalize(b, c, d)
-                // round 5: m[9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7]
-                a, b, c, d := g4(a, b, c, d, msg(m, 9, 11, 8, 15), msg(m, 14, 5, 12, 1))
-                b, c, d := diagonalize(b, c, d)
-                a, b, c, d := g4(a, b, c, d, msg(m, 13, 0, 2, 4), msg(m, 3, 10, 6, 7))
-                b, c, d := undiagonalize(b, c, d)
-                // round 6: m[11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13]
-                a, b, c, d := g4(a, b, c, d, msg(m, 11, 5, 1, 8), msg(m, 15, 0, 9, 6))
-                b, c, d := diagonalize(b, c, d)
-                a, b, c, d := g4(a, b, c, d, msg(m, 14, 2, 3, 7), msg(m, 10, 12, 4, 13))
-                b, c, d := undiagonalize(b, c, d)
-                h0 := xor(a, c)
-                h1 := xor(b, d)
+            // h' = v[0..8) ^ v[8..16). The input chaining value is (a, b) =
+            // (h[0..4), h[4..8)) in lanes, d is (counter low, counter high,
+            // block length, flags), the 16 message words are in the 32-byte
+            // slots at m, and the slot after them holds the address of
+            // SCHEDULE.
+            //
+            // Per round: G on the four columns (lane i: v_i, v_(4+i),
+            // v_(8+i), v_(12+i) with message words 2i, 2i+1), then rows b, c,
+            // d rotated by one, two and three lanes so that lane i holds the
+            // i-th diagonal (v0 v5 v10 v15), (v1 v6 v11 v12), ..., G on those
+            // with words 8+2i, 9+2i, and the rows rotated back. G:
+            //   a += b + mx; d = (d ^ a) >>> 16; c += d; b = (b ^ c) >>> 12;
+            //   a += b + my; d = (d ^ a) >>> 8;  c += d; b = (b ^ c) >>> 7.
+            function compress(a, b, d, m) -> c, x {
+                // c is row 2 (from IV[0..4)), x a scratch word; at the end
+                // they become the two halves of the output.
+                c := 0x000000006a09e66700000000bb67ae85000000003c6ef37200000000a54ff53a
+                let l32 := 0x00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffffff
+                // The row after the last starts with 0xff; seven rounds.
+                for { let r := mload(add(m, 0x200)) } 1 { r := add(r, 0x10) } {
+                    let s := mload(r)
+                    // columns: mx = words 0 2 4 6 of the round's message
+                    a := and(add(add(a, b), or(or(shl(192, mload(add(m, shl(1, byte(0, s))))),
+                                                  shl(128, mload(add(m, shl(1, byte(1, s)))))),
+                                               or(shl(64, mload(add(m, shl(1, byte(2, s))))),
+                                                  mload(add(m, shl(1, byte(3, s))))))), l32)
+                    x := xor(d, a)
+                    d := and(or(shr(16, x), shl(16, x)), l32)
+                    c := and(add(c, d), l32)
+                    x := xor(b, c)
+                    b := and(or(shr(12, x), shl(20, x)), l32)
+                    // columns: my = words 1 3 5 7
+                    a := and(add(add(a, b), or(or(shl(192, mload(add(m, shl(1, byte(4, s))))),
+                                                  shl(128, mload(add(m, shl(1, byte(5, s)))))),
+                                               or(shl(64, mload(add(m, shl(1, byte(6, s))))),
+                                                  mload(add(m, shl(1, byte(7, s))))))), l32)
+                    x := xor(d, a)
+                    d := and(or(shr(8, x), shl(24, x)), l32)
+                    c := and(add(c, d), l32)
+                    x := xor(b, c)
+                    b := and(or(shr(7, x), shl(25, x)), l32)
+                    // diagonalize
+                    b := or(shl(64, b), shr(192, b))
+                    c := or(shl(128, c), shr(128, c))
+                    d := or(shl(192, d), shr(64, d))
+                    // diagonals: mx = words 8 10 12 14
+                    a := and(add(add(a, b), or(or(shl(192, mload(add(m, shl(1, byte(8, s))))),
+                                                  shl(128, mload(add(m, shl(1, byte(9, s)))))),
+                                               or(shl(64, mload(add(m, shl(1, byte(10, s))))),
+                                                  mload(add(m, shl(1, byte(11, s))))))), l32)
+                    x := xor(d, a)
+                    d := and(or(shr(16, x), shl(16, x)), l32)
+                    c := and(add(c, d), l32)
+                    x := xor(b, c)
+                    b := and(or(shr(12, x), shl(20, x)), l32)
+                    // diagonals: my = words 9 11 13 15
+                    a := and(add(add(a, b), or(or(shl(192, mload(add(m, shl(1, byte(12, s))))),
+                                                  shl(128, mload(add(m, shl(1, byte(13, s)))))),
+                                               or(shl(64, mload(add(m, shl(1, byte(14, s))))),
+                                                  mload(add(m, shl(1, byte(15, s))))))), l32)
+                    x := xor(d, a)
+                    d := and(or(shr(8, x), shl(24, x)), l32)
+                    c := and(add(c, d), l32)
+                    x := xor(b, c)
+                    b := and(or(shr(7, x), shl(25, x)), l32)
+                    // and back
+                    b := or(shr(64, b), shl(192, b))
+                    c := or(shl(128, c), shr(128, c))
+                    d := or(shr(192, d), shl(64, d))
+                    if eq(byte(16, s), 0xff) { break }
+                }
+                c := xor(a, c)
+                x := xor(b, d)
             }
 
             // Reverses the bytes of each 32-bit word of x (little-endian
@@ -153,24 +166,26 @@ library Blake3 {
                 for { let i := 0 } lt(i, blocks) { i := add(i, 1) } {
                     let off := shl(6, i)
                     let blockLen := sub(len, off)
-                    let flags := iszero(i)
-                    if eq(i, sub(blocks, 1)) { flags := or(flags, or(2, root)) }
-                    let x := mload(add(src, off))
-                    let y := mload(add(src, add(off, 0x20)))
-                    // A short last block is zero-padded: clear what lies
-                    // past the input in memory.
-                    if lt(blockLen, 64) {
-                        switch lt(blockLen, 32)
-                        case 1 {
-                            x := and(x, not(shr(shl(3, blockLen), not(0))))
-                            y := 0
+                    {
+                        let x := mload(add(src, off))
+                        let y := mload(add(src, add(off, 0x20)))
+                        // A short last block is zero-padded: clear what lies
+                        // past the input in memory.
+                        if lt(blockLen, 64) {
+                            switch lt(blockLen, 32)
+                            case 1 {
+                                x := and(x, not(shr(shl(3, blockLen), not(0))))
+                                y := 0
+                            }
+                            default { y := and(y, not(shr(shl(3, sub(blockLen, 32)), not(0)))) }
                         }
-                        default { y := and(y, not(shr(shl(3, sub(blockLen, 32)), not(0)))) }
+                        spread(m, bswap32(x))
+                        spread(add(m, 0x100), bswap32(y))
                     }
                     if gt(blockLen, 64) { blockLen := 64 }
-                    spread(m, bswap32(x))
-                    spread(add(m, 0x100), bswap32(y))
-                    h0, h1 := compress(m, h0, h1, or(ctr, or(shl(64, blockLen), flags)))
+                    let flags := iszero(i)
+                    if eq(i, sub(blocks, 1)) { flags := or(flags, or(2, root)) }
+                    h0, h1 := compress(h0, h1, or(ctr, or(shl(64, blockLen), flags)), m)
                 }
             }
 
@@ -182,17 +197,19 @@ library Blake3 {
                 unlane(add(m, 0x80), l1)
                 unlane(add(m, 0x100), r0)
                 unlane(add(m, 0x180), r1)
-                h0, h1 := compress(m, ivLo(), ivHi(), or(shl(64, 64), flags))
+                h0, h1 := compress(ivLo(), ivHi(), or(shl(64, 64), flags), m)
             }
 
             // Scratch above the free memory pointer, not allocated: the 16
-            // message slots, then the stack of pending left subtrees'
-            // chaining values (two words each, at most 54 for 2^64 bytes).
-            function blake3(input) -> out {
+            // message slots, the address of SCHEDULE, then the stack of
+            // pending left subtrees' chaining values (two words each, at
+            // most 54 for 2^64 bytes).
+            function blake3(input, sched) -> out {
                 let len := mload(input)
                 let src := add(input, 0x20)
                 let m := mload(0x40)
-                let base := add(m, 0x200)
+                mstore(add(m, 0x200), sched)
+                let base := add(m, 0x220)
                 let sp := base
                 // chunks: ceil(len / 1024), at least one
                 let chunks := shr(10, add(len, 1023))
@@ -235,7 +252,7 @@ library Blake3 {
                 out := bswap32(out)
             }
 
-            digest := blake3(data)
+            digest := blake3(data, add(schedule, 0x20))
         }
     }
 }

@@ -209,7 +209,8 @@ library Ed25519 {
             }
 
             // Decodes A and writes [j](-A) for j = 1..15 above the free
-            // memory pointer (128 bytes each) and claims that memory. Returns
+            // memory pointer (128 bytes each; scratch, not allocated: only
+            // the ladder reads it, and nothing allocates before). Returns
             // the address of entry 0 (so entry j is at ta + 128 j), or 0 if A
             // is not a valid point of large enough order.
             function tableA(ea) -> ta {
@@ -221,7 +222,6 @@ library Ed25519 {
                 let z := 1
                 let t := mulmod(x, y, P)
                 let q := mload(0x40)
-                mstore(0x40, add(q, 0x780))
                 ta := sub(q, 0x80)
                 mstore(q, addmod(y, x, P))
                 mstore(add(q, 0x20), addmod(y, sub(P, x), P))
@@ -283,8 +283,32 @@ library Ed25519 {
                         z := mulmod(c, b, p)
                     }
                     if iszero(i) { break }
-                    // Three doublings without T, then one with T.
-                    for { let j := 0 } lt(j, 3) { j := add(j, 1) } {
+                    // Three doublings without T, then one with T (unrolled).
+                    {
+                        let a := mulmod(x, x, p)
+                        let b := mulmod(y, y, p)
+                        let h := addmod(a, b, p)
+                        b := addmod(a, sub(p, b), p)
+                        a := add(x, y)
+                        a := add(h, sub(p, mulmod(a, a, p)))
+                        let f := add(mulmod(z, add(z, z), p), b)
+                        x := mulmod(a, f, p)
+                        y := mulmod(b, h, p)
+                        z := mulmod(f, b, p)
+                    }
+                    {
+                        let a := mulmod(x, x, p)
+                        let b := mulmod(y, y, p)
+                        let h := addmod(a, b, p)
+                        b := addmod(a, sub(p, b), p)
+                        a := add(x, y)
+                        a := add(h, sub(p, mulmod(a, a, p)))
+                        let f := add(mulmod(z, add(z, z), p), b)
+                        x := mulmod(a, f, p)
+                        y := mulmod(b, h, p)
+                        z := mulmod(f, b, p)
+                    }
+                    {
                         let a := mulmod(x, x, p)
                         let b := mulmod(y, y, p)
                         let h := addmod(a, b, p)

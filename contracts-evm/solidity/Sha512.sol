@@ -38,124 +38,134 @@ library Sha512 {
     function hash(bytes memory data) internal pure returns (bytes32 high, bytes32 low) {
         bytes memory k = ROUND_CONSTANTS;
         assembly ("memory-safe") {
+            // The schedule W[0..80) is kept in 16-byte entries, W[t] in the
+            // low 8 bytes of the entry at w + 16 t and the high 8 bytes zero.
+            // One mload at w + 16 t then holds W[t] and W[t+1] in two 128-bit
+            // lanes with 64 free bits above each, so the doubling trick works
+            // on both lanes at once and W[t], W[t+1] are computed together
+            // (W[t+1] needs W[t-1], not W[t]). A round reads W[t] as the low
+            // lane of the mload at w + 16 t - 16 (junk above bit 63 only).
+
             // Message schedule (FIPS 180-4, 6.4.2 step 1) of the 128-byte
-            // block at `blk` into the 80 words at `w`, one per 32-byte slot.
+            // block at `blk` into the entries at `w`.
+            //   W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]
+            //   σ0 = rotr 1 ^ rotr 8 ^ shr 7, σ1 = rotr 19 ^ rotr 61 ^ shr 6
             function schedule(blk, w) {
-                for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
-                    let v := mload(add(blk, shl(5, i)))
-                    let o := add(w, shl(7, i))
-                    mstore(o, shr(192, v))
-                    mstore(add(o, 0x20), and(shr(128, v), 0xffffffffffffffff))
-                    mstore(add(o, 0x40), and(shr(64, v), 0xffffffffffffffff))
-                    mstore(add(o, 0x60), and(v, 0xffffffffffffffff))
+                let m := 0x0000000000000000ffffffffffffffff0000000000000000ffffffffffffffff
+                for { let i := 0 } lt(i, 0x80) { i := add(i, 0x20) } {
+                    let v := mload(add(blk, i))
+                    // words 4i, 4i+1 to entries 4i, 4i+1; then 4i+2, 4i+3
+                    let x := shr(128, v)
+                    mstore(add(w, shl(1, i)), and(or(shl(64, x), x), m))
+                    x := and(v, 0xffffffffffffffffffffffffffffffff)
+                    mstore(add(add(w, shl(1, i)), 0x20), and(or(shl(64, x), x), m))
                 }
-                // W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]
-                for { let q := add(w, 0x200) } lt(q, add(w, 0xa00)) { q := add(q, 0x20) } {
-                    let x := mload(sub(q, 0x1e0)) // W[t-15]
+                for { let q := add(w, 0x100) } lt(q, add(w, 0x500)) { q := add(q, 0x40) } {
+                    // W[t], W[t+1] at q, then W[t+2], W[t+3] at q + 32
+                    let x := mload(sub(q, 0xf0)) // W[t-15], W[t-14]
                     let y := or(x, shl(64, x))
-                    // σ0 = rotr 1 ^ rotr 8 ^ shr 7
-                    let s := xor(xor(shr(1, y), shr(8, y)), shr(7, x))
-                    x := mload(sub(q, 0x40)) // W[t-2]
+                    let s := and(xor(xor(shr(1, y), shr(8, y)), shr(7, x)), m)
+                    x := mload(sub(q, 0x20)) // W[t-2], W[t-1]
                     y := or(x, shl(64, x))
-                    // σ1 = rotr 19 ^ rotr 61 ^ shr 6
-                    s := add(s, xor(xor(shr(19, y), shr(61, y)), shr(6, x)))
-                    mstore(q, and(add(add(s, mload(sub(q, 0xe0))), mload(sub(q, 0x200))), 0xffffffffffffffff))
+                    s := add(s, and(xor(xor(shr(19, y), shr(61, y)), shr(6, x)), m))
+                    // + W[t-7], W[t-6] and W[t-16], W[t-15]
+                    mstore(q, and(add(s, add(mload(sub(q, 0x70)), mload(sub(q, 0x100)))), m))
+
+                    x := mload(sub(q, 0xd0))
+                    y := or(x, shl(64, x))
+                    s := and(xor(xor(shr(1, y), shr(8, y)), shr(7, x)), m)
+                    x := mload(q)
+                    y := or(x, shl(64, x))
+                    s := add(s, and(xor(xor(shr(19, y), shr(61, y)), shr(6, x)), m))
+                    mstore(add(q, 0x20), and(add(s, add(mload(sub(q, 0x50)), mload(sub(q, 0xe0)))), m))
                 }
             }
 
             // The 80 rounds (6.4.2 steps 2-4) over the schedule at `w`, with
-            // the state H[0..8) at `hp` and the constants at `kp`.
+            // the state H[0..8) in the eight slots below `w` and the
+            // constants at `kp`.
             //   T1 = h + Σ1(e) + Ch(e,f,g) + K[t] + W[t]     d' = d + T1
             //   T2 = Σ0(a) + Maj(a,b,c)                      h' = T1 + T2
             // Σ1 = rotr 14 ^ rotr 18 ^ rotr 41, Σ0 = rotr 28 ^ rotr 34 ^ rotr 39,
             // Ch = g ^ (e & (f ^ g)), Maj = (a & b) | (c & (a | b)).
-            function rounds(hp, w, kp) {
-                let a := mload(hp)
-                let b := mload(add(hp, 0x20))
-                let c := mload(add(hp, 0x40))
-                let d := mload(add(hp, 0x60))
-                let e := mload(add(hp, 0x80))
-                let f := mload(add(hp, 0xa0))
-                let g := mload(add(hp, 0xc0))
-                let h := mload(add(hp, 0xe0))
-                for { let q := w let kq := kp } lt(q, add(w, 0xa00)) { q := add(q, 0x100) kq := add(kq, 0x40) } {
+            // The working variables are kept doubled, v | v << 64 (made by
+            // a multiplication with 2^64 + 1), so Σ needs no doubling of its
+            // own; Ch, Maj and the sums only get junk above bit 63.
+            function rounds(w, kp) {
+                let m := 0xffffffffffffffff
+                let twice := 0x10000000000000001
+                let a := mul(mload(sub(w, 0x100)), twice)
+                let b := mul(mload(sub(w, 0xe0)), twice)
+                let c := mul(mload(sub(w, 0xc0)), twice)
+                let d := mul(mload(sub(w, 0xa0)), twice)
+                let e := mul(mload(sub(w, 0x80)), twice)
+                let f := mul(mload(sub(w, 0x60)), twice)
+                let g := mul(mload(sub(w, 0x40)), twice)
+                let h := mul(mload(sub(w, 0x20)), twice)
+                for { let q := sub(w, 0x10) let kq := kp } lt(kq, add(kp, 0x280)) { q := add(q, 0x80) kq := add(kq, 0x40) } {
                     {
-                        let x := or(e, shl(64, e))
-                        let t := add(add(add(h, xor(xor(shr(14, x), shr(18, x)), shr(41, x))), xor(g, and(e, xor(f, g)))), add(shr(192, mload(kq)), mload(q)))
-                        d := and(add(d, t), 0xffffffffffffffff)
-                        x := or(a, shl(64, a))
-                        h := and(add(add(t, xor(xor(shr(28, x), shr(34, x)), shr(39, x))), or(and(a, b), and(c, or(a, b)))), 0xffffffffffffffff)
+                        let t := add(add(add(h, xor(xor(shr(14, e), shr(18, e)), shr(41, e))), xor(g, and(e, xor(f, g)))), add(shr(192, mload(kq)), mload(q)))
+                        d := mul(and(add(d, t), m), twice)
+                        h := mul(and(add(add(t, xor(xor(shr(28, a), shr(34, a)), shr(39, a))), or(and(a, b), and(c, or(a, b)))), m), twice)
                     }
                     {
-                        let x := or(d, shl(64, d))
-                        let t := add(add(add(g, xor(xor(shr(14, x), shr(18, x)), shr(41, x))), xor(f, and(d, xor(e, f)))), add(shr(192, mload(add(kq, 0x08))), mload(add(q, 0x20))))
-                        c := and(add(c, t), 0xffffffffffffffff)
-                        x := or(h, shl(64, h))
-                        g := and(add(add(t, xor(xor(shr(28, x), shr(34, x)), shr(39, x))), or(and(h, a), and(b, or(h, a)))), 0xffffffffffffffff)
+                        let t := add(add(add(g, xor(xor(shr(14, d), shr(18, d)), shr(41, d))), xor(f, and(d, xor(e, f)))), add(shr(192, mload(add(kq, 0x08))), mload(add(q, 0x10))))
+                        c := mul(and(add(c, t), m), twice)
+                        g := mul(and(add(add(t, xor(xor(shr(28, h), shr(34, h)), shr(39, h))), or(and(h, a), and(b, or(h, a)))), m), twice)
                     }
                     {
-                        let x := or(c, shl(64, c))
-                        let t := add(add(add(f, xor(xor(shr(14, x), shr(18, x)), shr(41, x))), xor(e, and(c, xor(d, e)))), add(shr(192, mload(add(kq, 0x10))), mload(add(q, 0x40))))
-                        b := and(add(b, t), 0xffffffffffffffff)
-                        x := or(g, shl(64, g))
-                        f := and(add(add(t, xor(xor(shr(28, x), shr(34, x)), shr(39, x))), or(and(g, h), and(a, or(g, h)))), 0xffffffffffffffff)
+                        let t := add(add(add(f, xor(xor(shr(14, c), shr(18, c)), shr(41, c))), xor(e, and(c, xor(d, e)))), add(shr(192, mload(add(kq, 0x10))), mload(add(q, 0x20))))
+                        b := mul(and(add(b, t), m), twice)
+                        f := mul(and(add(add(t, xor(xor(shr(28, g), shr(34, g)), shr(39, g))), or(and(g, h), and(a, or(g, h)))), m), twice)
                     }
                     {
-                        let x := or(b, shl(64, b))
-                        let t := add(add(add(e, xor(xor(shr(14, x), shr(18, x)), shr(41, x))), xor(d, and(b, xor(c, d)))), add(shr(192, mload(add(kq, 0x18))), mload(add(q, 0x60))))
-                        a := and(add(a, t), 0xffffffffffffffff)
-                        x := or(f, shl(64, f))
-                        e := and(add(add(t, xor(xor(shr(28, x), shr(34, x)), shr(39, x))), or(and(f, g), and(h, or(f, g)))), 0xffffffffffffffff)
+                        let t := add(add(add(e, xor(xor(shr(14, b), shr(18, b)), shr(41, b))), xor(d, and(b, xor(c, d)))), add(shr(192, mload(add(kq, 0x18))), mload(add(q, 0x30))))
+                        a := mul(and(add(a, t), m), twice)
+                        e := mul(and(add(add(t, xor(xor(shr(28, f), shr(34, f)), shr(39, f))), or(and(f, g), and(h, or(f, g)))), m), twice)
                     }
                     {
-                        let x := or(a, shl(64, a))
-                        let t := add(add(add(d, xor(xor(shr(14, x), shr(18, x)), shr(41, x))), xor(c, and(a, xor(b, c)))), add(shr(192, mload(add(kq, 0x20))), mload(add(q, 0x80))))
-                        h := and(add(h, t), 0xffffffffffffffff)
-                        x := or(e, shl(64, e))
-                        d := and(add(add(t, xor(xor(shr(28, x), shr(34, x)), shr(39, x))), or(and(e, f), and(g, or(e, f)))), 0xffffffffffffffff)
+                        let t := add(add(add(d, xor(xor(shr(14, a), shr(18, a)), shr(41, a))), xor(c, and(a, xor(b, c)))), add(shr(192, mload(add(kq, 0x20))), mload(add(q, 0x40))))
+                        h := mul(and(add(h, t), m), twice)
+                        d := mul(and(add(add(t, xor(xor(shr(28, e), shr(34, e)), shr(39, e))), or(and(e, f), and(g, or(e, f)))), m), twice)
                     }
                     {
-                        let x := or(h, shl(64, h))
-                        let t := add(add(add(c, xor(xor(shr(14, x), shr(18, x)), shr(41, x))), xor(b, and(h, xor(a, b)))), add(shr(192, mload(add(kq, 0x28))), mload(add(q, 0xa0))))
-                        g := and(add(g, t), 0xffffffffffffffff)
-                        x := or(d, shl(64, d))
-                        c := and(add(add(t, xor(xor(shr(28, x), shr(34, x)), shr(39, x))), or(and(d, e), and(f, or(d, e)))), 0xffffffffffffffff)
+                        let t := add(add(add(c, xor(xor(shr(14, h), shr(18, h)), shr(41, h))), xor(b, and(h, xor(a, b)))), add(shr(192, mload(add(kq, 0x28))), mload(add(q, 0x50))))
+                        g := mul(and(add(g, t), m), twice)
+                        c := mul(and(add(add(t, xor(xor(shr(28, d), shr(34, d)), shr(39, d))), or(and(d, e), and(f, or(d, e)))), m), twice)
                     }
                     {
-                        let x := or(g, shl(64, g))
-                        let t := add(add(add(b, xor(xor(shr(14, x), shr(18, x)), shr(41, x))), xor(a, and(g, xor(h, a)))), add(shr(192, mload(add(kq, 0x30))), mload(add(q, 0xc0))))
-                        f := and(add(f, t), 0xffffffffffffffff)
-                        x := or(c, shl(64, c))
-                        b := and(add(add(t, xor(xor(shr(28, x), shr(34, x)), shr(39, x))), or(and(c, d), and(e, or(c, d)))), 0xffffffffffffffff)
+                        let t := add(add(add(b, xor(xor(shr(14, g), shr(18, g)), shr(41, g))), xor(a, and(g, xor(h, a)))), add(shr(192, mload(add(kq, 0x30))), mload(add(q, 0x60))))
+                        f := mul(and(add(f, t), m), twice)
+                        b := mul(and(add(add(t, xor(xor(shr(28, c), shr(34, c)), shr(39, c))), or(and(c, d), and(e, or(c, d)))), m), twice)
                     }
                     {
-                        let x := or(f, shl(64, f))
-                        let t := add(add(add(a, xor(xor(shr(14, x), shr(18, x)), shr(41, x))), xor(h, and(f, xor(g, h)))), add(shr(192, mload(add(kq, 0x38))), mload(add(q, 0xe0))))
-                        e := and(add(e, t), 0xffffffffffffffff)
-                        x := or(b, shl(64, b))
-                        a := and(add(add(t, xor(xor(shr(28, x), shr(34, x)), shr(39, x))), or(and(b, c), and(d, or(b, c)))), 0xffffffffffffffff)
+                        let t := add(add(add(a, xor(xor(shr(14, f), shr(18, f)), shr(41, f))), xor(h, and(f, xor(g, h)))), add(shr(192, mload(add(kq, 0x38))), mload(add(q, 0x70))))
+                        e := mul(and(add(e, t), m), twice)
+                        a := mul(and(add(add(t, xor(xor(shr(28, b), shr(34, b)), shr(39, b))), or(and(b, c), and(d, or(b, c)))), m), twice)
                     }
                 }
                 // H[i] += working variable i (6.4.2 step 4)
-                mstore(hp, and(add(mload(hp), a), 0xffffffffffffffff))
-                mstore(add(hp, 0x20), and(add(mload(add(hp, 0x20)), b), 0xffffffffffffffff))
-                mstore(add(hp, 0x40), and(add(mload(add(hp, 0x40)), c), 0xffffffffffffffff))
-                mstore(add(hp, 0x60), and(add(mload(add(hp, 0x60)), d), 0xffffffffffffffff))
-                mstore(add(hp, 0x80), and(add(mload(add(hp, 0x80)), e), 0xffffffffffffffff))
-                mstore(add(hp, 0xa0), and(add(mload(add(hp, 0xa0)), f), 0xffffffffffffffff))
-                mstore(add(hp, 0xc0), and(add(mload(add(hp, 0xc0)), g), 0xffffffffffffffff))
-                mstore(add(hp, 0xe0), and(add(mload(add(hp, 0xe0)), h), 0xffffffffffffffff))
+                let hp := sub(w, 0x100)
+                mstore(hp, and(add(mload(hp), a), m))
+                mstore(add(hp, 0x20), and(add(mload(add(hp, 0x20)), b), m))
+                mstore(add(hp, 0x40), and(add(mload(add(hp, 0x40)), c), m))
+                mstore(add(hp, 0x60), and(add(mload(add(hp, 0x60)), d), m))
+                mstore(add(hp, 0x80), and(add(mload(add(hp, 0x80)), e), m))
+                mstore(add(hp, 0xa0), and(add(mload(add(hp, 0xa0)), f), m))
+                mstore(add(hp, 0xc0), and(add(mload(add(hp, 0xc0)), g), m))
+                mstore(add(hp, 0xe0), and(add(mload(add(hp, 0xe0)), h), m))
             }
 
-            // Pads `data` (5.1.2) and runs every block through the rounds.
+            // Pads `input` (5.1.2) and runs every block through the rounds.
             // Scratch above the free memory pointer, not allocated: H (8
-            // slots), W (80 slots), then the padded tail (one or two blocks).
+            // slots), W (80 16-byte entries), then the padded tail (one or
+            // two blocks).
             function sha512(input, kp) -> hi, lo {
                 let len := mload(input)
                 let src := add(input, 0x20)
                 let hp := mload(0x40)
                 let w := add(hp, 0x100)
-                let tail := add(w, 0xa00)
+                let tail := add(w, 0x500)
                 // H(0) (5.3.5): the first 64 bits of the fractional parts of
                 // the square roots of the first 8 primes.
                 mstore(hp, 0x6a09e667f3bcc908)
@@ -187,11 +197,11 @@ library Sha512 {
 
                 for { let off := 0 } lt(off, full) { off := add(off, 0x80) } {
                     schedule(add(src, off), w)
-                    rounds(hp, w, kp)
+                    rounds(w, kp)
                 }
                 for { let off := 0 } lt(off, tailLen) { off := add(off, 0x80) } {
                     schedule(add(tail, off), w)
-                    rounds(hp, w, kp)
+                    rounds(w, kp)
                 }
                 hi := or(or(shl(192, mload(hp)), shl(128, mload(add(hp, 0x20)))),
                          or(shl(64, mload(add(hp, 0x40))), mload(add(hp, 0x60))))

@@ -134,11 +134,35 @@ fn setup(what: &str, e: impl std::fmt::Display) -> StartError {
 
 /// Starts a node.
 pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
-    // The one place that names a ledger backend: the mock chain's HTTP
-    // client at `options.ledger`.
-    let ledger: Arc<dyn Ledger> =
-        Arc::new(HttpLedger::new(&options.ledger).map_err(|e| setup("ledger", e))?);
+    let ledger = connect_ledger(&options.config, &options.data_dir, &options.ledger).await?;
     start_with_ledger(options, ledger).await
+}
+
+/// The one place that names a ledger backend: the escrow contract when
+/// the config has `[ledger.evm]`, else the mock chain's HTTP client at
+/// `url`.
+pub async fn connect_ledger(
+    config: &crate::config::Config,
+    data_dir: &std::path::Path,
+    url: &str,
+) -> Result<Arc<dyn Ledger>, StartError> {
+    let Some(evm) = &config.ledger.evm else {
+        return Ok(Arc::new(HttpLedger::new(url).map_err(|e| setup("ledger", e))?));
+    };
+    let client = evm.client_config()?;
+    let key_path = evm.key_path(data_dir);
+    let key = agora_contracts_evm::ledger::load_or_create_key(&key_path)
+        .map_err(|e| setup("ledger.evm.key_file", e))?;
+    let ledger = agora_contracts_evm::EvmLedger::connect(&client, key)
+        .await
+        .map_err(|e| setup(&format!("ledger.evm ({})", evm.rpc_url), e))?;
+    info!(
+        escrow = %ledger.escrow_address(),
+        token = %ledger.token_address(),
+        gas_account = %ledger.gas_account(),
+        "settling on the EVM escrow"
+    );
+    Ok(Arc::new(ledger))
 }
 
 /// Starts a node on any [`Ledger`] (`options.ledger` is then only shown).

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agora_contracts_mock::client::HttpLedger;
-use agora_protocol::{Keypair, Ledger, Timestamp};
+use agora_protocol::{Keypair, Timestamp};
 use libp2p::Multiaddr;
 use serde::Serialize;
 
@@ -120,9 +120,14 @@ pub async fn run(options: &Options) -> Vec<Check> {
     if let Some(ray) = check_ray(&config).await {
         checks.push(ray);
     }
-    let (ledger, clock) = check_ledger(options.ledger.as_deref()).await;
-    checks.push(ledger);
-    checks.push(clock);
+    match &config.ledger.evm {
+        Some(evm) => checks.extend(check_evm_ledger(evm, &options.data_dir).await),
+        None => {
+            let (ledger, clock) = check_ledger(options.ledger.as_deref()).await;
+            checks.push(ledger);
+            checks.push(clock);
+        }
+    }
     checks.extend(options.listen.iter().map(check_listen));
     checks.push(check_api(options.api));
     checks.push(check_data_dir(&options.data_dir));
@@ -364,24 +369,99 @@ pub async fn check_ledger(url: Option<&str>) -> (Check, Check) {
             );
         }
     };
+    answers(url, &ledger, &fix).await
+}
+
+/// `ledger` answers `now()`: the "ledger" check, and the "clock" check
+/// against its time.
+async fn answers(shown: &str, ledger: &dyn agora_protocol::Ledger, fix: &str) -> (Check, Check) {
+    const NAME: &str = "ledger";
+    let unmeasured = |why: &str| {
+        Check::warning(
+            "clock",
+            format!("skew not measured: {why}"),
+            "make the ledger reachable, then run doctor again",
+        )
+    };
     let before = crate::clock::now();
     let answer = tokio::time::timeout(Duration::from_secs(10), ledger.now()).await;
     let after = crate::clock::now();
     let chain = match answer {
         Ok(Ok(chain)) => chain,
         Ok(Err(e)) => {
-            let found = format!("{url}: {e}");
+            let found = format!("{shown}: {e}");
             return (Check::error(NAME, found, fix), unmeasured("no answer"));
         }
         Err(_) => {
-            let found = format!("{url}: no answer within 10 s");
+            let found = format!("{shown}: no answer within 10 s");
             return (Check::error(NAME, found, fix), unmeasured("no answer"));
         }
     };
-    let ledger_check = Check::ok(NAME, format!("{url} answers (chain time {chain})"));
+    let ledger_check = Check::ok(NAME, format!("{shown} answers (chain time {chain})"));
     // Our time when the ledger read its clock, to within half the round trip.
     let local = Timestamp(before.0 + after.0.saturating_sub(before.0) / 2);
     (ledger_check, check_skew(local, chain))
+}
+
+/// `[ledger.evm]`: the escrow is there and answers, the clock is close to
+/// the chain's, and the gas account can pay: the "ledger", "clock" and
+/// "gas" checks.
+pub async fn check_evm_ledger(evm: &crate::config::EvmSection, data_dir: &Path) -> Vec<Check> {
+    const NAME: &str = "ledger";
+    let unmeasured = || {
+        Check::warning(
+            "clock",
+            "skew not measured: no ledger",
+            "make the ledger reachable, then run doctor again",
+        )
+    };
+    let config = match evm.client_config() {
+        Ok(config) => config,
+        Err(e) => return vec![Check::error(NAME, e.to_string(), "fix [ledger.evm] in the config"), unmeasured()],
+    };
+    let key_path = evm.key_path(data_dir);
+    // Doctor creates nothing: without the key yet, a throwaway one reads.
+    let (key, key_check) = if key_path.exists() {
+        match agora_contracts_evm::ledger::load_or_create_key(&key_path) {
+            Ok(key) => (key, None),
+            Err(e) => {
+                let check = Check::error("gas", e, "move the file away; agorad makes a new key");
+                (alloy_key(), Some(check))
+            }
+        }
+    } else {
+        let check = Check::warning(
+            "gas",
+            format!("no gas key at {} yet", key_path.display()),
+            "start agorad once (it creates the key), then fund the address it logs",
+        );
+        (alloy_key(), Some(check))
+    };
+    let shown = format!("escrow {} on {}", config.escrow, config.rpc_url);
+    let fix = format!("check ledger.evm.rpc_url and ledger.evm.escrow ({})", config.escrow);
+    let ledger = match tokio::time::timeout(Duration::from_secs(15), agora_contracts_evm::EvmLedger::connect(&config, key)).await {
+        Ok(Ok(ledger)) => ledger,
+        Ok(Err(e)) => return vec![Check::error(NAME, format!("{shown}: {e}"), fix), unmeasured()],
+        Err(_) => return vec![Check::error(NAME, format!("{shown}: no answer within 15 s"), fix), unmeasured()],
+    };
+    let (ledger_check, clock) = answers(&shown, &ledger, &fix).await;
+    let gas = match key_check {
+        Some(check) => check,
+        None => match ledger.gas_balance().await {
+            Ok(wei) if wei.is_zero() => Check::error(
+                "gas",
+                format!("gas account {} holds nothing", ledger.gas_account()),
+                "send the chain's native token to it: every lock, settlement and close is a transaction",
+            ),
+            Ok(wei) => Check::ok("gas", format!("gas account {} holds {wei} wei", ledger.gas_account())),
+            Err(e) => Check::warning("gas", e.to_string(), "make the ledger reachable, then run doctor again"),
+        },
+    };
+    vec![ledger_check, clock, gas]
+}
+
+fn alloy_key() -> agora_contracts_evm::GasKey {
+    agora_contracts_evm::GasKey::random()
 }
 
 /// The clock check for a local time and the ledger's at the same moment.

@@ -82,7 +82,7 @@ struct NodeArgs {
     /// Config file (TOML); default DATA/agorad.toml when it exists.
     #[arg(long, help_heading = "Node")]
     config: Option<PathBuf>,
-    /// Mock chain (ledger) base URL.
+    /// Mock chain (ledger) base URL; not with [ledger.evm] in the config.
     #[arg(long, env = "AGORA_LEDGER", help_heading = "Node")]
     ledger: Option<String>,
     /// libp2p listen address (repeatable).
@@ -99,9 +99,18 @@ fn load_config(data: &Path, explicit: Option<&Path>) -> anyhow::Result<Config> {
 
 async fn run(data: PathBuf, role: Role, args: RunArgs) -> anyhow::Result<()> {
     let config = load_config(&data, args.node.config.as_deref())?;
-    let ledger = args.node.ledger.context(
-        "a node needs its ledger: pass --ledger URL (the mock chain prints it: `listening on ADDR`)",
-    )?;
+    let ledger = match (&config.ledger.evm, args.node.ledger) {
+        (Some(evm), None) => evm.rpc_url.clone(),
+        (Some(evm), Some(url)) => anyhow::bail!(
+            "--ledger {url} (or AGORA_LEDGER) and [ledger.evm] ({}) both name a ledger: keep one",
+            evm.rpc_url
+        ),
+        (None, Some(url)) => url,
+        (None, None) => anyhow::bail!(
+            "a node needs its ledger: pass --ledger URL (the mock chain prints it: `listening on ADDR`), \
+             or configure [ledger.evm] for the escrow on an EVM chain"
+        ),
+    };
     let node = daemon::start(NodeOptions {
         data_dir: data.clone(),
         config,
