@@ -306,6 +306,7 @@ async function checkEd25519() {
   // one a flipped bit in M, R, S and A.
   const cases = [];
   for (let n = 0; n <= 600; n++) cases.push(n);
+  cases.push(1000, 2047, 4096, 10000);
   let valid = 0;
   let forged = 0;
   await each(cases, async (n) => {
@@ -328,7 +329,7 @@ async function checkEd25519() {
     if (n > 0) check(!(await verify(pub, sig, msg.subarray(1))), `dropped byte, ${n} bytes`);
     forged += 1;
   });
-  console.log(`ed25519: ${valid} valid signatures (messages 0..600 bytes), ${forged} x up to 7 altered ones`);
+  console.log(`ed25519: ${valid} valid signatures (messages 0..600 bytes and 4 longer), ${forged} x up to 7 altered ones`);
 
   // The eight torsion points: [L]Q has order dividing 8; find one of order 8.
   let T8 = null;
@@ -409,8 +410,20 @@ async function checkEd25519() {
       else no += 1;
       check((await verify(mixed, s2, m)) === expect, `mixed-order A, k mod 8 = ${k % 8n}`);
     }
+    // Mixed-order R = [r]B + T with S = r + k a: [S]B - [k]A = [r]B != R,
+    // so false (a cofactored check would accept); R itself is not small.
+    for (const T of [T8, torsion[4], torsion[2]]) {
+      for (let i = 0; i < 4; i++) {
+        const m = Buffer.from(`mixed R ${i}`);
+        const r = h512(crypto.randomBytes(32)) % L;
+        const Renc = encode(padd(pmul(r, B), T));
+        const k = h512(Renc, Aenc, m) % L;
+        const sig2 = Buffer.concat([Renc, le(md(r + k * a, L))]);
+        check(!(await verify(Aenc, sig2, m)), "mixed-order R");
+      }
+    }
   }
-  console.log("ed25519: torsion, non-canonical, off-curve, S >= L and mixed-order cases checked");
+  console.log("ed25519: torsion, non-canonical, off-curve, S >= L, mixed-order A and R cases checked");
 }
 
 async function gasReport() {

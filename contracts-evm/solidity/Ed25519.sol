@@ -103,8 +103,8 @@ library Ed25519 {
         returns (bool valid)
     {
         assembly ("memory-safe") {
-            // P is read into a local `p` once per function: as a literal the
-            // optimizer would rebuild it as (1 << 255) - 19 at every use.
+            // The hot functions read P into a local `p` once: as a literal
+            // the optimizer would rebuild it as (1 << 255) - 19 at every use.
 
             // Four doublings (dbl-2008-hwcd with a = -1, each: A = X^2,
             // B = Y^2, C = 2Z^2, E = (X+Y)^2 - A - B, G = B - A, F = G - C,
@@ -241,8 +241,9 @@ library Ed25519 {
             // [s1]B + [s2](-A) from the top nibble down: per nibble, add the
             // table entries the two nibbles select (none for 0), then double
             // four times. s1, s2 < 2^253, so nibble 63 is the top one. The
-            // additions and doublings are those of addAffine, addProjective
-            // and dbl4, written out here to save the calls.
+            // additions are addProjective's (with D = 2Z for B's affine
+            // entries) and the doublings dbl4's, written out here to save the
+            // calls. The result is (X : Y : Z) of [s1]B + [s2](-A).
             function ladder(s1, s2, ta, tb) -> x, y, z {
                 let p := P
                 let t := 0
@@ -336,6 +337,8 @@ library Ed25519 {
                 }
             }
 
+            // Decodes R, builds A's table, and compares [s1]B + [s2](-A)
+            // with R: X = x_R Z and Y = y_R Z.
             function run(s1, s2, ea, er, tb) -> res {
                 let okR, rx, ry := decode(er)
                 if iszero(okR) { leave }

@@ -9,7 +9,8 @@ pragma solidity ^0.8.24;
 /// @dev The EVM has no 64-bit words, so every SHA-512 word lives in the low
 /// 64 bits of a 256-bit stack slot. Two facts keep the rounds short:
 ///   * `rotr(x, n)` is `(x | x << 64) >> n` read in its low 64 bits, so one
-///     doubled copy of `x` serves all three rotations of a Σ/σ function;
+///     doubled copy of `x` serves all three rotations of a Σ/σ function (the
+///     working variables are even kept doubled all along);
 ///   * addition mod 2^256 is also correct mod 2^64, so the junk that this
 ///     leaves above bit 63 may flow into sums unmasked. A value is masked only
 ///     where it becomes a working variable or a schedule word, i.e. where it

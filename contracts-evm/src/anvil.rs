@@ -26,6 +26,18 @@ pub fn binary() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// Sets `address`'s gas balance on the anvil at `url` (anvil's own
+/// `anvil_setBalance`: test chains only).
+pub async fn set_balance(url: &str, address: Address, wei: U256) -> Result<(), String> {
+    let parsed = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let provider: RootProvider = ProviderBuilder::default().connect_http(parsed);
+    provider
+        .raw_request::<_, serde_json::Value>("anvil_setBalance".into(), (address, wei))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("anvil_setBalance at {url}: {e}"))
+}
+
 /// How to start it.
 #[derive(Debug, Clone, Default)]
 pub struct AnvilOptions {

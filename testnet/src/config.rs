@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::hardware::provider_profile;
 
 /// The `[node]` settings every testnet node gets: short intervals, so a
@@ -129,6 +131,8 @@ pub struct TestnetConfig {
     pub ready_timeout: Duration,
     /// How long a SIGTERM may take before SIGKILL follows.
     pub stop_timeout: Duration,
+    /// The chain: the mock chain (default) or the escrow on a local anvil.
+    pub ledger: LedgerBackend,
     /// Start every process in a process group of its own, so that it keeps
     /// running when the launcher's terminal sends ctrl-c (`agora-testnet up`).
     /// Off, the processes share the launcher's group, and a ctrl-c that ends
@@ -153,7 +157,31 @@ impl TestnetConfig {
             close_grace_ms: 3_000,
             ready_timeout: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(10),
+            ledger: LedgerBackend::Mock,
             detach: false,
+        }
+    }
+}
+
+/// Which chain a testnet settles on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerBackend {
+    /// `agora-mock-chain`: the sled ledger over HTTP.
+    #[default]
+    Mock,
+    /// anvil with the escrow contract deployed (contracts-evm).
+    Evm,
+}
+
+impl std::str::FromStr for LedgerBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mock" => Ok(LedgerBackend::Mock),
+            "evm" => Ok(LedgerBackend::Evm),
+            other => Err(format!("unknown ledger {other:?}: expected mock or evm")),
         }
     }
 }

@@ -10,7 +10,7 @@ use agora_client::api::{
     Constraints, JobSpec, JobState, JobView, MarketTerms, Resources, SubmitJob,
 };
 use agora_client::http::NodeClient;
-use agora_protocol::ledger::Supply;
+use agora_protocol::Ledger;
 use agora_protocol::{Amount, PublicKey};
 use agora_testnet::{Binaries, Testnet, TestnetConfig};
 use anyhow::{Context as _, bail};
@@ -29,6 +29,7 @@ pub(crate) struct DemoOptions {
     pub(crate) keep: bool,
     pub(crate) bin_dir: Option<PathBuf>,
     pub(crate) rust_log: String,
+    pub(crate) ledger: agora_testnet::LedgerBackend,
 }
 
 /// One demo job.
@@ -47,6 +48,7 @@ pub(crate) async fn run(options: DemoOptions) -> anyhow::Result<()> {
     config.node.receipt_interval_secs = 2;
     config.close_grace_ms = 2_000;
     config.detach = options.keep;
+    config.ledger = options.ledger;
     // The demo's jobs are its own: on a machine without a working
     // bubblewrap they run unsandboxed, and it says so. A real provider
     // still refuses strangers' jobs unsandboxed unless its operator opts in.
@@ -55,7 +57,8 @@ pub(crate) async fn run(options: DemoOptions) -> anyhow::Result<()> {
         config.node.allow_unsandboxed = true;
     }
     eprintln!(
-        "starting a mock chain, 3 providers and 1 requester in {} …",
+        "starting {}, 3 providers and 1 requester in {} …",
+        crate::chain_words(options.ledger),
         options.dir.display()
     );
     let net = Testnet::start(config)
@@ -89,13 +92,17 @@ async fn demo(net: &Testnet) -> anyhow::Result<()> {
         .iter()
         .map(|n| Ok((n.name.clone(), n.account, net.client(&n.name)?)))
         .collect::<anyhow::Result<_>>()?;
-    let chain = net.chain_url().to_string();
+    // The books are read from the chain itself, not from the nodes.
+    let chain = net.ledger().await.context("a client of the chain")?;
+    let accounts: Vec<PublicKey> = std::iter::once(requester_account)
+        .chain(providers.iter().map(|(_, account, _)| *account))
+        .collect();
 
     requester.deposit(DEPOSIT).await.context("deposit")?;
     wait_for_offers(&requester, providers.len()).await?;
 
-    let before = balances(&requester, &providers).await?;
-    let supply_before = supply(&chain).await?;
+    let before = balances(chain.as_ref(), &accounts).await?;
+    let supply_before = chain.supply().await.context("the chain's supply")?;
 
     let mut jobs = Vec::new();
     for (name, spec) in [
@@ -134,8 +141,8 @@ async fn demo(net: &Testnet) -> anyhow::Result<()> {
     }
 
     // Leases are closed once jobs are terminal; the ledger is read after.
-    let after = balances(&requester, &providers).await?;
-    let supply_after = supply(&chain).await?;
+    let after = balances(chain.as_ref(), &accounts).await?;
+    let supply_after = chain.supply().await.context("the chain's supply")?;
 
     let views: Vec<(&str, &JobView)> = jobs
         .iter()
@@ -203,6 +210,25 @@ async fn demo(net: &Testnet) -> anyhow::Result<()> {
     }
     if supply_after.deposited != supply_before.deposited {
         failures.push("deposits changed while the jobs ran".into());
+    }
+    // On an EVM chain the token itself agrees: the escrow contract holds
+    // exactly what its books say it owes.
+    if let Some(escrow) = net.evm_ledger().await.context("the escrow's client")? {
+        let held = escrow
+            .escrow_token_balance()
+            .await
+            .context("the escrow's token balance")?;
+        let owed = supply_after.balances + supply_after.escrowed;
+        println!(
+            "token held by the escrow contract {}: {} == balances + escrow {}: {}",
+            escrow.escrow_address(),
+            agr(held as i128),
+            agr(owed as i128),
+            if held == owed { "ok" } else { "VIOLATED" }
+        );
+        if held != owed {
+            failures.push("the escrow contract's token balance differs from its books".into());
+        }
     }
     if supply_after.escrowed != 0 {
         failures.push(format!(
@@ -287,33 +313,20 @@ async fn wait_for_offers(requester: &NodeClient, providers: usize) -> anyhow::Re
     }
 }
 
+/// Each account's balance, as the chain has it.
 async fn balances(
-    requester: &NodeClient,
-    providers: &[(String, PublicKey, NodeClient)],
+    chain: &dyn Ledger,
+    accounts: &[PublicKey],
 ) -> anyhow::Result<BTreeMap<PublicKey, Amount>> {
     let mut out = BTreeMap::new();
-    let b = requester.balance().await.context("requester balance")?;
-    out.insert(b.account, b.balance);
-    for (name, _, client) in providers {
-        let b = client
-            .balance()
+    for account in accounts {
+        let balance = chain
+            .balance(account)
             .await
-            .with_context(|| format!("{name} balance"))?;
-        out.insert(b.account, b.balance);
+            .with_context(|| format!("the balance of {account}"))?;
+        out.insert(*account, balance);
     }
     Ok(out)
-}
-
-async fn supply(chain: &str) -> anyhow::Result<Supply> {
-    let url = format!("{}/v1/supply", chain.trim_end_matches('/'));
-    let supply = reqwest::get(&url)
-        .await
-        .and_then(|r| r.error_for_status())
-        .with_context(|| format!("GET {url}"))?
-        .json::<Supply>()
-        .await
-        .with_context(|| format!("reading {url}"))?;
-    Ok(supply)
 }
 
 /// Polls every job until all are terminal, printing each state change.

@@ -125,6 +125,9 @@ pub enum TestnetError {
     /// Processes survived SIGKILL.
     #[error("still running after SIGKILL: {0}; check with `ps` and stop them by hand")]
     Survivors(String),
+    /// The EVM chain (anvil, or the escrow on it) could not be set up.
+    #[error("EVM chain: {0}")]
+    Evm(String),
     /// The node's API client could not be built.
     #[error("API client for {name}: {message}")]
     Client {

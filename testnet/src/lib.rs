@@ -17,6 +17,7 @@
 mod binaries;
 mod config;
 mod error;
+mod evm;
 pub mod hardware;
 mod manifest;
 mod network;
@@ -24,9 +25,10 @@ mod process;
 
 pub use binaries::{AGORAD, Binaries, MOCK_CHAIN};
 pub use config::{
-    Bootstrap, NodeSettings, RayProvider, TestnetConfig, provider_config, requester_config,
+    Bootstrap, LedgerBackend, NodeSettings, RayProvider, TestnetConfig, provider_config,
+    requester_config,
 };
 pub use error::TestnetError;
-pub use manifest::{ChainEntry, MANIFEST_FILE, Manifest, NodeEntry, NodeReady};
+pub use manifest::{ChainEntry, EvmChain, MANIFEST_FILE, Manifest, NodeEntry, NodeReady};
 pub use network::{CHAIN, Testnet};
 pub use process::{log_tail, pid_alive};

@@ -103,6 +103,10 @@ struct DemoArgs {
     /// RUST_LOG of every process.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
+    /// The chain: the mock chain, or the escrow contract on a local anvil
+    /// (installed by `npm ci --prefix contracts-evm`).
+    #[arg(long, value_enum, default_value_t = LedgerArg::Mock)]
+    ledger: LedgerArg,
 }
 
 #[derive(Args)]
@@ -151,6 +155,25 @@ struct UpArgs {
     /// runtime.allow_unsandboxed).
     #[arg(long, help_heading = "Processes")]
     allow_unsandboxed: bool,
+    /// The chain: the mock chain, or the escrow contract on a local anvil
+    /// (installed by `npm ci --prefix contracts-evm`).
+    #[arg(long, value_enum, default_value_t = LedgerArg::Mock, help_heading = "Market")]
+    ledger: LedgerArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LedgerArg {
+    Mock,
+    Evm,
+}
+
+impl From<LedgerArg> for agora_testnet::LedgerBackend {
+    fn from(arg: LedgerArg) -> Self {
+        match arg {
+            LedgerArg::Mock => agora_testnet::LedgerBackend::Mock,
+            LedgerArg::Evm => agora_testnet::LedgerBackend::Evm,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
                 keep: args.keep,
                 bin_dir: args.bin_dir,
                 rust_log: args.log,
+                ledger: args.ledger.into(),
             })
             .await
         }
@@ -204,6 +228,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.rust_log = args.log;
     config.ready_timeout = Duration::from_secs(args.ready_timeout);
     config.detach = true;
+    config.ledger = args.ledger.into();
     // Without a sandbox the providers would each stop at start: say so
     // once, before anything starts.
     match agora_node::runtime::process::working_bwrap(None) {
@@ -222,7 +247,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     if !args.json {
         eprintln!(
-            "starting a mock chain, {} provider(s) and {} requester(s) in {} …",
+            "starting {}, {} provider(s) and {} requester(s) in {} …",
+            chain_words(config.ledger),
             args.providers,
             args.requesters,
             args.dir.dir.display()
@@ -242,6 +268,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the chain is named in progress lines.
+pub(crate) fn chain_words(ledger: agora_testnet::LedgerBackend) -> &'static str {
+    match ledger {
+        agora_testnet::LedgerBackend::Mock => "a mock chain",
+        agora_testnet::LedgerBackend::Evm => "anvil with the escrow contract",
+    }
+}
+
 fn print_table(m: &Manifest) {
     println!(
         "{:<13} {:<10} {:<54} {:<24} {:>7}",
@@ -251,6 +285,9 @@ fn print_table(m: &Manifest) {
         "{:<13} {:<10} {:<54} {:<24} {:>7}",
         "chain", "chain", "-", m.chain.url, m.chain.pid
     );
+    if let Some(evm) = &m.chain.evm {
+        println!("  escrow {} (token {}, chain id {})", evm.escrow, evm.token, evm.chain_id);
+    }
     for n in &m.nodes {
         let role = match n.role {
             Role::Provider => "provider",

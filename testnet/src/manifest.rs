@@ -34,6 +34,21 @@ pub struct ChainEntry {
     pub data_dir: PathBuf,
     /// stdout and stderr.
     pub log: PathBuf,
+    /// On an EVM chain (`--ledger evm`): where the escrow is. Absent: the
+    /// mock chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evm: Option<EvmChain>,
+}
+
+/// The escrow a testnet deployed on its anvil.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvmChain {
+    /// Chain id.
+    pub chain_id: u64,
+    /// The escrow contract.
+    pub escrow: String,
+    /// Its token (an `AgoraTestToken`).
+    pub token: String,
 }
 
 /// One node of a testnet.

@@ -8,7 +8,12 @@ use agora_client::api::Role;
 use agora_client::http::NodeClient;
 
 use crate::binaries::Binaries;
-use crate::config::{Bootstrap, TestnetConfig, provider_config, requester_config};
+use std::sync::Arc;
+
+use agora_protocol::Ledger;
+
+use crate::config::{Bootstrap, LedgerBackend, TestnetConfig, provider_config, requester_config};
+use crate::evm;
 use crate::error::TestnetError;
 use crate::manifest::{ChainEntry, Manifest, NodeEntry, NodeReady, read_json};
 use crate::process::{Launch, POLL, Proc, TAIL_LINES, file_len, find_line, log_tail};
@@ -71,6 +76,7 @@ impl Testnet {
                 pid: 0,
                 data_dir: chain_dir.clone(),
                 log: chain_dir.join("log"),
+                evm: None,
             },
             dir,
             config,
@@ -80,12 +86,19 @@ impl Testnet {
             owned: true,
         };
         net.start_chain().await?;
+        if net.config.ledger == LedgerBackend::Evm {
+            let deployed = evm::deploy_escrow(&net.chain.url, net.config.close_grace_ms).await?;
+            net.chain.evm = Some(deployed);
+        }
 
         let roles = (0..net.config.providers)
             .map(|i| (Role::Provider, i))
             .chain((0..net.config.requesters).map(|i| (Role::Requester, i)));
         for (role, index) in roles {
             let node = net.prepare_node(role, index)?;
+            if net.chain.evm.is_some() {
+                evm::fund_node_key(&net.chain.url, &node.data_dir).await?;
+            }
             net.nodes.push(node);
         }
         // The first node alone, so that everyone can bootstrap from it.
@@ -148,8 +161,11 @@ impl Testnet {
             })
             .collect::<Vec<_>>();
         let count = |role| nodes.iter().filter(|n: &&Node| n.role == role).count();
-        let config =
+        let mut config =
             TestnetConfig::new(&manifest.dir, count(Role::Provider), count(Role::Requester));
+        if manifest.chain.evm.is_some() {
+            config.ledger = LedgerBackend::Evm;
+        }
         Ok(Testnet {
             dir: manifest.dir,
             config,
@@ -166,9 +182,35 @@ impl Testnet {
         &self.dir
     }
 
-    /// The mock chain's base URL.
+    /// The chain's URL: the mock chain's base URL, or anvil's JSON-RPC.
     pub fn chain_url(&self) -> &str {
         &self.chain.url
+    }
+
+    /// The escrow, when the testnet runs on an EVM chain.
+    pub fn evm_chain(&self) -> Option<&crate::manifest::EvmChain> {
+        self.chain.evm.as_ref()
+    }
+
+    /// A client of the testnet's ledger, for reading the books: the mock
+    /// chain over HTTP, or the escrow on anvil (with a gas key of its own).
+    pub async fn ledger(&self) -> Result<Arc<dyn Ledger>, TestnetError> {
+        match &self.chain.evm {
+            Some(chain) => Ok(evm::as_ledger(evm::observer(&self.chain.url, chain).await?)),
+            None => {
+                let client = agora_contracts_mock::HttpLedger::new(&self.chain.url)
+                    .map_err(|e| TestnetError::Evm(format!("mock chain client: {e}")))?;
+                Ok(Arc::new(client))
+            }
+        }
+    }
+
+    /// The escrow's own client, on an EVM testnet: what the contract holds.
+    pub async fn evm_ledger(&self) -> Result<Option<Arc<agora_contracts_evm::EvmLedger>>, TestnetError> {
+        match &self.chain.evm {
+            Some(chain) => Ok(Some(evm::observer(&self.chain.url, chain).await?)),
+            None => Ok(None),
+        }
     }
 
     /// What `testnet.json` says now: the chain and every node that was
@@ -285,11 +327,19 @@ impl Testnet {
         Ok(())
     }
 
-    /// Kills the mock chain with SIGKILL: the ledger is unreachable until
-    /// [`Testnet::restart_chain`].
+    /// Takes the chain down: the ledger is unreachable until
+    /// [`Testnet::restart_chain`]. The mock chain is killed with SIGKILL
+    /// (its store is durable); anvil is stopped with SIGTERM, on which it
+    /// writes its state, since a real chain never loses confirmed blocks.
     pub async fn kill_chain(&mut self) -> Result<(), TestnetError> {
+        let evm = self.chain.evm.is_some();
+        let timeout = self.config.stop_timeout;
         if let Some(proc) = &mut self.chain_proc {
-            proc.kill().await?;
+            if evm {
+                proc.stop(timeout).await?;
+            } else {
+                proc.kill().await?;
+            }
         }
         self.chain_proc = None;
         Ok(())
@@ -406,17 +456,29 @@ impl Testnet {
         } else {
             listen
         };
+        let anvil;
+        let (program, args, ready): (&Path, Vec<OsString>, &str) = match self.config.ledger {
+            LedgerBackend::Mock => (
+                &self.bins()?.mock_chain,
+                vec![
+                    "--listen".into(),
+                    listen.into(),
+                    "--data".into(),
+                    data.into_os_string(),
+                    "--close-grace-ms".into(),
+                    self.config.close_grace_ms.to_string().into(),
+                ],
+                CHAIN_READY,
+            ),
+            LedgerBackend::Evm => {
+                anvil = evm::anvil_binary()?;
+                (&anvil, evm::anvil_args(&listen, &data), evm::ANVIL_READY)
+            }
+        };
         let mut proc = Launch {
             name: CHAIN,
-            program: &self.bins()?.mock_chain,
-            args: vec![
-                "--listen".into(),
-                listen.into(),
-                "--data".into(),
-                data.into_os_string(),
-                "--close-grace-ms".into(),
-                self.config.close_grace_ms.to_string().into(),
-            ],
+            program,
+            args,
             log: &self.chain.log,
             rust_log: &self.config.rust_log,
             detach: self.config.detach,
@@ -425,14 +487,14 @@ impl Testnet {
         self.chain.pid = proc.pid;
         let deadline = Instant::now() + self.config.ready_timeout;
         let addr = loop {
-            if let Some(addr) = find_line(&self.chain.log, from, CHAIN_READY) {
+            if let Some(addr) = find_line(&self.chain.log, from, ready) {
                 break addr;
             }
             check_alive(
                 &mut proc,
                 deadline,
                 self.config.ready_timeout,
-                "its `listening on` line",
+                &format!("its `{}` line", ready.trim()),
             )?;
             tokio::time::sleep(POLL).await;
         };
@@ -452,6 +514,10 @@ impl Testnet {
                 format!("requester-{index}"),
                 requester_config(index, &self.config.node),
             ),
+        };
+        let text = match &self.chain.evm {
+            Some(chain) => text + &evm::ledger_toml(&self.chain.url, chain),
+            None => text,
         };
         let data_dir = self.dir.join(&name);
         std::fs::create_dir_all(&data_dir).map_err(|e| TestnetError::io(&data_dir, e))?;
@@ -492,9 +558,12 @@ impl Testnet {
             "127.0.0.1:0".into(),
             "--listen".into(),
             "/ip4/127.0.0.1/tcp/0".into(),
-            "--ledger".into(),
-            self.chain.url.clone().into(),
         ];
+        // On an EVM chain the config's [ledger.evm] names the ledger.
+        if self.chain.evm.is_none() {
+            args.push("--ledger".into());
+            args.push(self.chain.url.clone().into());
+        }
         for addr in bootstrap {
             args.push("--bootstrap".into());
             args.push(addr.into());
