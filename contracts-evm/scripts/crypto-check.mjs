@@ -410,6 +410,31 @@ async function checkEd25519() {
       else no += 1;
       check((await verify(mixed, s2, m)) === expect, `mixed-order A, k mod 8 = ${k % 8n}`);
     }
+    // Small-order A or R where the cofactorless equation does hold, so
+    // that only the small-order checks reject them:
+    //  * A = T (torsion), R = [r]B, S = r: holds iff [k]T = 0;
+    //  * R = T, A' = [a]B + T8, S = k a: holds iff T = [-k]T8.
+    for (const T of torsion) {
+      const Tenc = encode(T);
+      for (let i = 0; ; i++) {
+        const m = Buffer.from(`small A ${i}`);
+        const r = h512(crypto.randomBytes(32)) % L;
+        const Renc = encode(pmul(r, B));
+        const k = h512(Renc, Tenc, m) % L;
+        const kT = pmul(k, T);
+        if (!(kT[0] === 0n && kT[1] === 1n)) continue;
+        check(!(await verify(Tenc, Buffer.concat([Renc, le(r)]), m)), `small-order A ${Tenc.toString("hex")}, equation holding`);
+        break;
+      }
+      for (let i = 0; ; i++) {
+        const m = Buffer.from(`small R ${i}`);
+        const k = h512(Tenc, mixed, m) % L;
+        const want = pmul(md(-k, 8n), T8);
+        if (!(want[0] === T[0] && want[1] === T[1])) continue;
+        check(!(await verify(mixed, Buffer.concat([Tenc, le(md(k * a, L))]), m)), `small-order R ${Tenc.toString("hex")}, equation holding`);
+        break;
+      }
+    }
     // Mixed-order R = [r]B + T with S = r + k a: [S]B - [k]A = [r]B != R,
     // so false (a cofactored check would accept); R itself is not small.
     for (const T of [T8, torsion[4], torsion[2]]) {

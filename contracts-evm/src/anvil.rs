@@ -64,9 +64,8 @@ impl std::fmt::Debug for Anvil {
 impl Anvil {
     /// Starts anvil and waits until it listens.
     pub fn start(options: &AnvilOptions) -> Result<Self, String> {
-        let binary = binary().ok_or(
-            "anvil not found: run `npm ci --prefix contracts-evm` (or set AGORA_ANVIL)",
-        )?;
+        let binary = binary()
+            .ok_or("anvil not found: run `npm ci --prefix contracts-evm` (or set AGORA_ANVIL)")?;
         let mut command = Command::new(&binary);
         command.args([
             "--host",
@@ -110,13 +109,20 @@ impl Anvil {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{} did not say where it listens within 30 s", binary.display()));
+                return Err(format!(
+                    "{} did not say where it listens within 30 s",
+                    binary.display()
+                ));
             }
         };
         let url = format!("http://{addr}");
         let parsed = url.parse().map_err(|e| format!("anvil's URL {url}: {e}"))?;
         let provider = ProviderBuilder::default().connect_http(parsed);
-        Ok(Self { child, url, provider })
+        Ok(Self {
+            child,
+            url,
+            provider,
+        })
     }
 
     /// Its JSON-RPC URL.

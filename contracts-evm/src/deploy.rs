@@ -60,7 +60,9 @@ pub async fn deploy(
         }
         .abi_encode(),
     );
-    let receipt = sender.send(Op::Deposit, None, None, Bytes::from(code)).await?;
+    let receipt = sender
+        .send(Op::Deposit, None, None, Bytes::from(code))
+        .await?;
     Ok(Deployment {
         chain_id,
         escrow: created(&receipt, "AgoraEscrow")?,
@@ -69,14 +71,17 @@ pub async fn deploy(
     })
 }
 
-fn created(receipt: &alloy::rpc::types::TransactionReceipt, what: &str) -> Result<Address, LedgerError> {
+fn created(
+    receipt: &alloy::rpc::types::TransactionReceipt,
+    what: &str,
+) -> Result<Address, LedgerError> {
     if !receipt.status() {
         return Err(LedgerError::BadRequest(format!(
             "deploying {what} reverted (transaction {})",
             receipt.transaction_hash
         )));
     }
-    receipt
-        .contract_address
-        .ok_or_else(|| LedgerError::Unavailable(format!("deploying {what}: the receipt names no contract")))
+    receipt.contract_address.ok_or_else(|| {
+        LedgerError::Unavailable(format!("deploying {what}: the receipt names no contract"))
+    })
 }

@@ -8,7 +8,9 @@ use agora_protocol::ledger::{
     Closure, EscrowState, Ledger, LedgerError, Settlement, Supply, invalid_lease, invalid_receipt,
 };
 use agora_protocol::receipt::ReceiptClaim;
-use agora_protocol::{AccountId, Amount, CoSigned, Keypair, Lease, LeaseId, PublicKey, Signature, Timestamp};
+use agora_protocol::{
+    AccountId, Amount, CoSigned, Keypair, Lease, LeaseId, PublicKey, Signature, Timestamp,
+};
 use alloy::eips::BlockNumberOrTag;
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes, FixedBytes, U256};
@@ -79,13 +81,22 @@ impl EvmConfig {
     /// Refuses settings that cannot work, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.confirmations == 0 || self.confirmations > 64 {
-            return Err(format!("confirmations: {} is not in 1..=64", self.confirmations));
+            return Err(format!(
+                "confirmations: {} is not in 1..=64",
+                self.confirmations
+            ));
         }
         if self.rpc_retry_secs > 3600 {
-            return Err(format!("rpc_retry_secs: {} is over an hour", self.rpc_retry_secs));
+            return Err(format!(
+                "rpc_retry_secs: {} is over an hour",
+                self.rpc_retry_secs
+            ));
         }
         if self.mine_timeout_secs == 0 || self.mine_timeout_secs > 3600 {
-            return Err(format!("mine_timeout_secs: {} is not in 1..=3600", self.mine_timeout_secs));
+            return Err(format!(
+                "mine_timeout_secs: {} is not in 1..=3600",
+                self.mine_timeout_secs
+            ));
         }
         if self.poll_ms < 10 || self.poll_ms > 60_000 {
             return Err(format!("poll_ms: {} is not in 10..=60000", self.poll_ms));
@@ -179,7 +190,9 @@ impl EvmLedger {
     pub async fn gas_balance(&self) -> Result<U256, LedgerError> {
         let from = self.sender.from();
         self.sender
-            .read("eth_getBalance", || self.sender.provider().get_balance(from).into_future())
+            .read("eth_getBalance", || {
+                self.sender.provider().get_balance(from).into_future()
+            })
             .await
     }
 
@@ -187,7 +200,10 @@ impl EvmLedger {
     /// balance plus every open escrow.
     pub async fn escrow_token_balance(&self) -> Result<u128, LedgerError> {
         let call = AgoraTestToken::balanceOfCall(self.escrow);
-        let out = self.sender.call(Op::Deposit, self.token, &call.abi_encode().into()).await?;
+        let out = self
+            .sender
+            .call(Op::Deposit, self.token, &call.abi_encode().into())
+            .await?;
         let held = AgoraTestToken::balanceOfCall::abi_decode_returns(&out)
             .map_err(|e| LedgerError::Unavailable(format!("balanceOf answer: {e}")))?;
         u128::try_from(held).map_err(|_| LedgerError::Overflow(format!("escrow holds {held}")))
@@ -195,7 +211,12 @@ impl EvmLedger {
 
     /// Pays `amount` of `owner`'s balance to `to` on the chain, signed by
     /// `owner`'s Agora key: how a provider cashes out.
-    pub async fn withdraw(&self, owner: &Keypair, to: Address, amount: Amount) -> Result<Amount, LedgerError> {
+    pub async fn withdraw(
+        &self,
+        owner: &Keypair,
+        to: Address,
+        amount: Amount,
+    ) -> Result<Amount, LedgerError> {
         let account = FixedBytes(*owner.public().as_bytes());
         let nonce = self.view(AgoraEscrow::withdrawalNonceCall(account)).await?;
         let message: Bytes = self
@@ -206,7 +227,9 @@ impl EvmLedger {
                 nonce,
             })
             .await?;
-        let signature = owner.sign_namespaced(&message).map_err(|e| LedgerError::BadRequest(e.to_string()))?;
+        let signature = owner
+            .sign_namespaced(&message)
+            .map_err(|e| LedgerError::BadRequest(e.to_string()))?;
         let (r, s) = halves(&signature);
         let call = AgoraEscrow::withdrawCall {
             account,
@@ -219,17 +242,27 @@ impl EvmLedger {
         let receipt = self.transact(Op::Withdraw, None, call.abi_encode()).await?;
         receipt_event::<AgoraEscrow::Withdrawn>(&receipt)
             .map(|e| Amount(e.amount))
-            .ok_or_else(|| LedgerError::Unavailable("the withdrawal's receipt has no Withdrawn event".into()))
+            .ok_or_else(|| {
+                LedgerError::Unavailable("the withdrawal's receipt has no Withdrawn event".into())
+            })
     }
 
     /// A read-only call of the escrow at the latest block.
     async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, LedgerError> {
-        let out = self.sender.call(Op::Deposit, self.escrow, &call.abi_encode().into()).await?;
+        let out = self
+            .sender
+            .call(Op::Deposit, self.escrow, &call.abi_encode().into())
+            .await?;
         C::abi_decode_returns(&out)
             .map_err(|e| LedgerError::Unavailable(format!("{} answer: {e}", C::SIGNATURE)))
     }
 
-    async fn transact(&self, op: Op, key: Option<OpKey>, data: Vec<u8>) -> Result<TransactionReceipt, LedgerError> {
+    async fn transact(
+        &self,
+        op: Op,
+        key: Option<OpKey>,
+        data: Vec<u8>,
+    ) -> Result<TransactionReceipt, LedgerError> {
         self.send_to(op, key, self.escrow, data).await
     }
 
@@ -283,7 +316,11 @@ impl EvmLedger {
 }
 
 /// An HTTP provider and a sender paying with `key`.
-pub(crate) async fn connect_sender(rpc_url: &str, key: PrivateKeySigner, timing: Timing) -> Result<Sender, LedgerError> {
+pub(crate) async fn connect_sender(
+    rpc_url: &str,
+    key: PrivateKeySigner,
+    timing: Timing,
+) -> Result<Sender, LedgerError> {
     let url = rpc_url
         .parse()
         .map_err(|e| LedgerError::BadRequest(format!("rpc_url {rpc_url:?}: {e}")))?;
@@ -298,8 +335,11 @@ pub(crate) async fn connect_sender(rpc_url: &str, key: PrivateKeySigner, timing:
 }
 
 fn key_of(bytes: &[u8; 32]) -> Result<AccountId, LedgerError> {
-    PublicKey::from_bytes(bytes)
-        .map_err(|e| LedgerError::Storage(format!("the escrow holds an account that is not a key: {e}")))
+    PublicKey::from_bytes(bytes).map_err(|e| {
+        LedgerError::Storage(format!(
+            "the escrow holds an account that is not a key: {e}"
+        ))
+    })
 }
 
 /// A signature as the contract takes it: R's encoding, then S.
@@ -322,10 +362,12 @@ fn receipt_event<E: SolEvent>(receipt: &TransactionReceipt) -> Option<E> {
 /// Loads the chain key at `path` (hex), creating it (mode 0600) when absent.
 pub fn load_or_create_key(path: &Path) -> Result<PrivateKeySigner, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .trim()
-            .parse::<PrivateKeySigner>()
-            .map_err(|e| format!("{}: not a secp256k1 private key in hex: {e}", path.display())),
+        Ok(text) => text.trim().parse::<PrivateKeySigner>().map_err(|e| {
+            format!(
+                "{}: not a secp256k1 private key in hex: {e}",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = PrivateKeySigner::random();
             let text = format!("0x{}\n", hex::encode(key.to_bytes()));
@@ -386,7 +428,8 @@ impl Ledger for EvmLedger {
                 to: from,
                 amount: U256::from(amount.0),
             };
-            self.send_to(Op::Deposit, None, self.token, mint.abi_encode()).await?;
+            self.send_to(Op::Deposit, None, self.token, mint.abi_encode())
+                .await?;
         }
         let allowance_call = AgoraTestToken::allowanceCall {
             _0: from,
@@ -403,7 +446,8 @@ impl Ledger for EvmLedger {
                 spender: self.escrow,
                 amount: U256::MAX,
             };
-            self.send_to(Op::Deposit, None, self.token, approve.abi_encode()).await?;
+            self.send_to(Op::Deposit, None, self.token, approve.abi_encode())
+                .await?;
         }
         let call = AgoraEscrow::depositCall {
             account: FixedBytes(*account.as_bytes()),
@@ -412,7 +456,9 @@ impl Ledger for EvmLedger {
         let receipt = self.transact(Op::Deposit, None, call.abi_encode()).await?;
         receipt_event::<AgoraEscrow::Deposited>(&receipt)
             .map(|e| Amount(e.balance))
-            .ok_or_else(|| LedgerError::Unavailable("the deposit's receipt has no Deposited event".into()))
+            .ok_or_else(|| {
+                LedgerError::Unavailable("the deposit's receipt has no Deposited event".into())
+            })
     }
 
     async fn lock_escrow(&self, lease: &CoSigned) -> Result<EscrowState, LedgerError> {
@@ -433,10 +479,11 @@ impl Ledger for EvmLedger {
             provR: prov_r,
             provS: prov_s,
         };
-        self.transact(Op::Lock, Some(OpKey::Lock(id)), call.abi_encode()).await?;
-        self.state(&id)
-            .await?
-            .ok_or_else(|| LedgerError::Unavailable(format!("lease {id} locked but its escrow reads empty")))
+        self.transact(Op::Lock, Some(OpKey::Lock(id)), call.abi_encode())
+            .await?;
+        self.state(&id).await?.ok_or_else(|| {
+            LedgerError::Unavailable(format!("lease {id} locked but its escrow reads empty"))
+        })
     }
 
     async fn settle(&self, receipt: &CoSigned) -> Result<Settlement, LedgerError> {
@@ -454,8 +501,13 @@ impl Ledger for EvmLedger {
         };
         let data = call.abi_encode();
         // The contract's own checks, in its order, before any transaction.
-        self.sender.call(Op::Settle, self.escrow, &data.clone().into()).await?;
-        let state = self.state(&id).await?.ok_or(LedgerError::UnknownLease(id))?;
+        self.sender
+            .call(Op::Settle, self.escrow, &data.clone().into())
+            .await?;
+        let state = self
+            .state(&id)
+            .await?
+            .ok_or(LedgerError::UnknownLease(id))?;
         let unchanged = |state: &EscrowState| Settlement {
             lease_id: id,
             paid: Amount::ZERO,
@@ -468,7 +520,9 @@ impl Ledger for EvmLedger {
             self.sender.forget(OpKey::Settle(id, sequence)).await;
             return Ok(unchanged(&state));
         }
-        let mined = self.transact(Op::Settle, Some(OpKey::Settle(id, sequence)), data).await?;
+        let mined = self
+            .transact(Op::Settle, Some(OpKey::Settle(id, sequence)), data)
+            .await?;
         if let Some(e) = receipt_event::<AgoraEscrow::Settled>(&mined) {
             return Ok(Settlement {
                 lease_id: id,
@@ -478,7 +532,10 @@ impl Ledger for EvmLedger {
             });
         }
         // Mined as a no-op: the same receipt settled first (the other party).
-        let state = self.state(&id).await?.ok_or(LedgerError::UnknownLease(id))?;
+        let state = self
+            .state(&id)
+            .await?
+            .ok_or(LedgerError::UnknownLease(id))?;
         Ok(unchanged(&state))
     }
 
@@ -486,14 +543,18 @@ impl Ledger for EvmLedger {
         let call = AgoraEscrow::closeCall {
             leaseId: FixedBytes(lease.0),
         };
-        let mined = self.transact(Op::Close, Some(OpKey::Close(*lease)), call.abi_encode()).await?;
+        let mined = self
+            .transact(Op::Close, Some(OpKey::Close(*lease)), call.abi_encode())
+            .await?;
         receipt_event::<AgoraEscrow::Closed>(&mined)
             .map(|e| Closure {
                 lease_id: *lease,
                 refunded: Amount(e.refunded),
                 settled: Amount(e.settled),
             })
-            .ok_or_else(|| LedgerError::Unavailable("the close's receipt has no Closed event".into()))
+            .ok_or_else(|| {
+                LedgerError::Unavailable("the close's receipt has no Closed event".into())
+            })
     }
 
     async fn escrow(&self, lease: &LeaseId) -> Result<Option<EscrowState>, LedgerError> {

@@ -23,9 +23,9 @@ pub mod ledger;
 mod revert;
 mod send;
 
-pub use deploy::{Deployment, deploy};
-pub use ledger::{EvmConfig, EvmLedger};
-/// The secp256k1 key a node pays gas with.
-pub use alloy::signers::local::PrivateKeySigner as GasKey;
 /// A chain address.
 pub use alloy::primitives::Address;
+/// The secp256k1 key a node pays gas with.
+pub use alloy::signers::local::PrivateKeySigner as GasKey;
+pub use deploy::{Deployment, deploy};
+pub use ledger::{EvmConfig, EvmLedger};

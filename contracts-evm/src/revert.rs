@@ -32,7 +32,9 @@ pub(crate) fn ledger_error(op: Op, data: &Bytes) -> LedgerError {
         E::Malformed(m) if op == Op::Settle => {
             LedgerError::InvalidReceipt(format!("receipt does not decode: {}", m.reason))
         }
-        E::Malformed(m) => LedgerError::InvalidLease(format!("lease terms do not decode: {}", m.reason)),
+        E::Malformed(m) => {
+            LedgerError::InvalidLease(format!("lease terms do not decode: {}", m.reason))
+        }
         E::InvalidLease(e) => LedgerError::InvalidLease(e.reason),
         E::InvalidReceipt(e) => LedgerError::InvalidReceipt(e.reason),
         E::ReceiptRule(e) => LedgerError::ReceiptRule(e.reason),
@@ -91,15 +93,23 @@ mod tests {
             }
         );
         let data: Bytes = AgoraEscrow::LeaseClosed { leaseId: id }.abi_encode().into();
-        assert_eq!(ledger_error(Op::Settle, &data), LedgerError::LeaseClosed(LeaseId([7; 32])));
+        assert_eq!(
+            ledger_error(Op::Settle, &data),
+            LedgerError::LeaseClosed(LeaseId([7; 32]))
+        );
         // The decoder's error depends on what was decoded.
         let data: Bytes = AgoraEscrow::Malformed {
             reason: "wrong wire type".into(),
         }
         .abi_encode()
         .into();
-        assert!(matches!(ledger_error(Op::Settle, &data), LedgerError::InvalidReceipt(m) if m.contains("wrong wire type")));
-        assert!(matches!(ledger_error(Op::Lock, &data), LedgerError::InvalidLease(_)));
+        assert!(
+            matches!(ledger_error(Op::Settle, &data), LedgerError::InvalidReceipt(m) if m.contains("wrong wire type"))
+        );
+        assert!(matches!(
+            ledger_error(Op::Lock, &data),
+            LedgerError::InvalidLease(_)
+        ));
         // Undeclared data is not mistaken for a refusal.
         let data = Bytes::from(vec![1, 2, 3, 4]);
         assert!(ledger_error(Op::Deposit, &data).is_transient());

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use agora_protocol::ledger::LedgerError;
 use agora_protocol::LeaseId;
+use agora_protocol::ledger::LedgerError;
 use alloy::eips::{BlockId, Encodable2718};
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, Bytes, TxHash};
@@ -166,7 +166,12 @@ impl Sender {
     /// `eth_call` of `data` on `to` from the node's account, at the latest
     /// block: what the transaction would return, or its revert as `op`'s
     /// error.
-    pub(crate) async fn call(&self, op: Op, to: Address, data: &Bytes) -> Result<Bytes, LedgerError> {
+    pub(crate) async fn call(
+        &self,
+        op: Op,
+        to: Address,
+        data: &Bytes,
+    ) -> Result<Bytes, LedgerError> {
         let request = TransactionRequest::default()
             .with_from(self.from)
             .with_to(to)
@@ -179,8 +184,8 @@ impl Sender {
                 .block(BlockId::latest())
                 .into_future()
         })
-            .await
-            .map_err(|e| e.into_ledger(op))
+        .await
+        .map_err(|e| e.into_ledger(op))
     }
 
     /// Sends `data` to `to` (`None`: a deployment) as a transaction and
@@ -242,7 +247,10 @@ impl Sender {
     async fn sign(&self, op: Op, to: Option<Address>, data: Bytes) -> Result<Pending, LedgerError> {
         let nonce = self
             .read("eth_getTransactionCount", || {
-                self.provider.get_transaction_count(self.from).pending().into_future()
+                self.provider
+                    .get_transaction_count(self.from)
+                    .pending()
+                    .into_future()
             })
             .await?;
         let mut request = TransactionRequest::default()

@@ -123,10 +123,12 @@ impl EvmSection {
             field: format!("ledger.evm.{field}"),
             reason,
         };
-        let escrow = self
-            .escrow
-            .parse()
-            .map_err(|e| invalid("escrow", format!("{:?} is not an address: {e}", self.escrow)))?;
+        let escrow = self.escrow.parse().map_err(|e| {
+            invalid(
+                "escrow",
+                format!("{:?} is not an address: {e}", self.escrow),
+            )
+        })?;
         let mut config = agora_contracts_evm::EvmConfig::new(&self.rpc_url, escrow);
         config.confirmations = self.confirmations;
         config.rpc_retry_secs = self.rpc_retry_secs;

@@ -147,7 +147,9 @@ pub async fn connect_ledger(
     url: &str,
 ) -> Result<Arc<dyn Ledger>, StartError> {
     let Some(evm) = &config.ledger.evm else {
-        return Ok(Arc::new(HttpLedger::new(url).map_err(|e| setup("ledger", e))?));
+        return Ok(Arc::new(
+            HttpLedger::new(url).map_err(|e| setup("ledger", e))?,
+        ));
     };
     let client = evm.client_config()?;
     let key_path = evm.key_path(data_dir);

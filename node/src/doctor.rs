@@ -417,7 +417,12 @@ pub async fn check_evm_ledger(evm: &crate::config::EvmSection, data_dir: &Path) 
     };
     let config = match evm.client_config() {
         Ok(config) => config,
-        Err(e) => return vec![Check::error(NAME, e.to_string(), "fix [ledger.evm] in the config"), unmeasured()],
+        Err(e) => {
+            return vec![
+                Check::error(NAME, e.to_string(), "fix [ledger.evm] in the config"),
+                unmeasured(),
+            ];
+        }
     };
     let key_path = evm.key_path(data_dir);
     // Doctor creates nothing: without the key yet, a throwaway one reads.
@@ -438,11 +443,29 @@ pub async fn check_evm_ledger(evm: &crate::config::EvmSection, data_dir: &Path) 
         (alloy_key(), Some(check))
     };
     let shown = format!("escrow {} on {}", config.escrow, config.rpc_url);
-    let fix = format!("check ledger.evm.rpc_url and ledger.evm.escrow ({})", config.escrow);
-    let ledger = match tokio::time::timeout(Duration::from_secs(15), agora_contracts_evm::EvmLedger::connect(&config, key)).await {
+    let fix = format!(
+        "check ledger.evm.rpc_url and ledger.evm.escrow ({})",
+        config.escrow
+    );
+    let ledger = match tokio::time::timeout(
+        Duration::from_secs(15),
+        agora_contracts_evm::EvmLedger::connect(&config, key),
+    )
+    .await
+    {
         Ok(Ok(ledger)) => ledger,
-        Ok(Err(e)) => return vec![Check::error(NAME, format!("{shown}: {e}"), fix), unmeasured()],
-        Err(_) => return vec![Check::error(NAME, format!("{shown}: no answer within 15 s"), fix), unmeasured()],
+        Ok(Err(e)) => {
+            return vec![
+                Check::error(NAME, format!("{shown}: {e}"), fix),
+                unmeasured(),
+            ];
+        }
+        Err(_) => {
+            return vec![
+                Check::error(NAME, format!("{shown}: no answer within 15 s"), fix),
+                unmeasured(),
+            ];
+        }
     };
     let (ledger_check, clock) = answers(&shown, &ledger, &fix).await;
     let gas = match key_check {
@@ -453,8 +476,15 @@ pub async fn check_evm_ledger(evm: &crate::config::EvmSection, data_dir: &Path) 
                 format!("gas account {} holds nothing", ledger.gas_account()),
                 "send the chain's native token to it: every lock, settlement and close is a transaction",
             ),
-            Ok(wei) => Check::ok("gas", format!("gas account {} holds {wei} wei", ledger.gas_account())),
-            Err(e) => Check::warning("gas", e.to_string(), "make the ledger reachable, then run doctor again"),
+            Ok(wei) => Check::ok(
+                "gas",
+                format!("gas account {} holds {wei} wei", ledger.gas_account()),
+            ),
+            Err(e) => Check::warning(
+                "gas",
+                e.to_string(),
+                "make the ledger reachable, then run doctor again",
+            ),
         },
     };
     vec![ledger_check, clock, gas]

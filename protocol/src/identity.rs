@@ -57,7 +57,9 @@ pub enum IdentityError {
         mode: u32,
     },
     /// A message to sign outside an envelope lacks its own namespace.
-    #[error("a message signed outside an envelope must start with agora/1/<name>\\0, a namespace no envelope kind uses")]
+    #[error(
+        "a message signed outside an envelope must start with agora/1/<name>\\0, a namespace no envelope kind uses"
+    )]
     Namespace,
 }
 
@@ -364,7 +366,10 @@ mod tests {
             b"payload",
             b"agora/1/evm-withdraw",
         ] {
-            assert!(matches!(key.sign_namespaced(refused), Err(IdentityError::Namespace)));
+            assert!(matches!(
+                key.sign_namespaced(refused),
+                Err(IdentityError::Namespace)
+            ));
         }
     }
 

@@ -60,7 +60,10 @@ pub(crate) fn anvil_args(listen: &str, data: &Path) -> Vec<OsString> {
 }
 
 /// Deploys a test token and the escrow on the anvil at `url`.
-pub(crate) async fn deploy_escrow(url: &str, close_grace_ms: u64) -> Result<EvmChain, TestnetError> {
+pub(crate) async fn deploy_escrow(
+    url: &str,
+    close_grace_ms: u64,
+) -> Result<EvmChain, TestnetError> {
     let key = GasKey::random();
     fund(url, key.address()).await?;
     let deployment = deploy(url, key, None, close_grace_ms).await.map_err(evm)?;
@@ -80,7 +83,8 @@ pub(crate) async fn fund(url: &str, address: Address) -> Result<(), TestnetError
 
 /// Creates a node's gas key in its data dir (if it has none) and funds it.
 pub(crate) async fn fund_node_key(url: &str, data_dir: &Path) -> Result<(), TestnetError> {
-    let key = agora_contracts_evm::ledger::load_or_create_key(&data_dir.join("evm.key")).map_err(evm)?;
+    let key =
+        agora_contracts_evm::ledger::load_or_create_key(&data_dir.join("evm.key")).map_err(evm)?;
     fund(url, key.address()).await
 }
 

@@ -286,7 +286,10 @@ fn print_table(m: &Manifest) {
         "chain", "chain", "-", m.chain.url, m.chain.pid
     );
     if let Some(evm) = &m.chain.evm {
-        println!("  escrow {} (token {}, chain id {})", evm.escrow, evm.token, evm.chain_id);
+        println!(
+            "  escrow {} (token {}, chain id {})",
+            evm.escrow, evm.token, evm.chain_id
+        );
     }
     for n in &m.nodes {
         let role = match n.role {

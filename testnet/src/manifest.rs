@@ -168,6 +168,11 @@ mod tests {
                 pid: 1,
                 data_dir: dir.path().join("chain"),
                 log: dir.path().join("chain/log"),
+                evm: Some(EvmChain {
+                    chain_id: 31337,
+                    escrow: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+                    token: "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512".into(),
+                }),
             },
             nodes: vec![NodeEntry {
                 name: "requester-0".into(),

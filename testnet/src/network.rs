@@ -13,8 +13,8 @@ use std::sync::Arc;
 use agora_protocol::Ledger;
 
 use crate::config::{Bootstrap, LedgerBackend, TestnetConfig, provider_config, requester_config};
-use crate::evm;
 use crate::error::TestnetError;
+use crate::evm;
 use crate::manifest::{ChainEntry, Manifest, NodeEntry, NodeReady, read_json};
 use crate::process::{Launch, POLL, Proc, TAIL_LINES, file_len, find_line, log_tail};
 
@@ -206,7 +206,9 @@ impl Testnet {
     }
 
     /// The escrow's own client, on an EVM testnet: what the contract holds.
-    pub async fn evm_ledger(&self) -> Result<Option<Arc<agora_contracts_evm::EvmLedger>>, TestnetError> {
+    pub async fn evm_ledger(
+        &self,
+    ) -> Result<Option<Arc<agora_contracts_evm::EvmLedger>>, TestnetError> {
         match &self.chain.evm {
             Some(chain) => Ok(Some(evm::observer(&self.chain.url, chain).await?)),
             None => Ok(None),

@@ -21,12 +21,20 @@ const L: [u8; 32] = [
 ];
 
 async fn call<C: SolCall>(provider: &impl Provider, to: Address, call: C) -> C::Return {
-    let tx = TransactionRequest::default().to(to).input(Bytes::from(call.abi_encode()).into());
+    let tx = TransactionRequest::default()
+        .to(to)
+        .input(Bytes::from(call.abi_encode()).into());
     let out = provider.call(tx).await.unwrap();
     C::abi_decode_returns(&out).unwrap()
 }
 
-async fn verifies(provider: &impl Provider, to: Address, key: &[u8; 32], sig: &[u8; 64], message: &[u8]) -> bool {
+async fn verifies(
+    provider: &impl Provider,
+    to: Address,
+    key: &[u8; 32],
+    sig: &[u8; 64],
+    message: &[u8],
+) -> bool {
     let mut r = [0; 32];
     let mut s = [0; 32];
     r.copy_from_slice(&sig[..32]);
@@ -81,14 +89,39 @@ fn the_contracts_hashes_and_signature_checks_agree_with_the_nodes() {
     // boundaries, and beyond one chunk.
     runtime.block_on(async {
         let data: Vec<u8> = (0..4200u32).map(|i| (i % 251) as u8).collect();
-        let lengths = (0..=130).chain([191, 192, 193, 255, 256, 300, 511, 512, 1023, 1024, 1025, 2047, 2048, 2049, 3072, 3073, 4096, 4200]);
+        let lengths = (0..=130).chain([
+            191, 192, 193, 255, 256, 300, 511, 512, 1023, 1024, 1025, 2047, 2048, 2049, 3072, 3073,
+            4096, 4200,
+        ]);
         for n in lengths {
             let input = &data[..n];
-            let got = call(&provider, harness, CryptoHarness::blake3Call { data: input.to_vec().into() }).await;
-            assert_eq!(got.0, *blake3::hash(input).as_bytes(), "blake3 of {n} bytes");
-            let got = call(&provider, harness, CryptoHarness::sha512Call { data: input.to_vec().into() }).await;
+            let got = call(
+                &provider,
+                harness,
+                CryptoHarness::blake3Call {
+                    data: input.to_vec().into(),
+                },
+            )
+            .await;
+            assert_eq!(
+                got.0,
+                *blake3::hash(input).as_bytes(),
+                "blake3 of {n} bytes"
+            );
+            let got = call(
+                &provider,
+                harness,
+                CryptoHarness::sha512Call {
+                    data: input.to_vec().into(),
+                },
+            )
+            .await;
             let want = sha2::Sha512::digest(input);
-            assert_eq!([got._0.0, got._1.0].concat(), want.as_slice(), "sha512 of {n} bytes");
+            assert_eq!(
+                [got._0.0, got._1.0].concat(),
+                want.as_slice(),
+                "sha512 of {n} bytes"
+            );
         }
     });
 
@@ -99,7 +132,11 @@ fn the_contracts_hashes_and_signature_checks_agree_with_the_nodes() {
         failure_persistence: None,
         ..Config::default()
     });
-    let strategy = (any::<[u8; 32]>(), proptest::collection::vec(any::<u8>(), 0..700), any::<u16>());
+    let strategy = (
+        any::<[u8; 32]>(),
+        proptest::collection::vec(any::<u8>(), 0..700),
+        any::<u16>(),
+    );
     runner
         .run(&strategy, |(seed, body, flip)| {
             runtime.block_on(async {
@@ -114,7 +151,9 @@ fn the_contracts_hashes_and_signature_checks_agree_with_the_nodes() {
                 let at = usize::from(flip) % bad_message.len();
                 bad_message[at] ^= 1 << (flip % 8);
                 prop_assert!(!verifies(&provider, harness, &public, &sig, &bad_message).await);
-                let other = *Keypair::from_seed(&[seed[0].wrapping_add(1); 32]).public().as_bytes();
+                let other = *Keypair::from_seed(&[seed[0].wrapping_add(1); 32])
+                    .public()
+                    .as_bytes();
                 prop_assert!(!verifies(&provider, harness, &other, &sig, &message).await);
                 Ok(())
             })
@@ -165,6 +204,10 @@ fn the_contracts_hashes_and_signature_checks_agree_with_the_nodes() {
         )
         .await;
         assert!(measured.ok);
-        eprintln!("ed25519 verify of a {}-byte message: {} gas", 280 + Kind::UsageReceipt.namespace().len(), measured.gasUsed);
+        eprintln!(
+            "ed25519 verify of a {}-byte message: {} gas",
+            280 + Kind::UsageReceipt.namespace().len(),
+            measured.gasUsed
+        );
     });
 }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use agora_contracts_evm::EvmLedger;
 use agora_contracts_evm::anvil::{Anvil, AnvilOptions};
 use agora_contracts_evm::bindings::AgoraEscrow;
-use agora_contracts_evm::EvmLedger;
-use agora_protocol::ledger::conformance::{lease, receipt, Tamper};
+use agora_protocol::ledger::conformance::{Tamper, lease, receipt};
 use agora_protocol::receipt::ReceiptClaim;
 use agora_protocol::{Amount, Keypair, Kind, Lease, LeaseId, Ledger, LedgerError, SignedEnvelope};
 use alloy::primitives::{Address, Bytes, FixedBytes, U256};
@@ -32,7 +32,15 @@ fn provider_key() -> Keypair {
 /// A one-GPU, ten-minute lease starting at the chain's `now`.
 async fn lease_now(ledger: &EvmLedger, nonce: u8) -> Lease {
     let now = ledger.now().await.unwrap();
-    lease(&requester(), &provider_key(), Amount(3_600_000), 1, 600, now, nonce)
+    lease(
+        &requester(),
+        &provider_key(),
+        Amount(3_600_000),
+        1,
+        600,
+        now,
+        nonce,
+    )
 }
 
 fn halves(sig: &[u8; 64]) -> (FixedBytes<32>, FixedBytes<32>) {
@@ -44,8 +52,14 @@ fn halves(sig: &[u8; 64]) -> (FixedBytes<32>, FixedBytes<32>) {
 }
 
 /// The escrow's error for `call`, sent straight to the contract.
-async fn revert_of<C: SolCall>(provider: &impl Provider, escrow: Address, call: C) -> AgoraEscrow::AgoraEscrowErrors {
-    let tx = TransactionRequest::default().to(escrow).input(Bytes::from(call.abi_encode()).into());
+async fn revert_of<C: SolCall>(
+    provider: &impl Provider,
+    escrow: Address,
+    call: C,
+) -> AgoraEscrow::AgoraEscrowErrors {
+    let tx = TransactionRequest::default()
+        .to(escrow)
+        .input(Bytes::from(call.abi_encode()).into());
     let error = provider.call(tx).await.expect_err("the call should revert");
     let data = error
         .as_error_resp()
@@ -138,15 +152,28 @@ fn a_transaction_mined_with_status_0_reports_why() {
         let (_, config) = deployed(&anvil).await;
         let ours = ledger(&anvil, &config).await;
         let theirs = ledger(&anvil, &config).await;
-        ours.deposit(&requester().public(), Amount(10_000_000)).await.unwrap();
+        ours.deposit(&requester().public(), Amount(10_000_000))
+            .await
+            .unwrap();
         let lease = lease_now(&ours, 2).await;
         ours.lock_escrow(lease.cosigned()).await.unwrap();
-        let last = receipt(&lease, &requester(), &provider_key(), 1, 60, true, Tamper::None);
+        let last = receipt(
+            &lease,
+            &requester(),
+            &provider_key(),
+            1,
+            60,
+            true,
+            Tamper::None,
+        );
         ours.settle(&last).await.unwrap();
         // Both sides close at once: each estimate passes, both are mined
         // in one block, and the second reverts on chain (status 0).
         let accounts = [ours.gas_account(), theirs.gas_account()];
-        let nonces = [nonce(&anvil, accounts[0], "latest").await, nonce(&anvil, accounts[1], "latest").await];
+        let nonces = [
+            nonce(&anvil, accounts[0], "latest").await,
+            nonce(&anvil, accounts[1], "latest").await,
+        ];
         automine(&anvil, false).await;
         let id = lease.id();
         let (a, b, ()) = tokio::join!(ours.close(&id), theirs.close(&id), async {
@@ -179,10 +206,21 @@ fn a_settlement_not_yet_mined_is_resent_never_doubled() {
         let key = funded_key(&anvil).await;
         let gas_account = key.address();
         let ledger = EvmLedger::connect(&config, key).await.unwrap();
-        ledger.deposit(&requester().public(), Amount(10_000_000)).await.unwrap();
+        ledger
+            .deposit(&requester().public(), Amount(10_000_000))
+            .await
+            .unwrap();
         let lease = lease_now(&ledger, 3).await;
         ledger.lock_escrow(lease.cosigned()).await.unwrap();
-        let first = receipt(&lease, &requester(), &provider_key(), 1, 60, false, Tamper::None);
+        let first = receipt(
+            &lease,
+            &requester(),
+            &provider_key(),
+            1,
+            60,
+            false,
+            Tamper::None,
+        );
 
         automine(&anvil, false).await;
         let nonce_before = nonce(&anvil, gas_account, "latest").await;
@@ -192,14 +230,20 @@ fn a_settlement_not_yet_mined_is_resent_never_doubled() {
             assert!(error.is_transient(), "{error:?}");
         }
         // ...and the retries resent the one transaction.
-        assert_eq!(nonce(&anvil, gas_account, "pending").await, nonce_before + 1);
+        assert_eq!(
+            nonce(&anvil, gas_account, "pending").await,
+            nonce_before + 1
+        );
         automine(&anvil, true).await;
         mine(&anvil).await;
         let settlement = ledger.settle(&first).await.unwrap();
         assert_eq!(settlement.settled, Amount(60_000));
         assert_eq!(settlement.last_sequence, 1);
         assert_eq!(nonce(&anvil, gas_account, "latest").await, nonce_before + 1);
-        assert_eq!(ledger.balance(&provider_key().public()).await.unwrap(), Amount(60_000));
+        assert_eq!(
+            ledger.balance(&provider_key().public()).await.unwrap(),
+            Amount(60_000)
+        );
     });
 }
 
@@ -215,8 +259,13 @@ fn an_unreachable_rpc_is_retried_until_it_answers() {
         let proxy = proxy(anvil.url(), open.clone()).await;
         config.rpc_url = format!("http://{proxy}");
         config.rpc_retry_secs = 30;
-        let ledger = EvmLedger::connect(&config, funded_key(&anvil).await).await.unwrap();
-        ledger.deposit(&requester().public(), Amount(10_000_000)).await.unwrap();
+        let ledger = EvmLedger::connect(&config, funded_key(&anvil).await)
+            .await
+            .unwrap();
+        ledger
+            .deposit(&requester().public(), Amount(10_000_000))
+            .await
+            .unwrap();
         let lease = lease_now(&ledger, 4).await;
         open.store(false, Ordering::SeqCst);
         // The proxy cuts the connections it holds within 50 ms.
@@ -229,7 +278,9 @@ fn an_unreachable_rpc_is_retried_until_it_answers() {
         assert_eq!(locked.unwrap().escrow, Amount(600_000));
         // And with no answer at all for its retry window: unavailable.
         config.rpc_retry_secs = 1;
-        let short = EvmLedger::connect(&config, funded_key(&anvil).await).await.unwrap();
+        let short = EvmLedger::connect(&config, funded_key(&anvil).await)
+            .await
+            .unwrap();
         open.store(false, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let error = short.balance(&requester().public()).await.unwrap_err();
@@ -288,16 +339,30 @@ fn an_owner_withdraws_with_its_agora_key_once_per_signature() {
     });
 }
 
-async fn thief_message(direct: &impl Provider, escrow: Address, account: FixedBytes<32>, to: Address) -> Bytes {
-    let call = AgoraEscrow::withdrawalMessageCall { account, to, amount: 1, nonce: 1 };
-    let tx = TransactionRequest::default().to(escrow).input(Bytes::from(call.abi_encode()).into());
+async fn thief_message(
+    direct: &impl Provider,
+    escrow: Address,
+    account: FixedBytes<32>,
+    to: Address,
+) -> Bytes {
+    let call = AgoraEscrow::withdrawalMessageCall {
+        account,
+        to,
+        amount: 1,
+        nonce: 1,
+    };
+    let tx = TransactionRequest::default()
+        .to(escrow)
+        .input(Bytes::from(call.abi_encode()).into());
     AgoraEscrow::withdrawalMessageCall::abi_decode_returns(&direct.call(tx).await.unwrap()).unwrap()
 }
 
 async fn token_balance(anvil: &Anvil, token: Address, who: Address) -> U256 {
     use agora_contracts_evm::bindings::AgoraTestToken;
     let provider = wallet_provider(anvil).await;
-    let tx = TransactionRequest::default().to(token).input(Bytes::from(AgoraTestToken::balanceOfCall(who).abi_encode()).into());
+    let tx = TransactionRequest::default()
+        .to(token)
+        .input(Bytes::from(AgoraTestToken::balanceOfCall(who).abi_encode()).into());
     AgoraTestToken::balanceOfCall::abi_decode_returns(&provider.call(tx).await.unwrap()).unwrap()
 }
 
@@ -310,7 +375,12 @@ async fn mine(anvil: &Anvil) {
 }
 
 async fn nonce(anvil: &Anvil, who: Address, block: &str) -> u64 {
-    let value = rpc(anvil, "eth_getTransactionCount", serde_json::json!([who, block])).await;
+    let value = rpc(
+        anvil,
+        "eth_getTransactionCount",
+        serde_json::json!([who, block]),
+    )
+    .await;
     u64::from_str_radix(value.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
 

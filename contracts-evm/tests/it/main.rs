@@ -2,7 +2,12 @@
 //! against Rust's, the ledger conformance suite, and the artifacts against
 //! a fresh solcjs build.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 mod artifacts;
 mod conformance;

@@ -43,10 +43,19 @@ pub(crate) async fn wallet_provider(anvil: &Anvil) -> impl alloy::providers::Pro
 }
 
 /// Deploys `code` (creation bytecode with constructor arguments).
-pub(crate) async fn deploy_code(provider: &impl alloy::providers::Provider, code: alloy::primitives::Bytes) -> alloy::primitives::Address {
+pub(crate) async fn deploy_code(
+    provider: &impl alloy::providers::Provider,
+    code: alloy::primitives::Bytes,
+) -> alloy::primitives::Address {
     use alloy::network::TransactionBuilder;
     let tx = alloy::rpc::types::TransactionRequest::default().with_deploy_code(code);
-    let receipt = provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    let receipt = provider
+        .send_transaction(tx)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
     assert!(receipt.status());
     receipt.contract_address.unwrap()
 }
@@ -65,7 +74,9 @@ pub(crate) async fn funded_key(anvil: &Anvil) -> PrivateKeySigner {
 /// faucet-enabled config for it with fast polling.
 pub(crate) async fn deployed(anvil: &Anvil) -> (Deployment, EvmConfig) {
     let key = funded_key(anvil).await;
-    let deployment = deploy(anvil.url(), key, None, CLOSE_GRACE_MS).await.unwrap();
+    let deployment = deploy(anvil.url(), key, None, CLOSE_GRACE_MS)
+        .await
+        .unwrap();
     let mut config = EvmConfig::new(anvil.url(), deployment.escrow);
     config.faucet = true;
     config.poll_ms = 10;
@@ -76,7 +87,9 @@ pub(crate) async fn deployed(anvil: &Anvil) -> (Deployment, EvmConfig) {
 
 /// A ledger on `config` with a fresh funded gas key.
 pub(crate) async fn ledger(anvil: &Anvil, config: &EvmConfig) -> EvmLedger {
-    EvmLedger::connect(config, funded_key(anvil).await).await.unwrap()
+    EvmLedger::connect(config, funded_key(anvil).await)
+        .await
+        .unwrap()
 }
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {

@@ -6,13 +6,27 @@
 use agora_client::api::{
     Bucket, JobLogEntry, JobLogPage, JobState, JobView, LeaseStatus, LogKind, RunView,
 };
-use agora_contracts_mock::client::HttpLedger;
-use agora_protocol::ledger::Ledger;
 use agora_protocol::{Amount, LeaseId, Timestamp};
-use agora_testnet::Testnet;
+use agora_testnet::{LedgerBackend, Testnet};
 use std::time::{Duration, Instant};
 
-use crate::support::{DEADLINE, POLL, fund, spec, testnet, wait_for_offers, wait_job};
+use crate::support::{DEADLINE, POLL, fund, spec, testnet, testnet_on, wait_for_offers, wait_job};
+
+/// Runs the fault `$body` (an `async fn(LedgerBackend)`) on the mock chain
+/// and on the escrow contract on anvil, as two tests.
+macro_rules! on_both_ledgers {
+    ($body:ident, $mock:ident, $evm:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $mock() {
+            $body(LedgerBackend::Mock).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $evm() {
+            $body(LedgerBackend::Evm).await;
+        }
+    };
+}
 
 /// A job running `script` under `sh -c`, for at most `max_secs`.
 fn job(name: &str, script: &str, max_secs: u64) -> agora_client::api::SubmitJob {
@@ -116,7 +130,7 @@ pub(crate) async fn provider_run(
 /// Checks the ledger's books for a closed lease: the provider got `paid`,
 /// the requester the rest, in three ledger operations.
 pub(crate) async fn assert_closed(net: &Testnet, lease: &LeaseId, paid: Amount) {
-    let ledger = HttpLedger::new(net.chain_url()).unwrap();
+    let ledger = net.ledger().await.unwrap();
     let escrow = ledger.escrow(lease).await.unwrap().expect("escrow");
     assert_eq!(escrow.settled, paid, "{escrow:#?}");
     assert_eq!(
@@ -128,9 +142,16 @@ pub(crate) async fn assert_closed(net: &Testnet, lease: &LeaseId, paid: Amount) 
     assert!(ledger.supply().await.unwrap().conserved());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_runs_and_both_sides_agree_on_the_money() {
-    let (_dir, net) = testnet(1, 1).await;
+on_both_ledgers!(
+    a_job_runs_and_both_sides_agree_on_the_money,
+    a_job_runs_and_both_sides_agree_on_the_money_on_the_mock_chain,
+    a_job_runs_and_both_sides_agree_on_the_money_on_evm
+);
+
+async fn a_job_runs_and_both_sides_agree_on_the_money(ledger: LedgerBackend) {
+    let Some((_dir, net)) = testnet_on(ledger, 1, 1).await else {
+        return;
+    };
     let submit = job(
         "ok",
         "for i in 1 2 3; do echo line $i; sleep 1; done; echo result > $AGORA_OUTPUT/out.txt; echo warn >&2",
@@ -224,9 +245,18 @@ async fn a_job_runs_and_both_sides_agree_on_the_money() {
     net.down().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provider_killed_mid_job_is_paid_only_countersigned_time_and_never_twice() {
-    let (_dir, mut net) = testnet(1, 1).await;
+on_both_ledgers!(
+    a_provider_killed_mid_job_is_paid_only_countersigned_time_and_never_twice,
+    a_provider_killed_mid_job_is_paid_only_countersigned_time_on_the_mock_chain,
+    a_provider_killed_mid_job_is_paid_only_countersigned_time_on_evm
+);
+
+async fn a_provider_killed_mid_job_is_paid_only_countersigned_time_and_never_twice(
+    ledger: LedgerBackend,
+) {
+    let Some((_dir, mut net)) = testnet_on(ledger, 1, 1).await else {
+        return;
+    };
     let submit = job("long", "while true; do echo tick; sleep 1; done", 20);
     let job = started(&net, &submit).await;
     net.kill("provider-0").await.unwrap();
@@ -258,9 +288,16 @@ async fn a_provider_killed_mid_job_is_paid_only_countersigned_time_and_never_twi
     net.down().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_requester_killed_mid_job_stops_the_job_and_pays_the_last_receipt() {
-    let (_dir, mut net) = testnet(1, 1).await;
+on_both_ledgers!(
+    a_requester_killed_mid_job_stops_the_job_and_pays_the_last_receipt,
+    a_requester_killed_mid_job_pays_the_last_receipt_on_the_mock_chain,
+    a_requester_killed_mid_job_pays_the_last_receipt_on_evm
+);
+
+async fn a_requester_killed_mid_job_stops_the_job_and_pays_the_last_receipt(ledger: LedgerBackend) {
+    let Some((_dir, mut net)) = testnet_on(ledger, 1, 1).await else {
+        return;
+    };
     let submit = job("orphan", "while true; do echo tick; sleep 1; done", 120);
     let job = started(&net, &submit).await;
     net.kill("requester-0").await.unwrap();
@@ -282,8 +319,8 @@ async fn a_requester_killed_mid_job_stops_the_job_and_pays_the_last_receipt() {
         run.settled, receipt.amount,
         "paid the last countersigned receipt"
     );
-    let ledger = HttpLedger::new(net.chain_url()).unwrap();
-    let escrow = ledger.escrow(&lease).await.unwrap().unwrap();
+    let books = net.ledger().await.unwrap();
+    let escrow = books.escrow(&lease).await.unwrap().unwrap();
     assert_eq!(escrow.settled, receipt.amount);
     net.down().await.unwrap();
 }
@@ -333,9 +370,16 @@ async fn a_cancelled_job_stops_and_pays_the_time_used() {
     net.down().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chain_outage_neither_stops_a_job_nor_loses_its_settlement() {
-    let (_dir, mut net) = testnet(1, 1).await;
+on_both_ledgers!(
+    a_chain_outage_neither_stops_a_job_nor_loses_its_settlement,
+    a_chain_outage_loses_no_settlement_on_the_mock_chain,
+    a_chain_outage_loses_no_settlement_on_evm
+);
+
+async fn a_chain_outage_neither_stops_a_job_nor_loses_its_settlement(ledger: LedgerBackend) {
+    let Some((_dir, mut net)) = testnet_on(ledger, 1, 1).await else {
+        return;
+    };
     let submit = job(
         "through-outage",
         "for i in 1 2 3 4 5 6; do echo $i; sleep 1; done",

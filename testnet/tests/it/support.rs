@@ -9,9 +9,9 @@ use agora_client::api::{
     Constraints, JobSpec, JobView, MarketTerms, OfferView, Resources, SubmitJob,
 };
 use agora_client::http::NodeClient;
-use agora_node::runtime::process::for_tests::providers_unsandboxed;
+use agora_node::runtime::process::for_tests::{providers_unsandboxed, skip};
 use agora_protocol::Amount;
-use agora_testnet::{Binaries, Testnet, TestnetConfig};
+use agora_testnet::{Binaries, LedgerBackend, Testnet, TestnetConfig};
 
 /// How long any poll waits before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -97,9 +97,26 @@ fn stale(binary: &Path, sources: &[&str]) -> bool {
 /// A started testnet of `providers` + `requesters` in a temp dir (kept
 /// alive by the returned guard).
 pub async fn testnet(providers: usize, requesters: usize) -> (tempfile::TempDir, Testnet) {
+    testnet_on(LedgerBackend::Mock, providers, requesters)
+        .await
+        .expect("the mock chain needs nothing installed")
+}
+
+/// A testnet on `ledger`; `None` (after saying why) when its chain cannot
+/// run here outside CI: anvil is not installed.
+pub async fn testnet_on(
+    ledger: LedgerBackend,
+    providers: usize,
+    requesters: usize,
+) -> Option<(tempfile::TempDir, Testnet)> {
+    if ledger == LedgerBackend::Evm && agora_contracts_evm::anvil::binary().is_none() {
+        skip("anvil is not installed: run `npm ci --prefix contracts-evm`");
+        return None;
+    }
     let bins = binaries();
     let dir = tempfile::tempdir().unwrap();
     let mut config = TestnetConfig::new(dir.path().join("net"), providers, requesters);
+    config.ledger = ledger;
     config.bin_dir = bins.agorad.parent().map(PathBuf::from);
     // Without bubblewrap (and not in CI) the providers run jobs
     // unsandboxed: these tests are about the market; the sandbox's own
@@ -108,7 +125,7 @@ pub async fn testnet(providers: usize, requesters: usize) -> (tempfile::TempDir,
     let net = Testnet::start(config)
         .await
         .unwrap_or_else(|e| panic!("the testnet did not start: {e}"));
-    (dir, net)
+    Some((dir, net))
 }
 
 /// Deposits 1000 AGR to the node behind `client`.
