@@ -271,8 +271,11 @@ contract AgoraEscrow {
     /// with `Protobuf.Malformed`, which callers read as an invalid lease.
     function decodeTerms(bytes calldata terms) private pure returns (Protobuf.LeaseTerms memory t) {
         t = Protobuf.leaseTerms(terms);
-        if (t.orderId == 0) revert InvalidLease("order_id: expected 32 bytes");
-        if (t.requester == 0 || t.provider == 0) revert InvalidLease("requester and provider must be keys");
+        // Absent bytes fields are empty, which no 32-byte field may be.
+        if (t.present & (1 << 1) == 0) revert InvalidLease("order_id: expected 32 bytes");
+        if (t.present & (1 << 2) == 0 || t.present & (1 << 3) == 0) {
+            revert InvalidLease("requester and provider must be keys");
+        }
         if (t.requester == t.provider) revert InvalidLease("provider: a node cannot lease from itself");
         if (t.gpuModelLength == 0 || t.gpuModelLength > MAX_MODEL_LEN) revert InvalidLease("gpu_model: bad length");
         if (t.gpuCount < 1 || t.gpuCount > MAX_GPUS) revert InvalidLease("gpu_count out of range");
@@ -293,7 +296,7 @@ contract AgoraEscrow {
     /// The receipt checks of `UsageReceipt::from_proto`.
     function decodeReceipt(bytes calldata receipt) private pure returns (Protobuf.UsageReceipt memory r) {
         r = Protobuf.usageReceipt(receipt);
-        if (r.leaseId == 0) revert InvalidReceipt("lease_id: expected 32 bytes");
+        if (r.present & (1 << 1) == 0) revert InvalidReceipt("lease_id: expected 32 bytes");
         if (r.sequence == 0) revert InvalidReceipt("sequence must be at least 1");
         if (r.resultHashLength != 0 && r.resultHashLength != 32) revert InvalidReceipt("result_hash: expected 32 bytes");
         if (!r.isFinal && (r.resultHashLength != 0 || r.hasExitStatus)) {

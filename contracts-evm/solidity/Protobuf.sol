@@ -30,6 +30,8 @@ library Protobuf {
         uint64 startsAtMs;
         uint64 escrow;
         bool simulated;
+        /// Bit `n` set: field `n` was present.
+        uint256 present;
     }
 
     /// A usage receipt (agora.v1.UsageReceipt), fields 1–8.
@@ -42,6 +44,8 @@ library Protobuf {
         bool isFinal;
         uint256 resultHashLength;
         bool hasExitStatus;
+        /// Bit `n` set: field `n` was present.
+        uint256 present;
     }
 
     /// Decodes lease terms. Byte fields that hold keys and ids must be
@@ -54,6 +58,7 @@ library Protobuf {
             uint256 wire;
             (field, wire, pos) = key(b, pos, last);
             last = field;
+            t.present |= 1 << field;
             if (field == 1 || field == 2 || field == 3) {
                 expectWire(wire, LEN);
                 bytes32 word;
@@ -98,6 +103,7 @@ library Protobuf {
             uint256 wire;
             (field, wire, pos) = key(b, pos, last);
             last = field;
+            r.present |= 1 << field;
             if (field == 1) {
                 expectWire(wire, LEN);
                 (r.leaseId, pos) = bytes32Field(b, pos);

@@ -73,6 +73,7 @@ pub(crate) struct BenchOptions {
     pub(crate) offer_refresh_secs: u64,
     pub(crate) bid_window_ms: u32,
     pub(crate) keep: bool,
+    pub(crate) ledger: agora_testnet::LedgerBackend,
 }
 
 /// `--json FILE`: exactly these keys (ms, MB = 10^6 bytes, ratios).
@@ -149,6 +150,7 @@ pub(crate) async fn run(options: BenchOptions) -> anyhow::Result<()> {
     config.bin_dir = options.bin_dir.clone();
     config.rust_log = options.rust_log.clone();
     config.bootstrap = Bootstrap::Sample(BOOTSTRAP_PEERS);
+    config.ledger = options.ledger;
     config.ready_timeout = Duration::from_secs(120);
     config.close_grace_ms = 2_000;
     // Offers live and refresh as a node's defaults have them (60 s, every

@@ -86,6 +86,9 @@ struct BenchArgs {
     /// RUST_LOG of every process.
     #[arg(long, default_value = "warn")]
     log: String,
+    /// The chain: the mock chain, or the escrow contract on a local anvil.
+    #[arg(long, value_enum, default_value_t = LedgerArg::Mock)]
+    ledger: LedgerArg,
 }
 
 #[derive(Args)]
@@ -206,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
                 offer_refresh_secs: args.offer_refresh_secs,
                 bid_window_ms: args.bid_window_ms,
                 keep: args.keep,
+                ledger: args.ledger.into(),
             })
             .await
         }

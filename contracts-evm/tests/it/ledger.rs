@@ -139,6 +139,12 @@ fn the_contract_itself_refuses_what_the_nodes_would() {
         let state = ledger.escrow(&good.id()).await.unwrap().unwrap();
         assert_eq!(state.settled, Amount::ZERO);
         assert_eq!(state.last_sequence, 0);
+
+        // And no stricter than the nodes where it matters: an order id of
+        // 32 zero bytes is present (and valid), not absent.
+        let zero = lease_now(&ledger, 0).await;
+        assert_eq!(zero.terms().order_id.0, [0; 32]);
+        ledger.lock_escrow(zero.cosigned()).await.unwrap();
     });
 }
 
