@@ -231,6 +231,15 @@ impl Sender {
                     pending.hash, pending.nonce
                 )))
             }
+            Err(Stuck::Refused(why)) => {
+                if let Some(k) = key {
+                    inflight.remove(&k);
+                }
+                Err(LedgerError::Unavailable(format!(
+                    "the chain refused transaction {} from {}: {why}",
+                    pending.hash, self.from
+                )))
+            }
             Err(Stuck::NotYet(why)) => Err(LedgerError::Unavailable(format!(
                 "transaction {} not mined yet ({why}); a retry waits for the same transaction",
                 pending.hash
@@ -301,11 +310,14 @@ impl Sender {
             if !sent {
                 match self.provider.send_raw_transaction(&pending.raw).await {
                     Ok(_) => sent = true,
-                    // "already known" / "nonce too low": it may be mined or
-                    // in the pool already; the receipt says which.
+                    // "already known": it is in the pool or mined. Anything
+                    // else the node refused for good (no gas, bad nonce).
                     Err(RpcError::ErrorResp(payload)) => {
-                        sent = true;
-                        last_error = payload.to_string();
+                        match self.provider.get_transaction_by_hash(pending.hash).await {
+                            Ok(Some(_)) => sent = true,
+                            Ok(None) => return Err(Stuck::Refused(payload.to_string())),
+                            Err(e) => last_error = e.to_string(),
+                        }
                     }
                     Err(e) => last_error = e.to_string(),
                 }
@@ -359,4 +371,6 @@ impl Sender {
 enum Stuck {
     NotYet(String),
     Replaced,
+    /// The node would not take it: it will never be mined.
+    Refused(String),
 }

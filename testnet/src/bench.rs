@@ -163,7 +163,8 @@ pub(crate) async fn run(options: BenchOptions) -> anyhow::Result<()> {
     config.node.bid_hold_grace_ms = 1_000;
     config.detach = options.keep;
     eprintln!(
-        "bench: starting a mock chain, {providers} providers and {requesters} requesters in {} …",
+        "bench: starting {}, {providers} providers and {requesters} requesters in {} …",
+        crate::chain_words(options.ledger),
         options.dir.display()
     );
     let started = Instant::now();

@@ -10,6 +10,7 @@
 )]
 
 mod artifacts;
+mod cli;
 mod conformance;
 mod crypto;
 mod ledger;
