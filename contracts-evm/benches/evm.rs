@@ -114,7 +114,7 @@ fn main() {
             let mut leases: Vec<Lease> = Vec::new();
             for i in 0..LEASES {
                 let id = u8::try_from(i).unwrap().wrapping_add(n);
-                let l = lease(&requester, &provider, Amount(3_600_000), 1, 3_600, now, id);
+                let l = lease(requester, provider, Amount(3_600_000), 1, 3_600, now, id);
                 one.lock_escrow(l.cosigned()).await.unwrap();
                 leases.push(l);
             }

@@ -25,7 +25,8 @@ use crate::bindings::{AgoraEscrow, AgoraTestToken};
 use crate::revert::Op;
 use crate::send::{OpKey, Sender, Timing};
 
-/// Where the escrow is and how to talk to its chain.
+/// Where the escrow is and how to talk to its chain: a node's
+/// `[ledger.evm]` section, as it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvmConfig {
@@ -33,6 +34,10 @@ pub struct EvmConfig {
     pub rpc_url: String,
     /// The escrow contract's address.
     pub escrow: Address,
+    /// The secp256k1 key that pays gas (hex), relative to the node's data
+    /// dir; created on first start. It cannot move Agora funds.
+    #[serde(default = "default_key_file")]
+    pub key_file: std::path::PathBuf,
     /// Blocks a transaction must have on top of it, counting its own.
     #[serde(default = "default_confirmations")]
     pub confirmations: u64,
@@ -51,6 +56,9 @@ pub struct EvmConfig {
     pub faucet: bool,
 }
 
+fn default_key_file() -> std::path::PathBuf {
+    "evm.key".into()
+}
 fn default_confirmations() -> u64 {
     1
 }
@@ -61,7 +69,7 @@ fn default_mine_timeout_secs() -> u64 {
     60
 }
 fn default_poll_ms() -> u64 {
-    100
+    500
 }
 
 impl EvmConfig {
@@ -70,6 +78,7 @@ impl EvmConfig {
         Self {
             rpc_url: rpc_url.into(),
             escrow,
+            key_file: default_key_file(),
             confirmations: default_confirmations(),
             rpc_retry_secs: default_rpc_retry_secs(),
             mine_timeout_secs: default_mine_timeout_secs(),

@@ -65,86 +65,22 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSection {
-    /// `[ledger.evm]`: the escrow contract on an EVM chain.
+    /// `[ledger.evm]`: the escrow contract on an EVM chain (its keys are
+    /// those of [`agora_contracts_evm::EvmConfig`]).
     #[serde(default)]
-    pub evm: Option<EvmSection>,
+    pub evm: Option<agora_contracts_evm::EvmConfig>,
 }
 
-/// `[ledger.evm]`: where the escrow is and how this node pays gas.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvmSection {
-    /// JSON-RPC endpoint.
-    pub rpc_url: String,
-    /// The escrow contract (0x…).
-    pub escrow: String,
-    /// The secp256k1 key that pays this node's gas (hex), relative to the
-    /// data dir; created on first start. It cannot move Agora funds.
-    #[serde(default = "default_evm_key_file")]
-    pub key_file: std::path::PathBuf,
-    /// Blocks on top of a transaction, counting its own, before it counts.
-    #[serde(default = "default_confirmations")]
-    pub confirmations: u64,
-    /// How long an unreachable RPC is retried before an operation is
-    /// reported unavailable (and retried later).
-    #[serde(default = "default_rpc_retry_secs")]
-    pub rpc_retry_secs: u64,
-    /// How long one attempt waits for its transaction to be mined.
-    #[serde(default = "default_mine_timeout_secs")]
-    pub mine_timeout_secs: u64,
-    /// How often it asks for a receipt, milliseconds.
-    #[serde(default = "default_poll_ms")]
-    pub poll_ms: u64,
-    /// Test chains only: deposits mint the escrow's test token first.
-    #[serde(default)]
-    pub faucet: bool,
-}
-
-fn default_evm_key_file() -> std::path::PathBuf {
-    "evm.key".into()
-}
-fn default_confirmations() -> u64 {
-    1
-}
-fn default_rpc_retry_secs() -> u64 {
-    10
-}
-fn default_mine_timeout_secs() -> u64 {
-    60
-}
-fn default_poll_ms() -> u64 {
-    500
-}
-
-impl EvmSection {
-    /// The client config, checked; errors name the `ledger.evm` key.
-    pub fn client_config(&self) -> Result<agora_contracts_evm::EvmConfig, ConfigError> {
-        let invalid = |field: &str, reason: String| ConfigError::Invalid {
-            field: format!("ledger.evm.{field}"),
-            reason,
+impl LedgerSection {
+    /// `[ledger.evm]` checked, errors naming the `ledger.evm` key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let Some(evm) = &self.evm else {
+            return Ok(());
         };
-        let escrow = self.escrow.parse().map_err(|e| {
-            invalid(
-                "escrow",
-                format!("{:?} is not an address: {e}", self.escrow),
-            )
-        })?;
-        let mut config = agora_contracts_evm::EvmConfig::new(&self.rpc_url, escrow);
-        config.confirmations = self.confirmations;
-        config.rpc_retry_secs = self.rpc_retry_secs;
-        config.mine_timeout_secs = self.mine_timeout_secs;
-        config.poll_ms = self.poll_ms;
-        config.faucet = self.faucet;
-        config.validate().map_err(|reason| {
-            let field = reason.split(':').next().unwrap_or("evm").to_string();
-            invalid(&field, reason)
-        })?;
-        Ok(config)
-    }
-
-    /// The gas key's path for a node in `data_dir`.
-    pub fn key_path(&self, data_dir: &Path) -> std::path::PathBuf {
-        data_dir.join(&self.key_file)
+        evm.validate().map_err(|reason| ConfigError::Invalid {
+            field: format!("ledger.evm.{}", reason.split(':').next().unwrap_or("evm")),
+            reason,
+        })
     }
 }
 
@@ -639,5 +575,35 @@ count = 2
             .to_string();
         assert!(err.contains("provider.toml"), "{err}");
         assert!(err.contains("flor"), "{err}");
+    }
+
+    #[test]
+    fn ledger_evm_names_the_escrow_and_each_bad_key() {
+        let config = Config::parse(
+            "[ledger.evm]\nrpc_url = \"http://127.0.0.1:8545\"\nescrow = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let evm = config.ledger.evm.as_ref().unwrap();
+        assert_eq!(evm.key_file, std::path::PathBuf::from("evm.key"));
+        assert_eq!(evm.confirmations, 1);
+        config.ledger.validate().unwrap();
+        // Not an address: the parse error names the key.
+        let err = Config::parse(
+            "[ledger.evm]\nrpc_url = \"http://x\"\nescrow = \"0x12\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("escrow"), "{err}");
+        // A value out of range: the dotted key.
+        let config = Config::parse(
+            "[ledger.evm]\nrpc_url = \"http://x\"\nescrow = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\nconfirmations = 0\n",
+            "t.toml",
+        )
+        .unwrap();
+        let err = config.ledger.validate().unwrap_err().to_string();
+        assert!(err.contains("ledger.evm.confirmations"), "{err}");
+        // An unknown key is refused.
+        assert!(Config::parse("[ledger.evm]\nrpc_url = \"http://x\"\nescrow = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\nconfirmation = 2\n", "t.toml").is_err());
     }
 }

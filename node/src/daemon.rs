@@ -151,11 +151,12 @@ pub async fn connect_ledger(
             HttpLedger::new(url).map_err(|e| setup("ledger", e))?,
         ));
     };
-    let client = evm.client_config()?;
-    let key_path = evm.key_path(data_dir);
+    config.ledger.validate()?;
+    let client = evm;
+    let key_path = data_dir.join(&evm.key_file);
     let key = agora_contracts_evm::ledger::load_or_create_key(&key_path)
         .map_err(|e| setup("ledger.evm.key_file", e))?;
-    let ledger = agora_contracts_evm::EvmLedger::connect(&client, key)
+    let ledger = agora_contracts_evm::EvmLedger::connect(client, key)
         .await
         .map_err(|e| setup(&format!("ledger.evm ({})", evm.rpc_url), e))?;
     info!(

@@ -199,6 +199,7 @@ pub fn check_config(data_dir: &Path, explicit: Option<&Path>) -> (Check, Option<
 
 fn validate(config: &Config) -> Result<(), config::ConfigError> {
     config.node.validate()?;
+    config.ledger.validate()?;
     if let Some(ray) = &config.ray {
         ray.validate()?;
     }
@@ -406,7 +407,7 @@ async fn answers(shown: &str, ledger: &dyn agora_protocol::Ledger, fix: &str) ->
 /// `[ledger.evm]`: the escrow is there and answers, the clock is close to
 /// the chain's, and the gas account can pay: the "ledger", "clock" and
 /// "gas" checks.
-pub async fn check_evm_ledger(evm: &crate::config::EvmSection, data_dir: &Path) -> Vec<Check> {
+pub async fn check_evm_ledger(evm: &agora_contracts_evm::EvmConfig, data_dir: &Path) -> Vec<Check> {
     const NAME: &str = "ledger";
     let unmeasured = || {
         Check::warning(
@@ -415,16 +416,15 @@ pub async fn check_evm_ledger(evm: &crate::config::EvmSection, data_dir: &Path) 
             "make the ledger reachable, then run doctor again",
         )
     };
-    let config = match evm.client_config() {
-        Ok(config) => config,
-        Err(e) => {
-            return vec![
-                Check::error(NAME, e.to_string(), "fix [ledger.evm] in the config"),
-                unmeasured(),
-            ];
-        }
-    };
-    let key_path = evm.key_path(data_dir);
+    if let Err(reason) = evm.validate() {
+        let found = format!("ledger.evm: {reason}");
+        return vec![
+            Check::error(NAME, found, "fix [ledger.evm] in the config"),
+            unmeasured(),
+        ];
+    }
+    let config = evm;
+    let key_path = data_dir.join(&evm.key_file);
     // Doctor creates nothing: without the key yet, a throwaway one reads.
     let (key, key_check) = if key_path.exists() {
         match agora_contracts_evm::ledger::load_or_create_key(&key_path) {
@@ -449,7 +449,7 @@ pub async fn check_evm_ledger(evm: &crate::config::EvmSection, data_dir: &Path) 
     );
     let ledger = match tokio::time::timeout(
         Duration::from_secs(15),
-        agora_contracts_evm::EvmLedger::connect(&config, key),
+        agora_contracts_evm::EvmLedger::connect(config, key),
     )
     .await
     {

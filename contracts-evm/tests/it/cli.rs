@@ -87,21 +87,25 @@ fn an_operator_deploys_reads_the_books_and_withdraws() {
     assert!(out.contains("matches the books"), "{out}");
     assert!(out.contains(&format!("{account}  2.5 AGR")), "{out}");
     let to = "0x00000000000000000000000000000000000000aa";
-    let (ok, out, err) = agora_evm(&[
-        "withdraw",
-        "--rpc-url",
-        anvil.url(),
-        "--escrow",
-        &escrow,
-        "--agora-key",
-        agora_key.to_str().unwrap(),
-        "--gas-key",
-        gas_text,
-        "--to",
-        to,
-        "--amount",
-        "1.5",
-    ]);
+    let agora_key_text = agora_key.to_str().unwrap();
+    let withdraw = |amount: &str| {
+        agora_evm(&[
+            "withdraw",
+            "--rpc-url",
+            anvil.url(),
+            "--escrow",
+            &escrow,
+            "--agora-key",
+            agora_key_text,
+            "--gas-key",
+            gas_text,
+            "--to",
+            to,
+            "--amount",
+            amount,
+        ])
+    };
+    let (ok, out, err) = withdraw("1.5");
     assert!(ok, "{err}");
     assert!(
         out.contains("withdrew 1.5 AGR") && out.contains("1 AGR left"),
@@ -112,20 +116,6 @@ fn an_operator_deploys_reads_the_books_and_withdraws() {
         Amount(1_000_000)
     );
     // More than is left: refused with the ledger's reason.
-    let (ok, _, err) = agora_evm(&[
-        "withdraw",
-        "--rpc-url",
-        anvil.url(),
-        "--escrow",
-        &escrow,
-        "--agora-key",
-        agora_key.to_str().unwrap(),
-        "--gas-key",
-        gas_text,
-        "--to",
-        to,
-        "--amount",
-        "2",
-    ]);
+    let (ok, _, err) = withdraw("2");
     assert!(!ok && err.contains("has 1 but"), "{err}");
 }

@@ -43,6 +43,35 @@ async fn lease_now(ledger: &EvmLedger, nonce: u8) -> Lease {
     )
 }
 
+/// Funds the requester and locks a fresh lease on `ledger`.
+async fn locked(ledger: &EvmLedger, nonce: u8) -> Lease {
+    ledger
+        .deposit(&requester().public(), Amount(10_000_000))
+        .await
+        .unwrap();
+    let lease = lease_now(ledger, nonce).await;
+    ledger.lock_escrow(lease.cosigned()).await.unwrap();
+    lease
+}
+
+/// A receipt both parties signed for `gpu_seconds` of `lease`.
+fn signed_receipt(
+    lease: &Lease,
+    sequence: u64,
+    gpu_seconds: u64,
+    is_final: bool,
+) -> agora_protocol::CoSigned {
+    receipt(
+        lease,
+        &requester(),
+        &provider_key(),
+        sequence,
+        gpu_seconds,
+        is_final,
+        Tamper::None,
+    )
+}
+
 fn halves(sig: &[u8; 64]) -> (FixedBytes<32>, FixedBytes<32>) {
     let mut r = [0; 32];
     let mut s = [0; 32];
@@ -114,7 +143,7 @@ fn the_contract_itself_refuses_what_the_nodes_would() {
         // the Rust decoder accepts (prost lets a later field 4 win) but
         // the contract refuses: it never reads an amount the nodes did not.
         ledger.lock_escrow(good.cosigned()).await.unwrap();
-        let honest = receipt(&good, &requester(), &provider_key(), 1, 60, false, Tamper::None);
+        let honest = signed_receipt(&good, 1, 60, false);
         let mut twisted = honest.body().to_vec();
         twisted.extend_from_slice(&[0x20, 0x01]); // field 4 again: cumulative_amount = 1
         let provider_signed = SignedEnvelope::seal_bytes(Kind::UsageReceipt, twisted, &provider_key());
@@ -158,20 +187,8 @@ fn a_transaction_mined_with_status_0_reports_why() {
         let (_, config) = deployed(&anvil).await;
         let ours = ledger(&anvil, &config).await;
         let theirs = ledger(&anvil, &config).await;
-        ours.deposit(&requester().public(), Amount(10_000_000))
-            .await
-            .unwrap();
-        let lease = lease_now(&ours, 2).await;
-        ours.lock_escrow(lease.cosigned()).await.unwrap();
-        let last = receipt(
-            &lease,
-            &requester(),
-            &provider_key(),
-            1,
-            60,
-            true,
-            Tamper::None,
-        );
+        let lease = locked(&ours, 2).await;
+        let last = signed_receipt(&lease, 1, 60, true);
         ours.settle(&last).await.unwrap();
         // Both sides close at once: each estimate passes, both are mined
         // in one block, and the second reverts on chain (status 0).
@@ -212,21 +229,8 @@ fn a_settlement_not_yet_mined_is_resent_never_doubled() {
         let key = funded_key(&anvil).await;
         let gas_account = key.address();
         let ledger = EvmLedger::connect(&config, key).await.unwrap();
-        ledger
-            .deposit(&requester().public(), Amount(10_000_000))
-            .await
-            .unwrap();
-        let lease = lease_now(&ledger, 3).await;
-        ledger.lock_escrow(lease.cosigned()).await.unwrap();
-        let first = receipt(
-            &lease,
-            &requester(),
-            &provider_key(),
-            1,
-            60,
-            false,
-            Tamper::None,
-        );
+        let lease = locked(&ledger, 3).await;
+        let first = signed_receipt(&lease, 1, 60, false);
 
         automine(&anvil, false).await;
         let nonce_before = nonce(&anvil, gas_account, "latest").await;

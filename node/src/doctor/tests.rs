@@ -76,6 +76,35 @@ async fn an_unreachable_ledger_is_an_error() {
     assert!(ledger.fix.unwrap().contains("--ledger"));
 }
 
+#[tokio::test]
+async fn an_unreachable_evm_ledger_is_an_error_and_creates_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut evm = agora_contracts_evm::EvmConfig::new(
+        "http://127.0.0.1:1",
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            .parse()
+            .unwrap(),
+    );
+    evm.rpc_retry_secs = 0;
+    let checks = check_evm_ledger(&evm, dir.path()).await;
+    assert_eq!(checks[0].check, "ledger");
+    assert_eq!(checks[0].severity, Severity::Error, "{checks:?}");
+    assert!(checks[0].found.contains("127.0.0.1:1"), "{checks:?}");
+    assert_eq!(
+        checks[1].severity,
+        Severity::Warning,
+        "clock unmeasured: {checks:?}"
+    );
+    assert!(
+        !dir.path().join("evm.key").exists(),
+        "doctor changes nothing"
+    );
+    // A setting out of range names its key before anything is asked.
+    evm.confirmations = 0;
+    let checks = check_evm_ledger(&evm, dir.path()).await;
+    assert!(checks[0].found.contains("confirmations"), "{checks:?}");
+}
+
 #[test]
 fn skew_thresholds() {
     let at = |ms| check_skew(Timestamp(100_000 + ms), Timestamp(100_000)).severity;
