@@ -4,6 +4,7 @@
 //! (`crate::dashboard`) are the only routes without the token.
 
 mod events;
+pub(crate) mod serve;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct ApiState {
     metrics: Metrics,
     network: Option<NetworkHandle>,
     events: Arc<events::EventHub>,
+    /// Requests without a valid token, per source address.
+    auth_limiter: Arc<serve::AuthLimiter>,
 }
 
 impl ApiState {
@@ -74,7 +77,21 @@ impl ApiState {
             metrics: Metrics::new(),
             network: None,
             events: Arc::new(events::EventHub::new()),
+            auth_limiter: Arc::new(serve::AuthLimiter::new(
+                crate::config::ApiSection::default().unauthenticated_requests_per_sec,
+            )),
         }
+    }
+
+    /// Limits requests without a valid token to `per_sec` per address.
+    pub fn with_auth_rate(mut self, per_sec: u32) -> Self {
+        self.auth_limiter = Arc::new(serve::AuthLimiter::new(per_sec));
+        self
+    }
+
+    /// The metrics it counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Counts into, and serves at `/metrics`, the node's metrics.
@@ -216,10 +233,29 @@ async fn authorize(State(state): State<ApiState>, request: Request, next: Next) 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if same(token.trim().as_bytes(), state.token.as_bytes()) => {
-            next.run(request).await
+    let peer = request.extensions().get::<serve::Peer>().cloned();
+    if let Some(token) = presented
+        && same(token.trim().as_bytes(), state.token.as_bytes())
+    {
+        if let Some(peer) = &peer {
+            peer.authenticated();
         }
+        return next.run(request).await;
+    }
+    // Without the token: limited per address, so guessing it or flooding
+    // the node with refused requests costs the client, not the node.
+    if let Some(peer) = &peer
+        && !state.auth_limiter.allow(peer.ip)
+    {
+        state.metrics.api_rate_limited.inc();
+        return Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests without a valid API token from this address; slow down",
+            None,
+        )
+        .into_response();
+    }
+    match presented {
         Some(_) => Failure::new(
             StatusCode::UNAUTHORIZED,
             "wrong API token; it is in the node's data dir (api.token)",

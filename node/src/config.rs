@@ -59,6 +59,106 @@ pub struct Config {
     /// `--ledger URL`.
     #[serde(default)]
     pub ledger: LedgerSection,
+    /// The API server's limits against hostile clients.
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// `[api]`: what the API server admits (see `api::serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Connections at once; one more is answered 503 and closed. Keep it
+    /// well below the process's open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// Connections that have not yet sent the token; a new one evicts the
+    /// oldest beyond this.
+    pub max_unauthenticated_connections: usize,
+    /// A request's head must arrive within this, milliseconds; an idle
+    /// keep-alive connection is closed after it too.
+    pub header_timeout_ms: u64,
+    /// A connection that has not sent the token is closed this long after
+    /// it opened, milliseconds.
+    pub unauthenticated_timeout_ms: u64,
+    /// A request's body must arrive within this, milliseconds.
+    pub body_timeout_ms: u64,
+    /// Requests without a valid token, per source address and second;
+    /// beyond it, 429.
+    pub unauthenticated_requests_per_sec: u32,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_unauthenticated_connections: 128,
+            header_timeout_ms: 30_000,
+            unauthenticated_timeout_ms: 30_000,
+            body_timeout_ms: 60_000,
+            unauthenticated_requests_per_sec: 20,
+        }
+    }
+}
+
+impl ApiSection {
+    /// Refuses limits that cannot work, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            field: format!("api.{field}"),
+            reason,
+        };
+        if !(8..=65_536).contains(&self.max_connections) {
+            return Err(invalid(
+                "max_connections",
+                format!("{} is not in 8..=65536", self.max_connections),
+            ));
+        }
+        if self.max_unauthenticated_connections == 0
+            || self.max_unauthenticated_connections >= self.max_connections
+        {
+            return Err(invalid(
+                "max_unauthenticated_connections",
+                format!(
+                    "{} must be at least 1 and below max_connections ({}), so the token holder always finds room",
+                    self.max_unauthenticated_connections, self.max_connections
+                ),
+            ));
+        }
+        for (field, ms) in [
+            ("header_timeout_ms", self.header_timeout_ms),
+            (
+                "unauthenticated_timeout_ms",
+                self.unauthenticated_timeout_ms,
+            ),
+            ("body_timeout_ms", self.body_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&ms) {
+                return Err(invalid(field, format!("{ms} is not in 100..=600000")));
+            }
+        }
+        if self.unauthenticated_requests_per_sec == 0 {
+            return Err(invalid(
+                "unauthenticated_requests_per_sec",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `header_timeout_ms`.
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.header_timeout_ms)
+    }
+
+    /// `unauthenticated_timeout_ms`.
+    pub fn unauthenticated_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.unauthenticated_timeout_ms)
+    }
+
+    /// `body_timeout_ms`.
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_timeout_ms)
+    }
 }
 
 /// `[ledger]`: the settlement backend.

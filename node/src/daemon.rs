@@ -183,6 +183,7 @@ pub async fn start_with_ledger(
     let token = api::load_or_create_token(&options.data_dir).map_err(|e| setup("API token", e))?;
     let store = Store::open(&options.data_dir.join("state"))?;
     options.config.node.validate()?;
+    options.config.api.validate()?;
 
     let (runtime, ray_inventory) = match options.role {
         Role::Requester => (None, None),
@@ -291,15 +292,17 @@ pub async fn start_with_ledger(
     if let Some(telemetry) = telemetry {
         state = state.with_telemetry(telemetry);
     }
+    let limits = options.config.api;
+    let state = state.with_auth_rate(limits.unauthenticated_requests_per_sec);
+    let api_metrics = state.metrics().clone();
     let router = api::router(state);
-    let api_cancel = cancel.clone();
-    let api = tokio::spawn(async move {
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { api_cancel.cancelled().await });
-        if let Err(e) = serve.await {
-            warn!(error = %e, "API server stopped");
-        }
-    });
+    let api = tokio::spawn(api::serve::serve(
+        listener,
+        router,
+        limits,
+        api_metrics,
+        cancel.clone(),
+    ));
 
     let net = network.info().await?;
     let ready = ReadyInfo {

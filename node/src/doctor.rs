@@ -200,6 +200,7 @@ pub fn check_config(data_dir: &Path, explicit: Option<&Path>) -> (Check, Option<
 fn validate(config: &Config) -> Result<(), config::ConfigError> {
     config.node.validate()?;
     config.ledger.validate()?;
+    config.api.validate()?;
     if let Some(ray) = &config.ray {
         ray.validate()?;
     }

@@ -249,6 +249,10 @@ pub struct Metrics {
     pub ledger_errors: Family<LedgerErrorLabels, Counter>,
     /// API requests by method, route template and status.
     pub api_requests: Family<RequestLabels, Counter>,
+    /// API connections refused or closed by the server, by reason.
+    pub api_connections_closed: Family<ReasonLabel, Counter>,
+    /// API requests refused for arriving too fast without the token.
+    pub api_rate_limited: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -374,6 +378,19 @@ impl Metrics {
             "API requests answered, by method, route template and status",
             api_requests.clone(),
         );
+        let api_connections_closed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "agora_api_connections_closed",
+            "API connections the server refused or closed to protect itself, by reason \
+             (max_connections, unauthenticated_evicted, unauthenticated_timeout)",
+            api_connections_closed.clone(),
+        );
+        let api_rate_limited = Counter::default();
+        registry.register(
+            "agora_api_rate_limited",
+            "API requests without a valid token refused with 429 (per-address rate limit)",
+            api_rate_limited.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             gossip,
@@ -388,6 +405,8 @@ impl Metrics {
             settlement_latency,
             ledger_errors,
             api_requests,
+            api_connections_closed,
+            api_rate_limited,
         }
     }
 
