@@ -11,6 +11,7 @@
 
 mod auth;
 mod cli;
+mod crash_loop;
 mod dashboard;
 mod faults;
 mod instant;
