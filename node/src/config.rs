@@ -433,6 +433,11 @@ pub struct ProviderConfig {
     /// Longest lease accepted, seconds.
     #[serde(default = "default_max_lease_secs")]
     pub max_lease_secs: u64,
+    /// A countersigned lease whose run has not started this many seconds
+    /// later (its escrow never appeared on the ledger, or its job never
+    /// came) gives its GPUs back, and a late job for it is refused.
+    #[serde(default = "default_lease_start_timeout_secs")]
+    pub lease_start_timeout_secs: u64,
     /// How often each GPU's counters (utilization, memory, power,
     /// temperature) are read through NVML, seconds; the last hour of
     /// readings is kept (`GET /v1/provider/telemetry`, `/metrics`).
@@ -446,6 +451,15 @@ impl ProviderConfig {
     /// Checks the telemetry interval: 1..=300 s (an hour's ring holds
     /// 12 to 3600 readings per GPU).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3600).contains(&self.lease_start_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                field: "provider.lease_start_timeout_secs".into(),
+                reason: format!(
+                    "{} is outside 1..=3600 seconds (it must cover locking the escrow on the chain and delivering the job)",
+                    self.lease_start_timeout_secs
+                ),
+            });
+        }
         if !(1..=300).contains(&self.telemetry_interval_secs) {
             return Err(ConfigError::Invalid {
                 field: "provider.telemetry_interval_secs".into(),
@@ -470,6 +484,9 @@ fn default_max_lease_secs() -> u64 {
 }
 fn default_telemetry_interval_secs() -> u64 {
     5
+}
+fn default_lease_start_timeout_secs() -> u64 {
+    120
 }
 
 /// Declarative pricing: per model, with a default and a floor, all in AGR

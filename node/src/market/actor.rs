@@ -460,10 +460,17 @@ impl Router {
             .as_mut()
             .filter(|h| h.has_changed().unwrap_or(false))
             .map(|h| h.borrow_and_update().clone());
+        // The leases the executor runs (its latest snapshot).
+        let running = self
+            .executor
+            .as_ref()
+            .map(|e| e.run_leases())
+            .unwrap_or_default();
+        let started = |lease: &agora_protocol::LeaseId| running.contains(lease);
         let changed = self
             .provider
             .as_mut()
-            .is_some_and(|provider| provider.tick(now, health));
+            .is_some_and(|provider| provider.tick(now, health, &started));
         if changed {
             self.publish_offers().await;
         }

@@ -80,6 +80,10 @@ pub struct Reservation {
     pub until: Timestamp,
     /// Hold or lease.
     pub kind: ReservationKind,
+    /// A lease's GPUs are given back at this time unless its run started
+    /// (`None`: started, or a hold).
+    #[serde(default)]
+    pub start_by: Option<Timestamp>,
 }
 
 impl Reservation {
@@ -180,6 +184,10 @@ pub struct Bidder {
     reservations: BTreeMap<OrderId, Reservation>,
     answered: BTreeMap<OrderId, Remembered>,
     sequence: u64,
+    lease_start_timeout_secs: u64,
+    /// Leases whose GPUs were given back because their run did not start,
+    /// until their end: a late job for one is refused.
+    unstarted: BTreeMap<LeaseId, Timestamp>,
 }
 
 impl Bidder {
@@ -213,6 +221,8 @@ impl Bidder {
             reservations: BTreeMap::new(),
             answered: BTreeMap::new(),
             sequence: 0,
+            lease_start_timeout_secs: config.lease_start_timeout_secs,
+            unstarted: BTreeMap::new(),
         };
         for slot in &bidder.slots {
             let offer = bidder.offer(slot, 1, now);
@@ -370,6 +380,7 @@ impl Bidder {
                     price_per_gpu_hour: bid.price_per_gpu_hour,
                     until: bid.hold_until,
                     kind: ReservationKind::Hold,
+                    start_by: None,
                 },
             );
         }
@@ -601,6 +612,7 @@ impl Bidder {
             price_per_gpu_hour: terms.price_per_gpu_hour,
             until: terms.ends_at(),
             kind: ReservationKind::Lease(lease_id),
+            start_by: Some(now.plus_secs(self.lease_start_timeout_secs)),
         };
         self.reservations.insert(terms.order_id, reservation);
         Ok(Accepted::New(lease_id))
@@ -612,14 +624,55 @@ impl Bidder {
         self.reservations.remove(order)
     }
 
-    /// Drops holds and leases that ended by `now`, and forgets answers to
-    /// orders that expired. Returns whether GPUs were freed (republish the
-    /// offers).
-    pub fn expire(&mut self, now: Timestamp) -> bool {
+    /// Drops holds and leases that ended by `now`, and leases whose run did
+    /// not start by their `start_by` (`started` says which have a run), and
+    /// forgets answers to orders that expired. Returns whether GPUs were
+    /// freed (republish the offers).
+    pub fn expire(&mut self, now: Timestamp, started: &dyn Fn(&LeaseId) -> bool) -> bool {
         let before = self.reservations.len();
-        self.reservations.retain(|_, r| r.live(now));
+        let mut unstarted = Vec::new();
+        self.reservations.retain(|_, r| {
+            if let ReservationKind::Lease(id) = r.kind
+                && let Some(start_by) = r.start_by
+            {
+                if started(&id) {
+                    r.start_by = None;
+                } else if now >= start_by {
+                    unstarted.push((id, r.until));
+                    return false;
+                }
+            }
+            r.live(now)
+        });
+        for (id, until) in unstarted {
+            tracing::info!(
+                lease = %id,
+                "the lease's run did not start in time (no escrow on the ledger, or no job): its GPUs are free again"
+            );
+            self.unstarted.insert(id, until);
+        }
+        self.unstarted.retain(|_, until| now < *until);
         self.answered.retain(|_, r| now < r.until);
         self.reservations.len() != before
+    }
+
+    /// Whether a job may still start on `lease`: not if its GPUs were given
+    /// back because it did not start in time.
+    pub fn may_start(&self, lease: &LeaseId) -> bool {
+        !self.unstarted.contains_key(lease)
+    }
+
+    /// A job for `lease` arrived: it has `grace` more to start (admission
+    /// checks the escrow on the ledger), so a job that came just in time is
+    /// not cut off by the deadline while it is admitted.
+    pub fn starting(&mut self, lease: &LeaseId, now: Timestamp, grace_ms: u64) {
+        for r in self.reservations.values_mut() {
+            if r.kind == ReservationKind::Lease(*lease)
+                && let Some(start_by) = r.start_by
+            {
+                r.start_by = Some(start_by.max(now.plus_ms(grace_ms)));
+            }
+        }
     }
 
     /// Every reservation, by order; persist them.

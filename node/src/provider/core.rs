@@ -4,13 +4,19 @@
 //! answers out (send, persist, flush, publish). No tokio, no sockets, no
 //! sled here; signing is deterministic ed25519.
 
-use agora_protocol::{Keypair, Lease, LeaseTerms, Offer, Order, OrderId, Signed, Timestamp};
+use agora_protocol::{
+    Keypair, Lease, LeaseId, LeaseTerms, Offer, Order, OrderId, Signed, Timestamp,
+};
 use libp2p::PeerId;
 use tracing::{info, warn};
 
 use super::Decision;
 use super::role::{ProviderRole, ProviderSnapshot};
 use crate::network::Request;
+
+/// How long a job that arrived may take to be admitted (the escrow is
+/// checked on the ledger) past its lease's start deadline.
+const ADMISSION_GRACE_MS: u64 = 30_000;
 
 /// What to do about an order.
 #[derive(Debug)]
@@ -137,11 +143,32 @@ impl Provider {
             .is_none_or(|at| now.ms_since(at) >= self.subscriber_gap_ms)
     }
 
-    /// The 1 s tick: ended holds expire and the runtime's health is taken
-    /// in (`Some` when it changed); whether offers changed.
-    pub fn tick(&mut self, now: Timestamp, health: Option<Option<String>>) -> bool {
+    /// The 1 s tick: ended holds expire, so do leases whose run did not
+    /// start in time (`started`: the leases the executor runs), and the
+    /// runtime's health is taken in (`Some` when it changed); whether
+    /// offers changed.
+    pub fn tick(
+        &mut self,
+        now: Timestamp,
+        health: Option<Option<String>>,
+        started: &dyn Fn(&LeaseId) -> bool,
+    ) -> bool {
         let health_changed = health.is_some_and(|state| self.role.set_unavailable(state));
-        health_changed | self.role.expire(now)
+        health_changed | self.role.expire(now, started)
+    }
+
+    /// A job for `lease` arrived from its requester: `Err` when its GPUs
+    /// were given back for not starting in time; otherwise it has a little
+    /// longer to be admitted.
+    pub fn job_arrived(&mut self, lease: &LeaseId, now: Timestamp) -> Result<(), String> {
+        if !self.role.may_start(lease) {
+            return Err(format!(
+                "lease {lease} did not start in time after it was countersigned (no escrow on \
+                 the ledger, or no job), so its GPUs were given back"
+            ));
+        }
+        self.role.starting(lease, now, ADMISSION_GRACE_MS);
+        Ok(())
     }
 
     /// A run ended: its GPUs are free before the lease's end; whether

@@ -182,6 +182,12 @@ impl Executor {
         (snapshot.views.clone(), snapshot.earned)
     }
 
+    /// The leases that have a run (admitted, running or ended but not yet
+    /// forgotten): the actor's latest snapshot.
+    pub fn run_leases(&self) -> Vec<LeaseId> {
+        self.inner.views.borrow().leases.clone()
+    }
+
     /// The GPUs (indices) that runs hold now: the actor's latest snapshot.
     pub fn busy_gpus(&self) -> Vec<u32> {
         self.inner.views.borrow().busy_gpus.clone()

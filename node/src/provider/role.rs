@@ -172,9 +172,21 @@ impl ProviderRole {
         self.leases.values()
     }
 
-    /// Drops ended holds and leases' reservations; whether GPUs were freed.
-    pub fn expire(&mut self, now: Timestamp) -> bool {
-        self.bidder.expire(now)
+    /// Drops ended holds and leases' reservations, and those of leases
+    /// whose run did not start in time (`started`: which have a run);
+    /// whether GPUs were freed.
+    pub fn expire(&mut self, now: Timestamp, started: &dyn Fn(&LeaseId) -> bool) -> bool {
+        self.bidder.expire(now, started)
+    }
+
+    /// Whether a job may still start on `lease` (see [`Bidder::may_start`]).
+    pub fn may_start(&self, lease: &LeaseId) -> bool {
+        self.bidder.may_start(lease)
+    }
+
+    /// A job for `lease` arrived; see [`Bidder::starting`].
+    pub fn starting(&mut self, lease: &LeaseId, now: Timestamp, grace_ms: u64) {
+        self.bidder.starting(lease, now, grace_ms);
     }
 
     /// Reservations as the API shows them.

@@ -10,3 +10,4 @@ mod metrics;
 mod overload;
 mod support;
 mod telemetry;
+mod unfunded;

@@ -106,6 +106,11 @@ impl Router {
         match (request, executor) {
             // The executor answers its own requests off the loop.
             (Request::JobPayload(payload), Some(exec)) => {
+                let lease = payload.message().lease_id;
+                if let Some(Err(why)) = self.provider.as_mut().map(|p| p.job_arrived(&lease, now)) {
+                    let _ = reply.send(Response::Refused(why));
+                    return;
+                }
                 self.answer_off_loop(reply, async move { exec.on_payload(peer, payload).await });
             }
             (Request::JobControl(control), Some(exec)) => {

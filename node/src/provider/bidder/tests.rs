@@ -101,13 +101,13 @@ fn a_bid_holds_its_gpus_until_the_window_and_grace_pass() {
     assert!(bid.simulated);
     assert_eq!(free(&mut bidder, NOW), vec![3, 0]);
 
-    assert!(!bidder.expire(Timestamp(bid.hold_until.0 - 1)));
+    assert!(!bidder.expire(Timestamp(bid.hold_until.0 - 1), &|_| true));
     assert_eq!(free(&mut bidder, NOW.plus_ms(5_999)), vec![3, 0]);
     // Past the hold the GPUs count as free even before the sweep.
     assert_eq!(bidder.gpu_free(1, bid.hold_until), 2);
-    assert!(bidder.expire(bid.hold_until));
+    assert!(bidder.expire(bid.hold_until, &|_| true));
     assert_eq!(bidder.reservations().count(), 0);
-    assert!(!bidder.expire(bid.hold_until));
+    assert!(!bidder.expire(bid.hold_until, &|_| true));
 
     // Bids and declines are valid wire messages once signed.
     let signed = Signed::sign(bid, &provider_key()).unwrap();
@@ -247,9 +247,9 @@ fn a_lease_for_a_held_order_turns_the_hold_into_a_lease() {
     assert_eq!(reservations[0].view().kind, "lease");
 
     // The GPUs stay taken after the hold would have ended, until the lease does.
-    assert!(!bidder.expire(bid.hold_until.plus_ms(1)));
+    assert!(!bidder.expire(bid.hold_until.plus_ms(1), &|_| true));
     assert_eq!(bidder.gpu_free(1, bid.hold_until.plus_ms(1)), 0);
-    assert!(bidder.expire(at.plus_secs(600)));
+    assert!(bidder.expire(at.plus_secs(600), &|_| true));
     assert_eq!(bidder.gpu_free(1, at.plus_secs(600)), 2);
 
     // A different lease for the same order is refused.
@@ -444,4 +444,42 @@ fn a_config_that_peers_would_refuse_is_an_error_naming_the_key() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("provider.runtimes"), "{err}");
+}
+
+#[test]
+fn a_lease_whose_run_does_not_start_in_time_gives_its_gpus_back() {
+    let mut bidder = bidder();
+    let bid = bid(bidder.on_order(&order(1, 2, Some("H100")), NOW));
+    let at = NOW.plus_ms(1_200);
+    let proposal = propose(terms_for(&bid, at));
+    let lease_id = LeaseId::of_body(proposal.envelope().body());
+    bidder.on_lease_proposal(&proposal, at).unwrap();
+    let deadline = at.plus_secs(120);
+    let never = |_: &LeaseId| false;
+    // Held until the start deadline...
+    assert!(!bidder.expire(Timestamp(deadline.0 - 1), &never));
+    assert_eq!(bidder.gpu_free(1, Timestamp(deadline.0 - 1)), 0);
+    assert!(bidder.may_start(&lease_id));
+    // ...then given back, and a late job for it is refused.
+    assert!(bidder.expire(deadline, &never));
+    assert_eq!(bidder.gpu_free(1, deadline), 2);
+    assert!(!bidder.may_start(&lease_id));
+    // Remembered until the lease's own end, then forgotten.
+    bidder.expire(at.plus_secs(600), &never);
+    assert!(bidder.may_start(&lease_id));
+
+    // A job that arrived just before the deadline has the admission grace.
+    let mut bidder = self::bidder();
+    let bid = self::bid(bidder.on_order(&order(2, 2, Some("H100")), NOW));
+    let proposal = propose(terms_for(&bid, at));
+    let lease_id = LeaseId::of_body(proposal.envelope().body());
+    bidder.on_lease_proposal(&proposal, at).unwrap();
+    bidder.starting(&lease_id, Timestamp(deadline.0 - 1), 30_000);
+    assert!(!bidder.expire(deadline, &never));
+    // Once its run started, the lease keeps its GPUs to its end.
+    let running = |id: &LeaseId| *id == lease_id;
+    assert!(!bidder.expire(deadline.plus_secs(31), &running));
+    assert!(!bidder.expire(at.plus_secs(599), &never));
+    assert_eq!(bidder.gpu_free(1, at.plus_secs(599)), 0);
+    assert!(bidder.expire(at.plus_secs(600), &never));
 }
