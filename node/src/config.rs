@@ -354,6 +354,9 @@ pub struct NodeSection {
     /// The receipt interval a requester puts in lease terms; a provider
     /// refuses leases with a longer one (its unpaid risk is one interval).
     pub receipt_interval_secs: u32,
+    /// The store's page cache (sled), MiB: what the node keeps of its
+    /// state in memory; the rest is read from disk when needed.
+    pub store_cache_mb: u64,
 }
 
 impl Default for NodeSection {
@@ -363,6 +366,7 @@ impl Default for NodeSection {
             offer_refresh_secs: 20,
             bid_hold_grace_ms: 5_000,
             receipt_interval_secs: 60,
+            store_cache_mb: crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024),
         }
     }
 }
@@ -399,6 +403,12 @@ impl NodeSection {
                     "{} ms would hold GPUs for over 10 minutes after each bid window",
                     self.bid_hold_grace_ms
                 ),
+            ));
+        }
+        if !(8..=65_536).contains(&self.store_cache_mb) {
+            return Err(invalid(
+                "store_cache_mb",
+                format!("{} is outside 8..=65536 MiB", self.store_cache_mb),
             ));
         }
         let max = agora_protocol::lease::MAX_RECEIPT_INTERVAL_SECS;

@@ -181,8 +181,11 @@ pub async fn start_with_ledger(
         Arc::new(MeteredLedger::new(ledger, metrics.ledger_errors.clone()));
     let key = identity::load_or_create(&options.data_dir).map_err(|e| setup("key", e))?;
     let token = api::load_or_create_token(&options.data_dir).map_err(|e| setup("API token", e))?;
-    let store = Store::open(&options.data_dir.join("state"))?;
     options.config.node.validate()?;
+    let store = Store::open_with_cache(
+        &options.data_dir.join("state"),
+        options.config.node.store_cache_mb * 1024 * 1024,
+    )?;
     options.config.api.validate()?;
 
     let (runtime, ray_inventory) = match options.role {

@@ -85,6 +85,9 @@ pub struct Store {
     appended: Arc<tokio::sync::Notify>,
 }
 
+/// The store's page cache unless configured: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 const OFFERS: &str = "offers";
 const JOBS: &str = "jobs";
 const LEASES: &str = "leases";
@@ -94,9 +97,20 @@ const LOGS: &str = "logs";
 const MONEY: &str = "money";
 
 impl Store {
-    /// Opens (or creates) the store under `dir`.
+    /// Opens (or creates) the store under `dir`, with sled's page cache
+    /// at its default for this store ([`DEFAULT_CACHE_BYTES`]).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store under `dir` with a page cache of at
+    /// most `cache_bytes` (sled's own default is 1 GiB, which a node that
+    /// keeps every job's log would fill: `node.store_cache_mb`).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()?;
         Ok(Self {
             offers: db.open_tree(OFFERS)?,
             jobs: db.open_tree(JOBS)?,
