@@ -363,7 +363,8 @@ fn provider_role(
             nvml_unavailable: None,
         }
     };
-    let bidder = Bidder::new(key.public(), provider_config, &config.node, &inventory, now)?;
+    let mut bidder = Bidder::new(key.public(), provider_config, &config.node, &inventory, now)?;
+    bidder.set_network(config.runtime.allow_network);
     let snapshot: ProviderSnapshot = store.meta("provider")?.unwrap_or_default();
     let leases = store.leases()?;
     Ok(ProviderRole::new(bidder, inventory, snapshot, leases))

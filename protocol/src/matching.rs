@@ -29,7 +29,7 @@ use crate::time::Timestamp;
 pub type Misfit = (DeclineReason, String);
 
 /// Checks whether `offer` can serve `order` at `now`. Reports the first
-/// failing reason, in this order: expired, runtime, simulated, verified,
+/// failing reason, in this order: expired, runtime, network, simulated, verified,
 /// model, VRAM, compute (TFLOPS, then compute capability), region,
 /// jurisdiction, energy, capacity, price.
 pub fn fit(order: &Order, offer: &Offer, now: Timestamp) -> Result<(), Misfit> {
@@ -51,6 +51,12 @@ pub fn fit(order: &Order, offer: &Offer, now: Timestamp) -> Result<(), Misfit> {
                 order.runtime,
                 offer.runtimes.join(", ")
             ),
+        ));
+    }
+    if order.network && !offer.network {
+        return Err((
+            DeclineReason::Network,
+            "the job needs network access and this provider gives jobs none".into(),
         ));
     }
     if offer.simulated && !order.allow_simulated {
@@ -261,6 +267,7 @@ mod tests {
                 DeclineReason::Runtime,
                 Box::new(|o, _| o.runtime = "ray".into()),
             ),
+            (DeclineReason::Network, Box::new(|o, _| o.network = true)),
             (
                 DeclineReason::Simulated,
                 Box::new(|o, _| o.allow_simulated = false),

@@ -231,6 +231,8 @@ pub struct Offer {
     pub expires_at: Timestamp,
     /// Runtimes the provider runs.
     pub runtimes: Vec<String>,
+    /// Jobs may reach the network.
+    pub network: bool,
 }
 
 impl Offer {
@@ -303,6 +305,7 @@ impl WireMessage for Offer {
             created_at: Timestamp(p.created_at_ms),
             expires_at: Timestamp(p.expires_at_ms),
             runtimes,
+            network: p.network,
         })
     }
 
@@ -325,6 +328,7 @@ impl WireMessage for Offer {
             created_at_ms: self.created_at.0,
             expires_at_ms: self.expires_at.0,
             runtimes: self.runtimes.clone(),
+            network: self.network,
         }
     }
 
@@ -370,6 +374,7 @@ pub(crate) mod tests {
     /// A valid offer for tests.
     pub(crate) fn sample_offer(provider: &Keypair) -> Offer {
         Offer {
+            network: false,
             provider: provider.public(),
             slot: 0,
             sequence: 1,

@@ -115,6 +115,8 @@ pub struct Order {
     pub bid_window_ms: u32,
     /// Runtime the job needs.
     pub runtime: String,
+    /// The job needs network access.
+    pub network: bool,
     /// Created.
     pub created_at: Timestamp,
     /// No bids accepted after this.
@@ -179,6 +181,7 @@ impl WireMessage for Order {
             )?,
             bid_window_ms: range("bid_window_ms", p.bid_window_ms, 0, MAX_BID_WINDOW_MS)?,
             runtime: label("runtime", p.runtime, 16)?,
+            network: p.network,
             created_at: Timestamp(p.created_at_ms),
             expires_at: Timestamp(p.expires_at_ms),
         })
@@ -202,6 +205,7 @@ impl WireMessage for Order {
             max_duration_secs: self.max_duration_secs,
             bid_window_ms: self.bid_window_ms,
             runtime: self.runtime.clone(),
+            network: self.network,
             created_at_ms: self.created_at.0,
             expires_at_ms: self.expires_at.0,
         }
@@ -317,6 +321,8 @@ pub enum DeclineReason {
     Duration,
     /// The order has expired.
     Expired,
+    /// The job needs network access and the provider gives none.
+    Network,
 }
 
 impl DeclineReason {
@@ -336,6 +342,7 @@ impl DeclineReason {
             Ok(P::Runtime) => Self::Runtime,
             Ok(P::Duration) => Self::Duration,
             Ok(P::Expired) => Self::Expired,
+            Ok(P::Network) => Self::Network,
             Ok(P::Unspecified) | Err(_) => {
                 return Err(ValidationError::new(
                     "reason",
@@ -361,6 +368,7 @@ impl DeclineReason {
             Self::Runtime => P::Runtime,
             Self::Duration => P::Duration,
             Self::Expired => P::Expired,
+            Self::Network => P::Network,
         }) as i32
     }
 }
@@ -417,6 +425,7 @@ pub(crate) mod tests {
 
     pub(crate) fn sample_order(requester: &Keypair) -> Order {
         Order {
+            network: false,
             requester: requester.public(),
             nonce: vec![9; 16],
             gpu_count: 2,

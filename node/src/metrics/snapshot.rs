@@ -275,6 +275,7 @@ pub fn decline_reason(reason: DeclineReason) -> &'static str {
         DeclineReason::Runtime => "runtime",
         DeclineReason::Duration => "duration",
         DeclineReason::Expired => "expired",
+        DeclineReason::Network => "network",
     }
 }
 

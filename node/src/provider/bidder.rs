@@ -238,6 +238,13 @@ impl Bidder {
         Ok(bidder)
     }
 
+    /// Whether jobs may reach the network (`runtime.allow_network`): the
+    /// offers say so, and an order that needs it from a provider that gives
+    /// none is declined at bid time.
+    pub fn set_network(&mut self, allowed: bool) {
+        self.terms.network = allowed;
+    }
+
     /// The provider's key.
     pub fn provider(&self) -> &PublicKey {
         &self.terms.provider
@@ -712,17 +719,18 @@ fn progress(reason: DeclineReason) -> u8 {
     match reason {
         R::Expired => 0,
         R::Runtime => 1,
-        R::Simulated => 2,
-        R::Unverified => 3,
-        R::Model => 4,
-        R::Vram => 5,
-        R::Compute => 6,
-        R::Region => 7,
-        R::Jurisdiction => 8,
-        R::Energy => 9,
-        R::Duration => 10,
-        R::NoCapacity => 11,
-        R::Price => 12,
+        R::Network => 2,
+        R::Simulated => 3,
+        R::Unverified => 4,
+        R::Model => 5,
+        R::Vram => 6,
+        R::Compute => 7,
+        R::Region => 8,
+        R::Jurisdiction => 9,
+        R::Energy => 10,
+        R::Duration => 11,
+        R::NoCapacity => 12,
+        R::Price => 13,
     }
 }
 

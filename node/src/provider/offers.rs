@@ -162,6 +162,8 @@ pub struct OfferTerms {
     pub runtimes: Vec<String>,
     /// Offers live this long.
     pub ttl_secs: u64,
+    /// Jobs may reach the network (`runtime.allow_network`).
+    pub network: bool,
 }
 
 impl OfferTerms {
@@ -174,6 +176,7 @@ impl OfferTerms {
             energy: config.energy,
             runtimes: config.runtimes.clone(),
             ttl_secs: node.offer_ttl_secs,
+            network: false,
         }
     }
 
@@ -187,6 +190,7 @@ impl OfferTerms {
         now: Timestamp,
     ) -> Offer {
         Offer {
+            network: self.network,
             provider: self.provider,
             slot: slot.slot,
             sequence,

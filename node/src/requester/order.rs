@@ -161,6 +161,7 @@ pub fn order_from_spec(
     let runtime = label("runtime", &spec.runtime, MAX_RUNTIME_LEN, false)?;
 
     Ok(Order {
+        network: spec.constraints.network,
         requester: *requester,
         nonce: nonce.to_vec(),
         gpu_count: resources.gpus,

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 fn offer(key: &Keypair) -> Offer {
     Offer {
+        network: false,
         provider: key.public(),
         slot: 3,
         sequence: 7,

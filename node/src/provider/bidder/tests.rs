@@ -30,6 +30,7 @@ fn bidder() -> Bidder {
 
 fn order(nonce: u8, gpus: u32, model: Option<&str>) -> Order {
     Order {
+        network: false,
         requester: requester_key().public(),
         nonce: vec![nonce; 16],
         gpu_count: gpus,
@@ -482,4 +483,27 @@ fn a_lease_whose_run_does_not_start_in_time_gives_its_gpus_back() {
     assert!(!bidder.expire(at.plus_secs(599), &never));
     assert_eq!(bidder.gpu_free(1, at.plus_secs(599)), 0);
     assert!(bidder.expire(at.plus_secs(600), &never));
+}
+
+#[test]
+fn an_order_that_needs_the_network_is_declined_at_bid_time_unless_given() {
+    let mut bidder = bidder();
+    let mut wants_network = order(7, 1, None);
+    wants_network.network = true;
+    match bidder.on_order(&wants_network, NOW) {
+        Decision::Decline(decline) => {
+            assert_eq!(decline.reason, DeclineReason::Network, "{decline:?}");
+            assert!(decline.detail.contains("network"), "{decline:?}");
+        }
+        other => panic!("expected a decline, got {other:?}"),
+    }
+    // Nothing was held for it.
+    assert_eq!(bidder.gpu_free(0, NOW), bidder.slots()[0].gpu_total());
+    // Offers say what the provider gives; one that gives network bids.
+    assert!(bidder.offers(NOW).iter().all(|o| !o.network));
+    bidder.set_network(true);
+    assert!(bidder.offers(NOW).iter().all(|o| o.network));
+    let mut again = order(8, 1, None);
+    again.network = true;
+    assert!(matches!(bidder.on_order(&again, NOW), Decision::Bid(_)));
 }
