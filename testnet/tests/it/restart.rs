@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use agora_client::api::{JobSpec, JobState, JobView, ProviderStatus, ReservationView};
-use agora_protocol::{DeclineReason, PublicKey};
+use agora_protocol::{Amount, DeclineReason, PublicKey};
 use agora_testnet::Testnet;
 
 use crate::support::{DEADLINE, POLL, fund, spec, submit, testnet, wait_for_offers, wait_placed};
@@ -58,21 +58,41 @@ async fn submit_until_answered(
 async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
     let (_dir, mut net) = testnet(2, 1).await;
     let requester = "requester-0";
-    fund(&net.client(requester).unwrap()).await;
+    let requester_client = net.client(requester).unwrap();
     wait_for_offers(&net, requester).await;
 
-    // provider-0 has 2 H100s: lease one.
-    // A job the provider will not run (it gives jobs no network), so its
-    // lease keeps holding the GPU for the lease's whole time.
+    // provider-0 has 2 H100s at 2.5 AGR/GPU-h. A lease that holds one
+    // without a run: two one-GPU leases at once on a balance that covers
+    // one and a half escrows (each 2.5 AGR × 600 s); the first lock takes
+    // an escrow, the second finds too little. The unfunded lease keeps its
+    // GPU until provider.lease_start_timeout_secs (120 s): across the
+    // restart.
+    let escrow = agora_protocol::cost(Amount(2_500_000), 600).unwrap();
+    requester_client
+        .deposit(Amount(escrow.0 * 3 / 2))
+        .await
+        .unwrap();
     let mut h100 = spec("before restart");
-    h100.constraints.network = true;
     h100.resources.gpu_model = Some("H100".into());
     h100.constraints.region = Some("EU".into());
-    let job = submit(&net, requester, h100.clone(), None).await;
-    let job = wait_placed(&net, requester, &job.id).await;
+    h100.market.max_price_per_gpu_hour = "2.5".into();
+    let first = submit(&net, requester, h100.clone(), None).await;
+    let second = submit(&net, requester, h100.clone(), None).await;
+    let mut ended = Vec::new();
+    for id in [&first.id, &second.id] {
+        ended.push(
+            crate::support::wait_job(&net, requester, id, "a terminal state", |j| {
+                j.state.is_terminal()
+            })
+            .await,
+        );
+    }
     assert!(
-        job.lease.as_ref().is_some_and(|l| l.escrow_locked),
-        "{job:#?}"
+        ended.iter().any(|j| j.state == JobState::Succeeded)
+            && ended
+                .iter()
+                .any(|j| j.state == JobState::Failed && j.lease.is_some()),
+        "one funded lease ran, one unfunded lease was signed: {ended:#?}"
     );
 
     let before = net
@@ -81,7 +101,7 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
         .provider_status()
         .await
         .unwrap();
-    assert_eq!(before.leases.len(), 1, "{before:#?}");
+    assert_eq!(before.leases.len(), 2, "{before:#?}");
     assert_eq!(leases_held(&before).len(), 1, "{before:#?}");
 
     let killed_at = agora_protocol::Timestamp(
@@ -100,8 +120,11 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
         .provider_status()
         .await
         .unwrap();
+    // The same leases (their status moves on: the funded one closes).
+    let ids = |s: &ProviderStatus| s.leases.iter().map(|l| l.id.clone()).collect::<Vec<_>>();
     assert_eq!(
-        after.leases, before.leases,
+        ids(&after),
+        ids(&before),
         "leases after restart: {after:#?}"
     );
     assert_eq!(
@@ -133,7 +156,6 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
     // Back in the market: its offer, republished since the restart, reaches
     // the requester with the leased GPU still taken.
     let provider0 = net.node("provider-0").unwrap().account;
-    let requester_client = net.client(requester).unwrap();
     let deadline = Instant::now() + DEADLINE;
     loop {
         let page = requester_client
@@ -156,9 +178,12 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
         tokio::time::sleep(POLL).await;
     }
 
-    // The market goes on: the second H100 is leased, and then there is
-    // none left — provider-0 says so.
-    let job = submit_until_answered(&net, requester, &h100, provider0).await;
+    // The market goes on: the second H100 is leased (to a job that keeps
+    // it), and then there is none left — provider-0 says so.
+    fund(&requester_client).await;
+    let mut long = h100.clone();
+    long.command = vec!["sleep".into(), "300".into()];
+    let job = submit_until_answered(&net, requester, &long, provider0).await;
     assert!(
         job.lease.as_ref().is_some_and(|l| l.escrow_locked),
         "{job:#?}\n{}",
