@@ -288,6 +288,19 @@ pub struct Resources {
     /// Minimum compute capability, e.g. 8.0.
     #[serde(default)]
     pub min_compute_capability: f64,
+    /// Memory the job needs in the provider's sandbox (its `/tmp`
+    /// included), MiB; providers with a lower limit decline.
+    #[serde(default)]
+    pub memory_mib: u64,
+    /// Disk the job needs for its work dir and outputs, MiB.
+    #[serde(default)]
+    pub disk_mib: u64,
+    /// Size of `/tmp` the job needs, MiB.
+    #[serde(default)]
+    pub tmp_mib: u64,
+    /// Processes and threads the job needs alive at once.
+    #[serde(default)]
+    pub processes: u32,
 }
 
 /// Placement constraints.
@@ -312,6 +325,10 @@ pub struct Constraints {
     /// The job needs network access (only providers that allow it run it).
     #[serde(default)]
     pub network: bool,
+    /// Only providers whose sandbox limits are enforced by a cgroup
+    /// (processes, memory, CPU weight), not only disk.
+    #[serde(default)]
+    pub enforced_limits: bool,
 }
 
 /// Price and time.

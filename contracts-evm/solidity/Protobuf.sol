@@ -16,7 +16,8 @@ library Protobuf {
     uint256 private constant VARINT = 0;
     uint256 private constant LEN = 2;
 
-    /// The lease terms (agora.v1.LeaseTerms), fields 1–12.
+    /// The lease terms (agora.v1.LeaseTerms), fields 1–13 (13, the sandbox
+    /// limits, is skipped).
     struct LeaseTerms {
         bytes32 orderId;
         bytes32 requester;
@@ -76,6 +77,12 @@ library Protobuf {
                 uint256 v;
                 (v, pos) = varint(b, pos);
                 t.simulated = v != 0;
+            } else if (field == 13) {
+                // The sandbox's limits: nothing the escrow decides on,
+                // but inside the bytes the lease id and both signatures
+                // cover.
+                expectWire(wire, LEN);
+                (, pos) = lengthDelimited(b, pos);
             } else if (field <= 11) {
                 expectWire(wire, VARINT);
                 uint256 v;

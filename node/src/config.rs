@@ -325,6 +325,84 @@ pub struct RuntimeSection {
     /// countersignature, the job runs this much longer before it is
     /// stopped.
     pub countersign_grace_secs: u32,
+    /// Most processes and threads a job has alive at once; 0: no limit.
+    /// Needs a cgroup (see `docs/provider-guide.md`).
+    pub max_pids: u32,
+    /// Most memory a job uses, its `/tmp` included, MiB; 0: no limit.
+    /// Needs a cgroup.
+    pub max_memory_mib: u64,
+    /// Size of a job's `/tmp`, a tmpfs in RAM counted in
+    /// `max_memory_mib`, MiB.
+    pub tmp_mib: u64,
+    /// Most a job's work dir (its outputs included) holds on disk while
+    /// it runs, MiB; 0: no limit.
+    pub max_disk_mib: u64,
+    /// A job's CPU weight on cgroup v2's scale (1–10000; 100 is a fair
+    /// share). Needs a cgroup.
+    pub cpu_weight: u32,
+    /// A cgroup v2 directory delegated to the node, holding no process,
+    /// in which jobs' cgroups are made; without it the node's own cgroup
+    /// (v1, or v2 when it may enable controllers there) is used.
+    pub cgroup: Option<std::path::PathBuf>,
+    /// A finished job's outputs stay on disk this long to be fetched,
+    /// then its work dir is removed (the rest of the work dir goes when
+    /// the job ends).
+    pub work_retention_secs: u64,
+}
+
+impl RuntimeSection {
+    /// Refuses limits that cannot work, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            field: format!("runtime.{field}"),
+            reason,
+        };
+        if !(1..=agora_protocol::limits::MAX_CPU_WEIGHT).contains(&self.cpu_weight) {
+            return Err(invalid(
+                "cpu_weight",
+                format!("{} is outside 1..=10000", self.cpu_weight),
+            ));
+        }
+        if self.max_pids != 0 && self.max_pids < 16 {
+            return Err(invalid(
+                "max_pids",
+                format!(
+                    "{} is too few for the sandbox itself and a shell; use 16 or more, or 0 \
+                     for no limit",
+                    self.max_pids
+                ),
+            ));
+        }
+        if self.max_memory_mib != 0 && self.max_memory_mib < 64 {
+            return Err(invalid(
+                "max_memory_mib",
+                format!(
+                    "{} MiB is too little to start a job; use 64 or more, or 0",
+                    self.max_memory_mib
+                ),
+            ));
+        }
+        if self.max_memory_mib != 0 && self.tmp_mib >= self.max_memory_mib {
+            return Err(invalid(
+                "tmp_mib",
+                format!(
+                    "{} MiB of /tmp would take all of max_memory_mib ({} MiB): /tmp is in \
+                     the job's memory",
+                    self.tmp_mib, self.max_memory_mib
+                ),
+            ));
+        }
+        if self.max_disk_mib != 0 && self.max_output_bytes > self.max_disk_mib << 20 {
+            return Err(invalid(
+                "max_output_bytes",
+                format!(
+                    "{} bytes of outputs cannot fit in max_disk_mib ({} MiB)",
+                    self.max_output_bytes, self.max_disk_mib
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for RuntimeSection {
@@ -337,6 +415,13 @@ impl Default for RuntimeSection {
             max_output_files: 1000,
             max_log_bytes: 64 * 1024 * 1024,
             countersign_grace_secs: 10,
+            max_pids: 4096,
+            max_memory_mib: 16 * 1024,
+            tmp_mib: 1024,
+            max_disk_mib: 20 * 1024,
+            cpu_weight: 100,
+            cgroup: None,
+            work_retention_secs: 24 * 3600,
         }
     }
 }

@@ -187,6 +187,7 @@ pub async fn start_with_ledger(
         options.config.node.store_cache_mb * 1024 * 1024,
     )?;
     options.config.api.validate()?;
+    options.config.runtime.validate()?;
 
     let (runtime, ray_inventory) = match options.role {
         Role::Requester => (None, None),
@@ -197,7 +198,13 @@ pub async fn start_with_ledger(
     };
     let provider = match options.role {
         Role::Requester => None,
-        Role::Provider => Some(provider_role(&options.config, &key, &store, ray_inventory)?),
+        Role::Provider => Some(provider_role(
+            &options.config,
+            &key,
+            &store,
+            ray_inventory,
+            runtime.as_ref().map(|r| r.limits()).unwrap_or_default(),
+        )?),
     };
 
     let cancel = CancellationToken::new();
@@ -333,6 +340,7 @@ fn provider_role(
     key: &agora_protocol::Keypair,
     store: &Store,
     ray_inventory: Option<inventory::Inventory>,
+    limits: agora_protocol::SandboxLimits,
 ) -> Result<ProviderRole, StartError> {
     let provider_config = config.provider.as_ref().ok_or_else(|| {
         StartError::Setup(
@@ -365,6 +373,7 @@ fn provider_role(
     };
     let mut bidder = Bidder::new(key.public(), provider_config, &config.node, &inventory, now)?;
     bidder.set_network(config.runtime.allow_network);
+    bidder.set_limits(limits);
     let snapshot: ProviderSnapshot = store.meta("provider")?.unwrap_or_default();
     let leases = store.leases()?;
     Ok(ProviderRole::new(bidder, inventory, snapshot, leases))

@@ -201,6 +201,7 @@ fn validate(config: &Config) -> Result<(), config::ConfigError> {
     config.node.validate()?;
     config.ledger.validate()?;
     config.api.validate()?;
+    config.runtime.validate()?;
     if let Some(ray) = &config.ray {
         ray.validate()?;
     }

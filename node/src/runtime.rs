@@ -10,6 +10,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agora_protocol::SandboxLimits;
+use agora_protocol::run::SandboxLimit;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +83,9 @@ pub enum Exit {
     TimeLimit,
     /// It was cancelled (`cancel` fired) and was killed.
     Cancelled,
+    /// It ran into one of the sandbox's limits (`Outcome::reason` has
+    /// the figures).
+    Limit(SandboxLimit),
 }
 
 /// One output file.
@@ -155,6 +160,12 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Whether jobs can run now; `Err` says why not, for a person.
     async fn health(&self) -> Result<(), RuntimeError>;
+
+    /// What bounds each job it runs, as offers and leases state it
+    /// (nothing stated by default: the runtime sets no limits of ours).
+    fn limits(&self) -> SandboxLimits {
+        SandboxLimits::default()
+    }
 
     /// Runs one job to its end: until it exits, `spec.time_limit` passes,
     /// or `cancel` fires — in the last two cases the whole process tree is

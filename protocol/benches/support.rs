@@ -46,6 +46,7 @@ pub fn book(n: usize) -> OfferBook {
         let model = MODELS[rng.below(MODELS.len() as u64) as usize];
         let total = 1 + rng.below(8) as u32;
         let offer = Offer {
+            limits: agora_protocol::SandboxLimits::default(),
             network: false,
             provider: key.public(),
             slot: (i % 50) as u32,

@@ -7,6 +7,7 @@ use agora_proto::v1 as pb;
 use crate::amount::{Amount, cost};
 use crate::envelope::{CoSigned, EnvelopeError, Kind};
 use crate::identity::{Keypair, PublicKey};
+use crate::limits::SandboxLimits;
 use crate::message::{
     MessageError, Signed, ValidationError, WireMessage, digest, key, label, range,
 };
@@ -59,6 +60,8 @@ pub struct LeaseTerms {
     pub escrow: Amount,
     /// Simulated GPUs.
     pub simulated: bool,
+    /// What bounds the lease's job in the provider's sandbox (its offer's).
+    pub limits: SandboxLimits,
 }
 
 impl LeaseTerms {
@@ -134,6 +137,7 @@ impl WireMessage for LeaseTerms {
             starts_at: Timestamp(p.starts_at_ms),
             escrow: required,
             simulated: p.simulated,
+            limits: SandboxLimits::from_proto("limits", p.limits)?,
         })
     }
 
@@ -151,6 +155,7 @@ impl WireMessage for LeaseTerms {
             starts_at_ms: self.starts_at.0,
             escrow: self.escrow.0,
             simulated: self.simulated,
+            limits: self.limits.to_proto(),
         }
     }
 
@@ -260,6 +265,7 @@ pub(crate) mod tests {
             starts_at: Timestamp(10_000),
             escrow: LeaseTerms::required_escrow(price, 2, 600).unwrap(),
             simulated: true,
+            limits: SandboxLimits::default(),
         }
     }
 

@@ -29,7 +29,7 @@ use crate::time::Timestamp;
 pub type Misfit = (DeclineReason, String);
 
 /// Checks whether `offer` can serve `order` at `now`. Reports the first
-/// failing reason, in this order: expired, runtime, network, simulated, verified,
+/// failing reason, in this order: expired, runtime, network, sandbox limits, simulated, verified,
 /// model, VRAM, compute (TFLOPS, then compute capability), region,
 /// jurisdiction, energy, capacity, price.
 pub fn fit(order: &Order, offer: &Offer, now: Timestamp) -> Result<(), Misfit> {
@@ -58,6 +58,9 @@ pub fn fit(order: &Order, offer: &Offer, now: Timestamp) -> Result<(), Misfit> {
             DeclineReason::Network,
             "the job needs network access and this provider gives jobs none".into(),
         ));
+    }
+    if let Err(reason) = offer.limits.covers(&order.needs) {
+        return Err((DeclineReason::Limits, reason));
     }
     if offer.simulated && !order.allow_simulated {
         return Err((
@@ -269,6 +272,13 @@ mod tests {
             ),
             (DeclineReason::Network, Box::new(|o, _| o.network = true)),
             (
+                DeclineReason::Limits,
+                Box::new(|o, f| {
+                    f.limits.memory_mib = 1024;
+                    o.needs.memory_mib = 2048;
+                }),
+            ),
+            (
                 DeclineReason::Simulated,
                 Box::new(|o, _| o.allow_simulated = false),
             ),
@@ -344,6 +354,7 @@ mod tests {
     fn bid(order: &Order, key: &Keypair, price: u64, mtflops: u64, created: u64) -> Signed<Bid> {
         Signed::sign(
             Bid {
+                limits: crate::limits::SandboxLimits::default(),
                 order_id: order.id(),
                 provider: key.public(),
                 slot: 0,

@@ -8,6 +8,7 @@ use agora_proto::v1 as pb;
 use crate::amount::Amount;
 use crate::envelope::Kind;
 use crate::identity::PublicKey;
+use crate::limits::SandboxLimits;
 use crate::message::{ValidationError, WireMessage, jurisdiction, key, label, range, text};
 use crate::time::Timestamp;
 
@@ -233,6 +234,8 @@ pub struct Offer {
     pub runtimes: Vec<String>,
     /// Jobs may reach the network.
     pub network: bool,
+    /// What bounds each job in the provider's sandbox.
+    pub limits: SandboxLimits,
 }
 
 impl Offer {
@@ -306,6 +309,7 @@ impl WireMessage for Offer {
             expires_at: Timestamp(p.expires_at_ms),
             runtimes,
             network: p.network,
+            limits: SandboxLimits::from_proto("limits", p.limits)?,
         })
     }
 
@@ -329,6 +333,7 @@ impl WireMessage for Offer {
             expires_at_ms: self.expires_at.0,
             runtimes: self.runtimes.clone(),
             network: self.network,
+            limits: self.limits.to_proto(),
         }
     }
 
@@ -375,6 +380,7 @@ pub(crate) mod tests {
     pub(crate) fn sample_offer(provider: &Keypair) -> Offer {
         Offer {
             network: false,
+            limits: SandboxLimits::default(),
             provider: provider.public(),
             slot: 0,
             sequence: 1,

@@ -5,6 +5,7 @@ use agora_proto::v1 as pb;
 use crate::amount::Amount;
 use crate::envelope::Kind;
 use crate::identity::PublicKey;
+use crate::limits::SandboxLimits;
 use crate::message::{
     ValidationError, WireMessage, digest, jurisdiction, key, label, optional_label, range, text,
 };
@@ -117,6 +118,8 @@ pub struct Order {
     pub runtime: String,
     /// The job needs network access.
     pub network: bool,
+    /// The least the job needs of the provider's sandbox.
+    pub needs: SandboxLimits,
     /// Created.
     pub created_at: Timestamp,
     /// No bids accepted after this.
@@ -182,6 +185,7 @@ impl WireMessage for Order {
             bid_window_ms: range("bid_window_ms", p.bid_window_ms, 0, MAX_BID_WINDOW_MS)?,
             runtime: label("runtime", p.runtime, 16)?,
             network: p.network,
+            needs: SandboxLimits::from_proto("needs", p.needs)?,
             created_at: Timestamp(p.created_at_ms),
             expires_at: Timestamp(p.expires_at_ms),
         })
@@ -206,6 +210,7 @@ impl WireMessage for Order {
             bid_window_ms: self.bid_window_ms,
             runtime: self.runtime.clone(),
             network: self.network,
+            needs: self.needs.to_proto(),
             created_at_ms: self.created_at.0,
             expires_at_ms: self.expires_at.0,
         }
@@ -239,6 +244,8 @@ pub struct Bid {
     pub created_at: Timestamp,
     /// Simulated GPUs.
     pub simulated: bool,
+    /// The sandbox's limits for the job (the offer's).
+    pub limits: SandboxLimits,
 }
 
 impl WireMessage for Bid {
@@ -268,6 +275,7 @@ impl WireMessage for Bid {
             hold_until: Timestamp(p.hold_until_ms),
             created_at: Timestamp(p.created_at_ms),
             simulated: p.simulated,
+            limits: SandboxLimits::from_proto("limits", p.limits)?,
         })
     }
 
@@ -283,6 +291,7 @@ impl WireMessage for Bid {
             hold_until_ms: self.hold_until.0,
             created_at_ms: self.created_at.0,
             simulated: self.simulated,
+            limits: self.limits.to_proto(),
         }
     }
 
@@ -323,6 +332,8 @@ pub enum DeclineReason {
     Expired,
     /// The job needs network access and the provider gives none.
     Network,
+    /// The provider's sandbox limits are below what the job needs.
+    Limits,
 }
 
 impl DeclineReason {
@@ -343,6 +354,7 @@ impl DeclineReason {
             Ok(P::Duration) => Self::Duration,
             Ok(P::Expired) => Self::Expired,
             Ok(P::Network) => Self::Network,
+            Ok(P::Limits) => Self::Limits,
             Ok(P::Unspecified) | Err(_) => {
                 return Err(ValidationError::new(
                     "reason",
@@ -369,6 +381,7 @@ impl DeclineReason {
             Self::Duration => P::Duration,
             Self::Expired => P::Expired,
             Self::Network => P::Network,
+            Self::Limits => P::Limits,
         }) as i32
     }
 }
@@ -426,6 +439,7 @@ pub(crate) mod tests {
     pub(crate) fn sample_order(requester: &Keypair) -> Order {
         Order {
             network: false,
+            needs: SandboxLimits::default(),
             requester: requester.public(),
             nonce: vec![9; 16],
             gpu_count: 2,
@@ -459,6 +473,7 @@ pub(crate) mod tests {
         );
 
         let bid = Bid {
+            limits: crate::limits::SandboxLimits::default(),
             order_id: order.id(),
             provider: provider.public(),
             slot: 0,

@@ -23,6 +23,35 @@ pub enum RunFailure {
     Runtime,
     /// The provider's node restarted while it ran.
     Restarted,
+    /// It reached one of the sandbox's limits and was stopped (memory,
+    /// disk) or refused (processes) by it.
+    Limit {
+        /// Which one.
+        limit: SandboxLimit,
+    },
+}
+
+/// A limit of the provider's sandbox that a job can run into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxLimit {
+    /// Its memory, `/tmp` included: the kernel's OOM killer ran.
+    Memory,
+    /// Its processes and threads: a fork was refused.
+    Pids,
+    /// Its work dir and outputs on the provider's disk.
+    Disk,
+}
+
+impl SandboxLimit {
+    /// The name the offer's limits and the provider's config use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Pids => "pids",
+            Self::Disk => "disk",
+        }
+    }
 }
 
 /// A lifecycle event of a run, as the provider reports it on its log.
@@ -124,6 +153,14 @@ impl RunEvent {
                     RunFailure::RequesterSilent => pb::RunFailure::RequesterSilent,
                     RunFailure::Runtime => pb::RunFailure::Runtime,
                     RunFailure::Restarted => pb::RunFailure::Restarted,
+                    RunFailure::Limit { limit } => {
+                        p.limit = match limit {
+                            SandboxLimit::Memory => pb::SandboxLimitKind::Memory,
+                            SandboxLimit::Pids => pb::SandboxLimitKind::Pids,
+                            SandboxLimit::Disk => pb::SandboxLimitKind::Disk,
+                        } as i32;
+                        pb::RunFailure::Limit
+                    }
                 } as i32;
                 pb::RunEventKind::Failed
             }
@@ -155,6 +192,16 @@ impl RunEvent {
                     Ok(pb::RunFailure::RequesterSilent) => RunFailure::RequesterSilent,
                     Ok(pb::RunFailure::Runtime) => RunFailure::Runtime,
                     Ok(pb::RunFailure::Restarted) => RunFailure::Restarted,
+                    Ok(pb::RunFailure::Limit) => RunFailure::Limit {
+                        limit: match pb::SandboxLimitKind::try_from(p.limit) {
+                            Ok(pb::SandboxLimitKind::Memory) => SandboxLimit::Memory,
+                            Ok(pb::SandboxLimitKind::Pids) => SandboxLimit::Pids,
+                            Ok(pb::SandboxLimitKind::Disk) => SandboxLimit::Disk,
+                            Ok(pb::SandboxLimitKind::Unspecified) | Err(_) => {
+                                return Err(format!("run event: unknown limit {}", p.limit));
+                            }
+                        },
+                    },
                     Ok(pb::RunFailure::Unspecified) | Err(_) => {
                         return Err(format!("run event: unknown failure {}", p.failure));
                     }
@@ -195,6 +242,21 @@ mod tests {
             },
             RunEvent::Failed {
                 failure: RunFailure::Restarted,
+            },
+            RunEvent::Failed {
+                failure: RunFailure::Limit {
+                    limit: SandboxLimit::Memory,
+                },
+            },
+            RunEvent::Failed {
+                failure: RunFailure::Limit {
+                    limit: SandboxLimit::Pids,
+                },
+            },
+            RunEvent::Failed {
+                failure: RunFailure::Limit {
+                    limit: SandboxLimit::Disk,
+                },
             },
             RunEvent::Cancelled,
             RunEvent::OutputsTruncated,

@@ -585,6 +585,10 @@ fn job_spec(index: usize, gpu_model: Option<&str>, bid_window_ms: u32) -> JobSpe
             min_vram_gib: 0,
             min_tflops: 0.0,
             min_compute_capability: 0.0,
+            memory_mib: 0,
+            disk_mib: 0,
+            tmp_mib: 0,
+            processes: 0,
         },
         constraints: Constraints {
             allow_simulated: true,

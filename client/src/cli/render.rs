@@ -547,6 +547,10 @@ mod tests {
                 min_vram_gib: 80,
                 min_tflops: 0.0,
                 min_compute_capability: 0.0,
+                memory_mib: 0,
+                disk_mib: 0,
+                tmp_mib: 0,
+                processes: 0,
             },
             constraints: Constraints {
                 region: Some("EU".into()),

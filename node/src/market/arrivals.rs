@@ -87,6 +87,7 @@ mod tests {
 
     fn offer(key: &Keypair, slot: u32, sequence: u64, created: u64) -> Offer {
         Offer {
+            limits: agora_protocol::SandboxLimits::default(),
             network: false,
             provider: key.public(),
             slot,

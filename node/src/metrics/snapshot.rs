@@ -276,6 +276,7 @@ pub fn decline_reason(reason: DeclineReason) -> &'static str {
         DeclineReason::Duration => "duration",
         DeclineReason::Expired => "expired",
         DeclineReason::Network => "network",
+        DeclineReason::Limits => "limits",
     }
 }
 

@@ -32,7 +32,7 @@ use agora_protocol::lease::MAX_RECEIPT_INTERVAL_SECS;
 use agora_protocol::matching::{Misfit, Score, fit};
 use agora_protocol::{
     Amount, Bid, Decline, DeclineReason, LeaseId, LeaseTerms, Offer, Order, OrderId, PublicKey,
-    Signed, Timestamp,
+    SandboxLimits, Signed, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -245,6 +245,13 @@ impl Bidder {
         self.terms.network = allowed;
     }
 
+    /// What bounds each job in this provider's sandbox (the runtime's
+    /// limits): the offers and bids state them, an order that needs more
+    /// is declined at bid time, and a lease must state them as they are.
+    pub fn set_limits(&mut self, limits: SandboxLimits) {
+        self.terms.limits = limits;
+    }
+
     /// The provider's key.
     pub fn provider(&self) -> &PublicKey {
         &self.terms.provider
@@ -422,6 +429,7 @@ impl Bidder {
             hold_until: reservation.until.max(now.plus_ms(1)),
             created_at: now,
             simulated: slot.is_some_and(|s| s.simulated),
+            limits: self.terms.limits,
         }
     }
 
@@ -473,6 +481,7 @@ impl Bidder {
                 hold_until,
                 created_at: now,
                 simulated: slot.simulated,
+                limits: self.terms.limits,
             });
         }
         let closest = assessments
@@ -547,6 +556,12 @@ impl Bidder {
                 "slot {}'s GPUs are {}, the terms say otherwise",
                 slot.slot,
                 if slot.simulated { "simulated" } else { "real" }
+            ));
+        }
+        if terms.limits != self.terms.limits {
+            return refuse(format!(
+                "the lease states sandbox limits {:?}; this provider's are {:?}",
+                terms.limits, self.terms.limits
             ));
         }
         // A live hold on this slot promised its bid price; otherwise the
@@ -720,17 +735,18 @@ fn progress(reason: DeclineReason) -> u8 {
         R::Expired => 0,
         R::Runtime => 1,
         R::Network => 2,
-        R::Simulated => 3,
-        R::Unverified => 4,
-        R::Model => 5,
-        R::Vram => 6,
-        R::Compute => 7,
-        R::Region => 8,
-        R::Jurisdiction => 9,
-        R::Energy => 10,
-        R::Duration => 11,
-        R::NoCapacity => 12,
-        R::Price => 13,
+        R::Limits => 3,
+        R::Simulated => 4,
+        R::Unverified => 5,
+        R::Model => 6,
+        R::Vram => 7,
+        R::Compute => 8,
+        R::Region => 9,
+        R::Jurisdiction => 10,
+        R::Energy => 11,
+        R::Duration => 12,
+        R::NoCapacity => 13,
+        R::Price => 14,
     }
 }
 

@@ -39,7 +39,9 @@ use std::time::Duration;
 
 use agora_client::api::{LogKind, RunView};
 use agora_protocol::ledger::Ledger;
-use agora_protocol::{Amount, JobControl, JobPayload, Keypair, LeaseId, OrderId, RunEvent, Signed};
+use agora_protocol::{
+    Amount, JobControl, JobPayload, Keypair, LeaseId, OrderId, RunEvent, Signed, Timestamp,
+};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +66,42 @@ mod testing;
 use actor::{Actor, Admission, Command, Snapshot, Update};
 pub use record::receipt_view;
 use record::{RunRecord, StoredRun};
+
+/// How often work dirs past their retention are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Removes `retained.expired`, then every dir under `jobs_dir` that is not
+/// in use and was last modified more than `retention` ago; how many went.
+fn sweep(jobs_dir: &std::path::Path, retained: &actor::Retained, retention: Duration) -> usize {
+    let mut removed = 0;
+    let mut remove = |dir: &std::path::Path| match std::fs::remove_dir_all(dir) {
+        Ok(()) => removed += 1,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(dir = %dir.display(), error = %e, "cannot remove a work dir"),
+    };
+    for dir in &retained.expired {
+        remove(dir);
+    }
+    let Ok(entries) = std::fs::read_dir(jobs_dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if retained.in_use.contains(&name) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age >= retention);
+        if old && entry.path().is_dir() {
+            remove(&entry.path());
+        }
+    }
+    removed
+}
 
 /// Everything the executor needs from the node.
 pub struct ExecutorOptions {
@@ -166,6 +204,8 @@ impl Executor {
                 views,
             }),
         };
+        let e = exec.clone();
+        tokio::spawn(async move { e.sweep_work_dirs().await });
         for id in resumed {
             let e = exec.clone();
             tokio::spawn(async move { e.push_log(id).await });
@@ -173,6 +213,52 @@ impl Executor {
             tokio::spawn(async move { e.settle(id).await });
         }
         exec
+    }
+
+    /// Removes work dirs past their retention, once at start and then every
+    /// [`SWEEP_EVERY`] until the node stops: a finished run's (its outputs
+    /// are then gone for fetches), and any dir under the jobs dir that no
+    /// run uses and that nobody wrote in for the retention (a run from
+    /// before a restart). A running job's dir is never touched.
+    async fn sweep_work_dirs(&self) {
+        let o = &self.inner.options;
+        let retention = Duration::from_secs(o.settings.work_retention_secs);
+        loop {
+            let before = Timestamp(
+                now()
+                    .0
+                    .saturating_sub(o.settings.work_retention_secs.saturating_mul(1000)),
+            );
+            let (reply, answer) = oneshot::channel();
+            if self
+                .inner
+                .commands
+                .send(Command::Retention { before, reply })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let Ok(retained) = answer.await else {
+                return;
+            };
+            let jobs_dir = o.jobs_dir.clone();
+            let removed =
+                tokio::task::spawn_blocking(move || sweep(&jobs_dir, &retained, retention))
+                    .await
+                    .unwrap_or(0);
+            if removed > 0 {
+                info!(
+                    removed,
+                    retention_secs = retention.as_secs(),
+                    "work dirs past their retention removed"
+                );
+            }
+            tokio::select! {
+                () = o.cancel.cancelled() => return,
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
+        }
     }
 
     /// Runs as the API shows them, newest first, and the total settled:

@@ -17,8 +17,8 @@
 
 use agora_protocol::offer::MAX_GPUS;
 use agora_protocol::{
-    Amount, Benchmark, BenchmarkMethod, Energy, Offer, PublicKey, Timestamp, ValidationError,
-    WireMessage,
+    Amount, Benchmark, BenchmarkMethod, Energy, Offer, PublicKey, SandboxLimits, Timestamp,
+    ValidationError, WireMessage,
 };
 
 use crate::config::{NodeSection, ProviderConfig};
@@ -164,6 +164,8 @@ pub struct OfferTerms {
     pub ttl_secs: u64,
     /// Jobs may reach the network (`runtime.allow_network`).
     pub network: bool,
+    /// What bounds each job (the runtime's limits).
+    pub limits: SandboxLimits,
 }
 
 impl OfferTerms {
@@ -177,6 +179,7 @@ impl OfferTerms {
             runtimes: config.runtimes.clone(),
             ttl_secs: node.offer_ttl_secs,
             network: false,
+            limits: SandboxLimits::default(),
         }
     }
 
@@ -191,6 +194,7 @@ impl OfferTerms {
     ) -> Offer {
         Offer {
             network: self.network,
+            limits: self.limits,
             provider: self.provider,
             slot: slot.slot,
             sequence,

@@ -227,6 +227,7 @@ pub(crate) mod tests {
     /// An order any of its GPUs fits, from key seed 2.
     pub(crate) fn order(nonce: u8) -> Order {
         Order {
+            needs: agora_protocol::SandboxLimits::default(),
             network: false,
             requester: Keypair::from_seed(&[2; 32]).public(),
             nonce: vec![nonce; 16],

@@ -5,7 +5,8 @@
 use agora_client::api::{JobSpec, JobState};
 use agora_protocol::matching::{bid_admissible, compare_bids};
 use agora_protocol::{
-    Amount, Bid, Decline, LeaseTerms, Offer, Order, OrderId, PublicKey, Signed, Timestamp,
+    Amount, Bid, Decline, LeaseTerms, Offer, Order, OrderId, PublicKey, SandboxLimits, Signed,
+    Timestamp,
 };
 use libp2p::PeerId;
 use tracing::info;
@@ -32,6 +33,7 @@ struct Proposal<'a> {
     gpu_model: &'a str,
     price: Amount,
     simulated: bool,
+    limits: SandboxLimits,
 }
 
 impl<'a> Proposal<'a> {
@@ -42,6 +44,7 @@ impl<'a> Proposal<'a> {
             gpu_model: &bid.gpu_model,
             price: bid.price_per_gpu_hour,
             simulated: bid.simulated,
+            limits: bid.limits,
         }
     }
     fn of_offer(offer: &'a Offer) -> Self {
@@ -51,6 +54,7 @@ impl<'a> Proposal<'a> {
             gpu_model: &offer.gpu_model,
             price: offer.price_per_gpu_hour,
             simulated: offer.simulated,
+            limits: offer.limits,
         }
     }
 }
@@ -335,6 +339,7 @@ impl Requester {
             starts_at: now,
             escrow,
             simulated: p.simulated,
+            limits: p.limits,
         };
         let proposal = match Signed::sign(terms, &self.key) {
             Ok(p) => p,

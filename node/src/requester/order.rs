@@ -9,7 +9,8 @@ use agora_client::api::JobSpec;
 use agora_protocol::offer::{MAX_GPUS, MAX_MODEL_LEN, MAX_REGION_LEN};
 use agora_protocol::order::{MAX_BID_WINDOW_MS, MAX_DURATION_SECS};
 use agora_protocol::{
-    Amount, Energy, InputFile, JobPayload, LeaseId, Order, PublicKey, Timestamp, WireMessage,
+    Amount, Energy, InputFile, JobPayload, LeaseId, Order, PublicKey, SandboxLimits, Timestamp,
+    WireMessage,
 };
 use base64::Engine as _;
 
@@ -162,6 +163,14 @@ pub fn order_from_spec(
 
     Ok(Order {
         network: spec.constraints.network,
+        needs: SandboxLimits {
+            pids: resources.processes,
+            memory_mib: resources.memory_mib,
+            disk_mib: resources.disk_mib,
+            tmp_mib: resources.tmp_mib,
+            cpu_weight: 0,
+            cgroup: constraints.enforced_limits,
+        },
         requester: *requester,
         nonce: nonce.to_vec(),
         gpu_count: resources.gpus,

@@ -55,6 +55,7 @@ fn order(nonce: u8) -> Order {
 
 fn bid(order: OrderId, p: &Keypair, price: u64) -> Signed<Bid> {
     let bid = Bid {
+        limits: agora_protocol::SandboxLimits::default(),
         order_id: order,
         provider: p.public(),
         slot: 0,

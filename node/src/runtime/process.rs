@@ -17,6 +17,13 @@
 //! exec bit, missing interpreter) ends as `Exit::Code(1)` with bwrap's
 //! message on stderr.
 //!
+//! Limits (`limits.rs`): a cgroup per job bounds its processes, memory
+//! (its `/tmp` tmpfs included) and CPU weight where the node can make
+//! one; its work dir is bounded on disk while it runs; it inherits no
+//! descriptor but 0–2. Once it ends, everything in its work dir but its
+//! outputs is removed (the outputs go after `runtime.work_retention_secs`,
+//! see the executor).
+//!
 //! Without a working bubblewrap, and only when the provider set
 //! `runtime.allow_unsandboxed`, jobs run as plain processes: own process
 //! group, cleared environment, work dir as current directory, time limit
@@ -37,10 +44,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use agora_protocol::SandboxLimits;
+use agora_protocol::run::SandboxLimit;
+
 use crate::config::RuntimeSection;
 use crate::runtime::{Exit, Outcome, RunEvent, RunSpec, Runtime, RuntimeError, Stream};
 
 pub(crate) mod collect;
+pub mod limits;
 pub(crate) mod output;
 pub(crate) mod sandbox;
 mod tree;
@@ -61,6 +72,9 @@ pub struct ProcessRuntime {
     hidden: Vec<PathBuf>,
     /// The bubblewrap binary; `None` when jobs run unsandboxed.
     bwrap: Option<PathBuf>,
+    /// Where jobs' cgroups are made; `None`: processes, memory and CPU
+    /// weight are not limited here.
+    cgroups: Option<limits::Cgroups>,
 }
 
 /// How the wait for a job ended.
@@ -68,6 +82,8 @@ enum Ended {
     Exited(ExitStatus),
     TimeLimit,
     Cancelled,
+    /// Its work dir held this many bytes, over the disk limit.
+    Disk(u64),
 }
 
 impl ProcessRuntime {
@@ -99,11 +115,64 @@ impl ProcessRuntime {
                 )));
             }
         };
+        let cgroups = match limits::Cgroups::detect(settings.cgroup.as_deref()) {
+            Ok(found) => {
+                tracing::info!(
+                    kind = found.kind(),
+                    max_pids = settings.max_pids,
+                    max_memory_mib = settings.max_memory_mib,
+                    cpu_weight = settings.cpu_weight,
+                    "each job gets a cgroup of its own"
+                );
+                Some(found)
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    %reason,
+                    "jobs' processes, memory and CPU weight are NOT limited: no cgroup this \
+                     node can use (its disk and file descriptors still are; offers say \
+                     cgroup = false)"
+                );
+                None
+            }
+        };
         Ok(Self {
             settings,
             hidden,
             bwrap,
+            cgroups,
         })
+    }
+
+    /// The limits of one job here, as the runtime enforces them.
+    fn job_limits(&self) -> limits::Limits {
+        let s = &self.settings;
+        limits::Limits {
+            pids: s.max_pids,
+            memory_bytes: s.max_memory_mib << 20,
+            tmp_bytes: if self.sandboxed() { s.tmp_mib << 20 } else { 0 },
+            disk_bytes: s.max_disk_mib << 20,
+            cpu_weight: s.cpu_weight,
+        }
+    }
+
+    /// Why the job's command could not be spawned.
+    fn spawn_error(&self, spec: &RunSpec, e: &std::io::Error) -> RuntimeError {
+        match (&self.bwrap, e.kind()) {
+            (Some(bwrap), _) => RuntimeError::Unavailable(format!(
+                "cannot start bubblewrap at {}: {e}",
+                bwrap.display()
+            )),
+            (None, std::io::ErrorKind::NotFound) => {
+                RuntimeError::Start(format!("program {:?} not found", spec.command[0]))
+            }
+            (None, _) => RuntimeError::Start(format!("{:?}: {e}", spec.command[0])),
+        }
+    }
+
+    /// Where jobs' cgroups are made, if anywhere.
+    pub fn cgroups(&self) -> Option<&limits::Cgroups> {
+        self.cgroups.as_ref()
     }
 
     /// Whether jobs run inside bubblewrap (`false` only when the provider
@@ -131,7 +200,8 @@ impl ProcessRuntime {
             .ok_or_else(|| RuntimeError::Start("the command is empty".to_owned()))?;
         let mut cmd = match &self.bwrap {
             Some(bwrap) => {
-                let (args, binds) = sandbox::job_args(spec, work_dir, &self.hidden);
+                let (args, binds) =
+                    sandbox::job_args(spec, work_dir, &self.hidden, self.job_limits().tmp_bytes);
                 let env = sandbox::job_env(spec, sandbox::WORK, sandbox::OUTPUT);
                 let path = env
                     .get("PATH")
@@ -173,19 +243,39 @@ impl ProcessRuntime {
         cancel: CancellationToken,
     ) -> Result<Outcome, RuntimeError> {
         let work_dir = super::prepare_work_dir(&spec).await?;
-        let mut child =
-            self.command(&spec, &work_dir)?
-                .spawn()
-                .map_err(|e| match (&self.bwrap, e.kind()) {
-                    (Some(bwrap), _) => RuntimeError::Unavailable(format!(
-                        "cannot start bubblewrap at {}: {e}",
-                        bwrap.display()
-                    )),
-                    (None, std::io::ErrorKind::NotFound) => {
-                        RuntimeError::Start(format!("program {:?} not found", spec.command[0]))
-                    }
-                    (None, _) => RuntimeError::Start(format!("{:?}: {e}", spec.command[0])),
-                })?;
+        let limits = self.job_limits();
+        let mut command = self.command(&spec, &work_dir)?;
+        let cgroup = match &self.cgroups {
+            Some(found) => {
+                let name = format!("agora-job-{}", spec.lease_id);
+                let found = found.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || found.create(&name, &limits))
+                        .await
+                        .map_err(|e| RuntimeError::Io(std::io::Error::other(e)))?
+                        .map_err(RuntimeError::Unavailable)?,
+                )
+            }
+            None => None,
+        };
+        let entries = match cgroup.as_ref().map(limits::JobCgroup::entries) {
+            None => Ok(Vec::new()),
+            Some(Ok(entries)) => Ok(entries),
+            Some(Err(e)) => Err(RuntimeError::Unavailable(e)),
+        };
+        let spawned = entries.and_then(|entries| {
+            limits::confine(&mut command, entries, limits.disk_bytes);
+            command.spawn().map_err(|e| self.spawn_error(&spec, &e))
+        });
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(group) = cgroup {
+                    let _ = tokio::task::spawn_blocking(move || group.remove()).await;
+                }
+                return Err(e);
+            }
+        };
         let group = child.id().unwrap_or(0);
         tracing::info!(pid = group, sandboxed = self.sandboxed(), "job started");
         let _ = events.send(RunEvent::Started).await;
@@ -209,13 +299,28 @@ impl ProcessRuntime {
             )));
         }
 
-        let ended = tokio::select! {
-            biased;
-            status = child.wait() => Ended::Exited(status?),
-            () = cancel.cancelled() => Ended::Cancelled,
-            () = tokio::time::sleep(spec.time_limit) => Ended::TimeLimit,
+        let deadline = tokio::time::sleep(spec.time_limit);
+        tokio::pin!(deadline);
+        let mut disk_poll = tokio::time::interval(limits::DISK_POLL);
+        let ended = loop {
+            tokio::select! {
+                biased;
+                status = child.wait() => break Ended::Exited(status?),
+                () = cancel.cancelled() => break Ended::Cancelled,
+                () = &mut deadline => break Ended::TimeLimit,
+                _ = disk_poll.tick(), if limits.disk_bytes > 0 => {
+                    let dir = work_dir.clone();
+                    let used = tokio::task::spawn_blocking(move || limits::disk_usage(&dir))
+                        .await
+                        .unwrap_or(0);
+                    if used > limits.disk_bytes {
+                        break Ended::Disk(used);
+                    }
+                }
+            }
         };
-        let exit = match ended {
+        let mut reason = None;
+        let mut exit = match ended {
             Ended::Exited(status) => {
                 // Background processes left in the job's group go too.
                 tree::kill_all(group, &[]);
@@ -229,7 +334,41 @@ impl ProcessRuntime {
                 kill_tree(&mut child, group).await?;
                 Exit::Cancelled
             }
+            Ended::Disk(used) => {
+                kill_tree(&mut child, group).await?;
+                reason = Some(format!(
+                    "its work dir held {} MiB, over the sandbox's disk limit of {} MiB \
+                     (runtime.max_disk_mib); stopped",
+                    used >> 20,
+                    limits.disk_bytes >> 20
+                ));
+                Exit::Limit(SandboxLimit::Disk)
+            }
         };
+        if let Some(group) = cgroup {
+            // Whatever left the job's session and process group is still in
+            // its cgroup: it goes now, and then the cgroup.
+            let hit = tokio::task::spawn_blocking(move || {
+                let hit = group.hit();
+                group.remove();
+                hit
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some((limit, text)) = limit_reached(hit, &exit, &limits) {
+                exit = Exit::Limit(limit);
+                reason = Some(text);
+            }
+        }
+        if exit == Exit::Signal(nix::sys::signal::Signal::SIGXFSZ as i32) {
+            exit = Exit::Limit(SandboxLimit::Disk);
+            reason = Some(format!(
+                "it wrote a file larger than the sandbox's disk limit of {} MiB \
+                 (runtime.max_disk_mib) and was killed",
+                limits.disk_bytes >> 20
+            ));
+        }
         tracing::info!(?exit, "job ended");
 
         let drained = tokio::time::timeout(DRAIN_WAIT, async {
@@ -270,12 +409,13 @@ impl ProcessRuntime {
             tokio::task::spawn_blocking(move || collect::collect(&dir, max_files, max_bytes))
                 .await
                 .map_err(|e| RuntimeError::Io(std::io::Error::other(e)))??;
+        remove_scratch(&work_dir, &self.hidden).await;
         Ok(Outcome {
             exit,
             outputs,
             output_dir,
             outputs_note,
-            reason: None,
+            reason,
         })
     }
 }
@@ -284,6 +424,22 @@ impl ProcessRuntime {
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &str {
         "process"
+    }
+
+    fn limits(&self) -> SandboxLimits {
+        // Without a cgroup nothing bounds processes, memory or CPU: the
+        // offer says so with zeros (no limit), not with figures that no
+        // kernel enforces.
+        let l = self.job_limits();
+        let cgroup = self.cgroups.is_some();
+        SandboxLimits {
+            pids: if cgroup { l.pids } else { 0 },
+            memory_mib: if cgroup { l.memory_bytes >> 20 } else { 0 },
+            disk_mib: l.disk_bytes >> 20,
+            tmp_mib: l.tmp_bytes >> 20,
+            cpu_weight: if cgroup { l.cpu_weight } else { 0 },
+            cgroup,
+        }
     }
 
     async fn health(&self) -> Result<(), RuntimeError> {
@@ -318,6 +474,61 @@ async fn kill_tree(child: &mut Child, group: u32) -> Result<(), RuntimeError> {
         tracing::warn!(?pids, "some of the job's processes outlived SIGKILL");
     }
     Ok(())
+}
+
+/// The limit the kernel enforced on a job whose run ended with `exit`,
+/// with the figure for a person: an OOM kill is the memory limit; a
+/// refused fork is the pids limit when the job then failed (a job that
+/// copes with a refused fork and exits 0 succeeded).
+fn limit_reached(
+    hit: Option<SandboxLimit>,
+    exit: &Exit,
+    limits: &limits::Limits,
+) -> Option<(SandboxLimit, String)> {
+    match (hit?, exit) {
+        (SandboxLimit::Memory, Exit::Signal(_) | Exit::Code(1..)) => Some((
+            SandboxLimit::Memory,
+            format!(
+                "it reached the sandbox's memory limit of {} MiB, its /tmp included \
+                 (runtime.max_memory_mib), and the kernel killed it",
+                limits.memory_bytes >> 20
+            ),
+        )),
+        (SandboxLimit::Pids, Exit::Signal(_)) | (SandboxLimit::Pids, Exit::Code(1..)) => Some((
+            SandboxLimit::Pids,
+            format!(
+                "it reached the sandbox's limit of {} processes and threads \
+                 (runtime.max_pids): a fork was refused",
+                limits.pids
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Removes everything in a finished job's work dir but its outputs
+/// (`out/`): inputs and scratch files take no disk after the run. A path
+/// the node hides from jobs, or one holding such a path, is left alone.
+async fn remove_scratch(work_dir: &Path, hidden: &[PathBuf]) {
+    let Ok(mut entries) = tokio::fs::read_dir(work_dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry.file_name() == "out" {
+            continue;
+        }
+        let path = entry.path();
+        if hidden.iter().any(|h| h.starts_with(&path)) {
+            continue;
+        }
+        let removed = match entry.file_type().await {
+            Ok(t) if t.is_dir() => tokio::fs::remove_dir_all(&path).await,
+            _ => tokio::fs::remove_file(&path).await,
+        };
+        if let Err(e) = removed {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a finished job's file");
+        }
+    }
 }
 
 /// The job's exit as the runtime reports it (see the module docs for

@@ -149,6 +149,10 @@ fn job() -> SubmitJob {
                 min_vram_gib: 0,
                 min_tflops: 0.0,
                 min_compute_capability: 0.0,
+                memory_mib: 0,
+                disk_mib: 0,
+                tmp_mib: 0,
+                processes: 0,
             },
             constraints: Constraints {
                 allow_simulated: true,

@@ -62,6 +62,7 @@ async fn fake_provider(policy: Policy) -> FakeProvider {
                 NetworkEvent::Order { order, .. } => {
                     let o = order.message();
                     let bid = Bid {
+                        limits: agora_protocol::SandboxLimits::default(),
                         order_id: o.id(),
                         provider: key.public(),
                         slot: 0,

@@ -88,6 +88,7 @@ pub fn lease(
     nonce: u8,
 ) -> Lease {
     let terms = LeaseTerms {
+        limits: crate::limits::SandboxLimits::default(),
         order_id: OrderId([nonce; 32]),
         requester: requester.public(),
         provider: provider.public(),

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 fn offer(key: &Keypair) -> Offer {
     Offer {
+        limits: agora_protocol::SandboxLimits::default(),
         network: false,
         provider: key.public(),
         slot: 3,
@@ -42,6 +43,7 @@ fn offer(key: &Keypair) -> Offer {
 fn lease(requester: &Keypair, provider: &Keypair) -> Lease {
     let price = Amount(2_000_000);
     let terms = LeaseTerms {
+        limits: agora_protocol::SandboxLimits::default(),
         order_id: OrderId([4; 32]),
         requester: requester.public(),
         provider: provider.public(),

@@ -30,6 +30,7 @@ fn bidder() -> Bidder {
 
 fn order(nonce: u8, gpus: u32, model: Option<&str>) -> Order {
     Order {
+        needs: agora_protocol::SandboxLimits::default(),
         network: false,
         requester: requester_key().public(),
         nonce: vec![nonce; 16],
@@ -68,6 +69,7 @@ fn decline(decision: Decision) -> Decline {
 
 fn terms_for(bid: &Bid, starts_at: Timestamp) -> LeaseTerms {
     LeaseTerms {
+        limits: agora_protocol::SandboxLimits::default(),
         order_id: bid.order_id,
         requester: requester_key().public(),
         provider: bid.provider,
@@ -356,6 +358,7 @@ fn the_instant_path_reserves_fresh_gpus_at_the_offer_price() {
     let offer = bidder.offers(NOW)[0].clone();
     let price = offer.price_per_gpu_hour;
     let mut terms = LeaseTerms {
+        limits: agora_protocol::SandboxLimits::default(),
         order_id: OrderId([7; 32]),
         requester: requester_key().public(),
         provider: provider_key().public(),

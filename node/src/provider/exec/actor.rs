@@ -9,7 +9,7 @@
 //! it and it cannot block a task beyond the channel's bound.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,15 @@ pub(super) struct Snapshot {
     pub(super) busy_gpus: Vec<u32>,
 }
 
+/// What the retention sweep may remove and must keep.
+#[derive(Debug, Default)]
+pub(super) struct Retained {
+    /// Work dirs of runs that ended before the cut: removed now.
+    pub(super) expired: Vec<PathBuf>,
+    /// Names (lease ids) of the work dirs runs still use.
+    pub(super) in_use: std::collections::HashSet<String>,
+}
+
 /// What the actor is asked.
 pub(super) enum Command {
     /// A payload passed its checks: start a run unless there is one.
@@ -58,6 +67,12 @@ pub(super) enum Command {
     },
     /// The admitted run could not be made durable: forget it.
     Forget { id: LeaseId },
+    /// The retention sweep: work dirs of runs that ended before `before`
+    /// (their outputs are marked gone), and which dirs runs still use.
+    Retention {
+        before: Timestamp,
+        reply: oneshot::Sender<Retained>,
+    },
     /// A peer's control message.
     Control {
         peer: PeerId,
@@ -285,6 +300,9 @@ impl Actor {
                 self.runs.remove(&id);
                 self.publish();
             }
+            Command::Retention { before, reply } => {
+                let _ = reply.send(self.handle_retention(before));
+            }
             Command::Control {
                 peer,
                 control,
@@ -375,12 +393,45 @@ impl Actor {
             return Source::Refused(format!("{:?} is not an output of this job", fetch.path));
         };
         let Some(dir) = record.output_dir.clone() else {
-            return Source::Refused("the job's outputs are gone".into());
+            return Source::Refused(
+                "the job's outputs were removed: this provider keeps them \
+                 runtime.work_retention_secs after the run ends"
+                    .into(),
+            );
         };
         Source::File {
             dir,
             file: file.clone(),
         }
+    }
+
+    fn handle_retention(&mut self, before: Timestamp) -> Retained {
+        let mut retained = Retained::default();
+        let mut changed = Vec::new();
+        for (id, run) in &mut self.runs {
+            let record = &mut run.record;
+            let expired = record.ended_at.is_some_and(|at| at < before);
+            match record.output_dir.take() {
+                Some(dir) if expired => {
+                    retained
+                        .expired
+                        .push(dir.parent().map_or(dir.clone(), Path::to_path_buf));
+                    changed.push(*id);
+                }
+                Some(dir) => {
+                    record.output_dir = Some(dir);
+                    retained.in_use.insert(id.to_string());
+                }
+                None if record.ended_at.is_none() => {
+                    retained.in_use.insert(id.to_string());
+                }
+                None => {}
+            }
+        }
+        for id in changed {
+            self.persist(&id);
+        }
+        retained
     }
 
     fn handle_watchdog(&mut self, id: &LeaseId, interval: Duration, now: Timestamp) {

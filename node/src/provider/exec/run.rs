@@ -195,6 +195,10 @@ fn describe_exit(exit: &Exit, stop: Option<Stop>) -> (RunEvent, Option<String>) 
             failed(RunFailure::TimeLimit),
             Some("ran out of leased time and was stopped".into()),
         ),
+        Exit::Limit(limit) => (
+            failed(RunFailure::Limit { limit: *limit }),
+            Some(format!("stopped at the sandbox's {} limit", limit.name())),
+        ),
         Exit::Cancelled => match stop {
             Some(Stop::RequesterSilent { secs }) => (
                 failed(RunFailure::RequesterSilent),

@@ -18,6 +18,7 @@ pub(super) fn lease_for(order_id: OrderId) -> (Keypair, Keypair, Lease) {
     let provider = Keypair::from_seed(&[2; 32]);
     let price = Amount(3_600);
     let terms = LeaseTerms {
+        limits: agora_protocol::SandboxLimits::default(),
         order_id,
         requester: requester.public(),
         provider: provider.public(),

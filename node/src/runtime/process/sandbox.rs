@@ -100,8 +100,9 @@ impl Mounts {
     }
 
     /// The read-only system: `/usr`, the roots as the host has them, the
-    /// allowed part of `/etc`, then fresh `/proc`, `/dev` and `/tmp`.
-    pub(super) fn system(&mut self) {
+    /// allowed part of `/etc`, then fresh `/proc`, `/dev` and `/tmp` (a
+    /// tmpfs of `tmp_bytes`, unless 0).
+    pub(super) fn system(&mut self, tmp_bytes: u64) {
         self.bind("--ro-bind", Path::new("/usr"), Path::new("/usr"));
         for root in ROOTS {
             let path = Path::new("/").join(root);
@@ -130,6 +131,10 @@ impl Mounts {
         }
         self.push(&["--proc".as_ref(), "/proc".as_ref()]);
         self.push(&["--dev".as_ref(), "/dev".as_ref()]);
+        if tmp_bytes > 0 {
+            let size = OsString::from(tmp_bytes.to_string());
+            self.push(&["--size".as_ref(), size.as_os_str()]);
+        }
         self.push(&["--tmpfs".as_ref(), "/tmp".as_ref()]);
     }
 
@@ -254,12 +259,13 @@ pub(super) fn job_args(
     spec: &RunSpec,
     work_dir: &Path,
     hidden: &[PathBuf],
+    tmp_bytes: u64,
 ) -> (Vec<OsString>, Vec<Bind>) {
     let mut m = Mounts {
         args: isolation(spec.network),
         binds: Vec::new(),
     };
-    m.system();
+    m.system(tmp_bytes);
     if !spec.gpu_uuids.is_empty() {
         m.gpus();
     }
@@ -275,13 +281,14 @@ pub(super) fn job_args(
     (m.args, m.binds)
 }
 
-/// The probe: the same system layout running `true`.
+/// The probe: the same system layout (a sized `/tmp` included) running
+/// `true`.
 pub(super) fn probe_args() -> Vec<OsString> {
     let mut m = Mounts {
         args: isolation(false),
         binds: Vec::new(),
     };
-    m.system();
+    m.system(1 << 20);
     m.push(&["--clearenv".as_ref(), "--setenv".as_ref(), "PATH".as_ref()]);
     m.push(&[DEFAULT_PATH.as_ref(), "--".as_ref(), "true".as_ref()]);
     m.args

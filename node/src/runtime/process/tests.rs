@@ -50,9 +50,17 @@ fn unsandboxed() -> ProcessRuntime {
     rt
 }
 
+/// A lease id of its own for each run: it names the run's cgroup, and
+/// tests run at once.
+fn lease_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("00aa11bb{:08x}{n:08x}", std::process::id())
+}
+
 fn spec(dir: &Path, command: &[&str]) -> RunSpec {
     RunSpec {
-        lease_id: "00aa11bb".to_owned(),
+        lease_id: lease_id(),
         command: command.iter().map(|s| (*s).to_owned()).collect(),
         env: Vec::new(),
         inputs: Vec::new(),
@@ -428,6 +436,7 @@ async fn environment_is_ours_and_the_jobs() {
         ("HOME".to_owned(), "/work/home".to_owned()),
     ];
     s.gpu_indices = vec![0, 2];
+    let lease = s.lease_id.clone();
     let ran = run(&need!(runtime()), s).await;
     let mut env = env_of(&ran.stdout());
     // The shell bwrap starts may export its working directory.
@@ -437,7 +446,7 @@ async fn environment_is_ours_and_the_jobs() {
         ("HOME", "/work/home"),
         ("MY_VAR", "mine"),
         ("AGORA_OUTPUT", "/work/out"),
-        ("AGORA_LEASE_ID", "00aa11bb"),
+        ("AGORA_LEASE_ID", lease.as_str()),
         ("CUDA_VISIBLE_DEVICES", "0,2"),
         ("NVIDIA_VISIBLE_DEVICES", "0,2"),
     ]
@@ -620,4 +629,261 @@ async fn health_is_ok_with_bwrap() {
     let rt = need!(runtime());
     assert_eq!(rt.name(), "process");
     rt.health().await.unwrap();
+}
+
+// ---- Limits (limits.rs): cgroups, /tmp's size, disk, descriptors ----
+
+/// A sandboxed runtime with `settings` whose jobs get cgroups, or the
+/// test returns (having said why).
+fn with_cgroups(settings: RuntimeSection) -> Option<ProcessRuntime> {
+    let rt = sandboxed(settings, Vec::new())?;
+    if rt.cgroups().is_none() {
+        let why = limits::Cgroups::detect(None).err().unwrap_or_default();
+        super::for_tests::skip(&format!(
+            "no cgroup this process can make job cgroups in: {why}"
+        ));
+        return None;
+    }
+    Some(rt)
+}
+
+fn limited(f: impl FnOnce(&mut RuntimeSection)) -> RuntimeSection {
+    let mut s = RuntimeSection::default();
+    f(&mut s);
+    s
+}
+
+/// Where a run's cgroup is (or was) in each hierarchy.
+fn cgroup_dirs(rt: &ProcessRuntime, lease: &str) -> Vec<PathBuf> {
+    let name = format!("agora-job-{lease}");
+    match rt.cgroups() {
+        Some(limits::Cgroups::V1 { pids, memory, cpu }) => {
+            vec![pids.join(&name), memory.join(&name), cpu.join(&name)]
+        }
+        Some(limits::Cgroups::V2 { parent }) => vec![parent.join(&name)],
+        None => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_job_cannot_fork_past_its_pids_limit() {
+    let rt = need!(with_cgroups(limited(|s| s.max_pids = 32)));
+    let dir = temp();
+    // 100 sleepers at once; the shell's fork fails at the limit.
+    let spec = sh(
+        dir.path(),
+        "i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; echo all; wait",
+    );
+    let lease = spec.lease_id.clone();
+    let ran = run(&rt, spec).await;
+    let outcome = ran.outcome();
+    assert_eq!(
+        outcome.exit,
+        Exit::Limit(SandboxLimit::Pids),
+        "{}",
+        ran.stderr()
+    );
+    assert!(!ran.stdout().contains("all"), "{}", ran.stdout());
+    let reason = outcome.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("limit of 32 processes"), "{reason}");
+    // Its cgroup is gone with it, and so are the sleepers.
+    for dir in cgroup_dirs(&rt, &lease) {
+        assert!(!dir.exists(), "{} outlived the job", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn memory_limit_covers_the_jobs_tmp() {
+    let rt = need!(with_cgroups(limited(|s| {
+        s.max_memory_mib = 96;
+        s.tmp_mib = 80;
+    })));
+    let dir = temp();
+    // Baseline in the same sandbox: 48 MiB in /tmp alone fits.
+    let fits = run(
+        &rt,
+        sh(dir.path(), "head -c 48M /dev/zero > /tmp/a && echo ok"),
+    )
+    .await;
+    assert_eq!(fits.outcome().exit, Exit::Code(0), "{}", fits.stderr());
+    assert_eq!(fits.stdout(), "ok\n");
+    // The same 48 MiB in /tmp and 64 MiB held by a process pass 96 MiB:
+    // the tmpfs pages are the job's memory, so the kernel's OOM killer ends it.
+    let over = run(
+        &rt,
+        sh(
+            dir.path(),
+            "head -c 48M /dev/zero > /tmp/a && head -c 64M /dev/zero | tail -c 64M > /dev/null",
+        ),
+    )
+    .await;
+    let outcome = over.outcome();
+    assert_eq!(
+        outcome.exit,
+        Exit::Limit(SandboxLimit::Memory),
+        "{}",
+        over.stderr()
+    );
+    let reason = outcome.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("memory limit of 96 MiB"), "{reason}");
+}
+
+#[tokio::test]
+async fn tmp_is_a_tmpfs_of_the_configured_size() {
+    let rt = need!(sandboxed(limited(|s| s.tmp_mib = 8), Vec::new()));
+    let dir = temp();
+    let ran = run(&rt, sh(dir.path(), "head -c 16M /dev/zero > /tmp/big")).await;
+    assert_eq!(ran.outcome().exit, Exit::Code(1));
+    assert!(
+        ran.stderr().contains("No space left on device"),
+        "{}",
+        ran.stderr()
+    );
+}
+
+#[tokio::test]
+async fn disk_limit_stops_a_job_while_it_writes() {
+    let rt = need!(sandboxed(
+        limited(|s| {
+            s.max_disk_mib = 8;
+            s.max_output_bytes = 8 << 20;
+        }),
+        Vec::new()
+    ));
+    let dir = temp();
+    // 1 MiB files, one every 50 ms, forever: only the watchdog ends it.
+    let ran = run(
+        &rt,
+        sh(
+            dir.path(),
+            "i=0; while :; do head -c 1M /dev/zero > \"$AGORA_OUTPUT/f$i\"; i=$((i+1)); \
+             sleep 0.05; done",
+        ),
+    )
+    .await;
+    let outcome = ran.outcome();
+    assert_eq!(outcome.exit, Exit::Limit(SandboxLimit::Disk));
+    let reason = outcome.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("over the sandbox's disk limit of 8 MiB"),
+        "{reason}"
+    );
+    // Overshoot is at most what it writes in about one poll (1 s).
+    let used = limits::disk_usage(&dir.path().join("job"));
+    assert!(used < 40 << 20, "{} MiB on disk", used >> 20);
+
+    // One file larger than the limit is refused by RLIMIT_FSIZE at once.
+    let dir = temp();
+    let big = run(
+        &rt,
+        sh(dir.path(), "head -c 16M /dev/zero > \"$AGORA_OUTPUT/big\""),
+    )
+    .await;
+    assert_eq!(big.outcome().exit, Exit::Limit(SandboxLimit::Disk));
+    let reason = big.outcome().reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("a file larger than"), "{reason}");
+}
+
+#[tokio::test]
+async fn no_inherited_descriptor_reaches_the_job() {
+    use std::os::fd::AsRawFd;
+    // A descriptor the node inherited: open and not close-on-exec.
+    let file = std::fs::File::open("/etc/hostname").unwrap();
+    nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let fd = file.as_raw_fd();
+    let probe = format!("if [ -e /proc/self/fd/{fd} ]; then echo leaked; else echo none; fi");
+    // Baseline: a plain child of this process does see it.
+    let plain = std::process::Command::new("sh")
+        .args(["-c", &probe])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "leaked\n");
+    let dir = temp();
+    let rt = unsandboxed();
+    let ran = run(&rt, sh(dir.path(), &probe)).await;
+    assert_eq!(ran.stdout(), "none\n", "unsandboxed");
+    let rt = need!(runtime());
+    let ran = run(&rt, sh(dir.path(), &probe)).await;
+    assert_eq!(ran.stdout(), "none\n", "sandboxed");
+    drop(file);
+}
+
+#[tokio::test]
+async fn a_process_that_leaves_the_session_dies_with_its_cgroup() {
+    let settings = RuntimeSection {
+        bwrap: Some("/nonexistent/bwrap".into()),
+        allow_unsandboxed: true,
+        ..RuntimeSection::default()
+    };
+    let rt = ProcessRuntime::new(settings, Vec::new()).unwrap();
+    if rt.cgroups().is_none() {
+        let why = limits::Cgroups::detect(None).err().unwrap_or_default();
+        super::for_tests::skip(&format!(
+            "no cgroup this process can make job cgroups in: {why}"
+        ));
+        return;
+    }
+    let dir = temp();
+    let marker = format!("agora-escapee-{}", lease_id());
+    // A new session, reparented when the shell exits: no tree walk or
+    // process group reaches it, only its cgroup does.
+    let ran = run(
+        &rt,
+        sh(
+            dir.path(),
+            &format!("setsid sh -c 'sleep 300; : {marker}' & sleep 0.2; echo out"),
+        ),
+    )
+    .await;
+    assert_eq!(ran.outcome().exit, Exit::Code(0));
+    assert_eq!(processes_with(&marker), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn only_the_outputs_stay_after_the_run() {
+    let rt = need!(runtime());
+    let dir = temp();
+    let mut spec = sh(
+        dir.path(),
+        "mkdir -p scratch/deep && head -c 1M /dev/zero > scratch/deep/x && echo r > \"$AGORA_OUTPUT/r\"",
+    );
+    spec.inputs = vec![("in/data.txt".to_owned(), b"input".to_vec())];
+    let ran = run(&rt, spec).await;
+    assert_eq!(ran.outcome().exit, Exit::Code(0));
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("job"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["out".to_owned()]);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("job/out/r")).unwrap(),
+        "r\n"
+    );
+}
+
+#[tokio::test]
+async fn offers_state_the_limits_as_enforced() {
+    let rt = unsandboxed();
+    let stated = rt.limits();
+    let settings = RuntimeSection::default();
+    assert_eq!(stated.disk_mib, settings.max_disk_mib);
+    // Unsandboxed, /tmp is the host's: no size of ours to state.
+    assert_eq!(stated.tmp_mib, 0);
+    if rt.cgroups().is_some() {
+        assert!(stated.cgroup);
+        assert_eq!(stated.pids, settings.max_pids);
+        assert_eq!(stated.memory_mib, settings.max_memory_mib);
+        assert_eq!(stated.cpu_weight, settings.cpu_weight);
+    } else {
+        // Nothing enforces them: stated as no limit.
+        assert!(!stated.cgroup);
+        assert_eq!(
+            (stated.pids, stated.memory_mib, stated.cpu_weight),
+            (0, 0, 0)
+        );
+    }
 }
