@@ -695,6 +695,35 @@ count = 2
 "#;
 
     #[test]
+    fn runtime_limits_that_cannot_work_are_named() {
+        RuntimeSection::default().validate().unwrap();
+        let bad = |f: fn(&mut RuntimeSection)| {
+            let mut r = RuntimeSection::default();
+            f(&mut r);
+            r.validate().unwrap_err().to_string()
+        };
+        assert!(bad(|r| r.cpu_weight = 0).contains("runtime.cpu_weight"));
+        assert!(bad(|r| r.max_pids = 4).contains("runtime.max_pids"));
+        assert!(bad(|r| r.max_memory_mib = 10).contains("runtime.max_memory_mib"));
+        assert!(bad(|r| r.tmp_mib = r.max_memory_mib).contains("runtime.tmp_mib"));
+        assert!(bad(|r| r.max_disk_mib = 1).contains("runtime.max_output_bytes"));
+        // Zero is "no limit" for each.
+        let none = RuntimeSection {
+            max_pids: 0,
+            max_memory_mib: 0,
+            max_disk_mib: 0,
+            ..RuntimeSection::default()
+        };
+        none.validate().unwrap();
+        let parsed =
+            Config::parse("[runtime]\nmax_pids = 64\nwork_retention_secs = 60\n", "t").unwrap();
+        assert_eq!(
+            (parsed.runtime.max_pids, parsed.runtime.work_retention_secs),
+            (64, 60)
+        );
+    }
+
+    #[test]
     fn parses_the_documented_example() {
         let config = Config::parse(EXAMPLE, "example").unwrap();
         let provider = config.provider.unwrap();

@@ -460,3 +460,39 @@ async fn try_ask<R>(
         Err(mpsc::error::TrySendError::Closed(_)) => Err(stopping()),
     }
 }
+
+#[cfg(test)]
+mod sweep_tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{actor::Retained, sweep};
+
+    fn aged(dir: &std::path::Path, secs: u64) {
+        let at = SystemTime::now() - Duration::from_secs(secs);
+        std::fs::File::open(dir).unwrap().set_modified(at).unwrap();
+    }
+
+    #[test]
+    fn only_unused_dirs_past_the_retention_and_the_expired_go() {
+        let jobs = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let d = jobs.path().join(name);
+            std::fs::create_dir_all(d.join("out")).unwrap();
+            std::fs::write(d.join("out/r"), "r").unwrap();
+            d
+        };
+        let (expired, running, old, fresh) =
+            (dir("expired"), dir("running"), dir("old"), dir("fresh"));
+        for d in [&running, &old] {
+            aged(d, 7200);
+        }
+        let retained = Retained {
+            expired: vec![expired.clone()],
+            in_use: ["running".to_owned()].into_iter().collect(),
+        };
+        assert_eq!(sweep(jobs.path(), &retained, Duration::from_secs(3600)), 2);
+        assert!(!expired.exists() && !old.exists());
+        // In use however old, and unused but recent: kept.
+        assert!(running.join("out/r").exists() && fresh.join("out/r").exists());
+    }
+}

@@ -69,7 +69,7 @@ fn decline(decision: Decision) -> Decline {
 
 fn terms_for(bid: &Bid, starts_at: Timestamp) -> LeaseTerms {
     LeaseTerms {
-        limits: agora_protocol::SandboxLimits::default(),
+        limits: bid.limits,
         order_id: bid.order_id,
         requester: requester_key().public(),
         provider: bid.provider,
@@ -509,4 +509,48 @@ fn an_order_that_needs_the_network_is_declined_at_bid_time_unless_given() {
     let mut again = order(8, 1, None);
     again.network = true;
     assert!(matches!(bidder.on_order(&again, NOW), Decision::Bid(_)));
+}
+
+#[test]
+fn sandbox_limits_are_offered_bid_and_must_be_leased_as_they_are() {
+    let mut bidder = bidder();
+    let limits = agora_protocol::SandboxLimits {
+        pids: 512,
+        memory_mib: 4096,
+        disk_mib: 10_240,
+        tmp_mib: 512,
+        cpu_weight: 100,
+        cgroup: true,
+    };
+    bidder.set_limits(limits);
+    assert!(bidder.offers(NOW).iter().all(|o| o.limits == limits));
+    // An order whose job needs more memory than a job gets here.
+    let mut big = order(7, 1, None);
+    big.needs.memory_mib = 8192;
+    match bidder.on_order(&big, NOW) {
+        Decision::Decline(decline) => {
+            assert_eq!(decline.reason, DeclineReason::Limits, "{decline:?}");
+            assert!(decline.detail.contains("8192 MiB of memory"), "{decline:?}");
+            assert!(decline.detail.contains("4096 MiB"), "{decline:?}");
+        }
+        other => panic!("expected a decline, got {other:?}"),
+    }
+    assert_eq!(bidder.gpu_free(0, NOW), bidder.slots()[0].gpu_total());
+    // One that fits is bid with the limits, and leased with them.
+    let mut fits = order(8, 1, None);
+    fits.needs.memory_mib = 4096;
+    let Decision::Bid(bid) = bidder.on_order(&fits, NOW) else {
+        panic!("expected a bid");
+    };
+    assert_eq!(bid.limits, limits);
+    // Lease terms that promise other limits than this provider's are refused.
+    let mut promised = terms_for(&bid, NOW);
+    promised.limits.memory_mib = 65_536;
+    let err = bidder
+        .on_lease_proposal(&propose(promised), NOW)
+        .unwrap_err();
+    assert!(err.reason.contains("sandbox limits"), "{}", err.reason);
+    bidder
+        .on_lease_proposal(&propose(terms_for(&bid, NOW)), NOW)
+        .unwrap();
 }

@@ -680,6 +680,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retention_lets_go_of_ended_runs_dirs_and_keeps_the_rest() {
+        let cancel = CancellationToken::new();
+        let (_dir, _store, commands, _views) = spawn(&cancel);
+        let (_, _, ended) = lease_for(OrderId([4; 32]));
+        let (_, _, running) = lease_for(OrderId([6; 32]));
+        assert!(matches!(
+            admit(&commands, ended.clone()).await,
+            Admission::Admitted { .. }
+        ));
+        let ending = Ending {
+            at: Timestamp(9_000),
+            exit_code: Some(0),
+            reason: None,
+            outputs: Outputs::new(agora_protocol::Manifest {
+                lease_id: ended.id(),
+                files: Vec::new(),
+                note: String::new(),
+            }),
+            output_dir: PathBuf::from("/jobs/x/out"),
+            event: RunEvent::Exited { code: 0 },
+            detail: "exit status 0".into(),
+        };
+        let update = Update::Ended(Box::new(ending));
+        let id = ended.id();
+        assert!(
+            try_ask(&commands, |reply| Command::Update { id, update, reply })
+                .await
+                .unwrap()
+        );
+        // Its GPUs are free again: another run starts.
+        assert!(matches!(
+            admit(&commands, running.clone()).await,
+            Admission::Admitted { .. }
+        ));
+        let retention =
+            |before| try_ask(&commands, move |reply| Command::Retention { before, reply });
+        // Ended at 9 s: kept until the cut passes it.
+        let kept = retention(Timestamp(9_000)).await.unwrap();
+        assert!(kept.expired.is_empty());
+        assert!(kept.in_use.contains(&ended.id().to_string()));
+        assert!(kept.in_use.contains(&running.id().to_string()));
+        let cut = retention(Timestamp(9_001)).await.unwrap();
+        assert_eq!(cut.expired, vec![PathBuf::from("/jobs/x")]);
+        assert!(!cut.in_use.contains(&ended.id().to_string()));
+        assert!(cut.in_use.contains(&running.id().to_string()));
+        // Once: the outputs are gone for fetches, and not handed out again.
+        let again = retention(Timestamp(99_000)).await.unwrap();
+        assert!(again.expired.is_empty());
+        let record = try_ask(&commands, |reply| Command::Record { id, reply })
+            .await
+            .unwrap();
+        assert_eq!(record.unwrap().output_dir, None);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
     async fn a_run_holds_its_gpus_until_it_ends() {
         let cancel = CancellationToken::new();
         let (_dir, _store, commands, _views) = spawn(&cancel);
