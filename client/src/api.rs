@@ -220,6 +220,12 @@ pub struct OfferView {
     pub simulated: bool,
     /// Runtimes.
     pub runtimes: Vec<String>,
+    /// Jobs may reach the network.
+    #[serde(default)]
+    pub network: bool,
+    /// What bounds each job in the provider's sandbox (zero: no limit).
+    #[serde(default)]
+    pub limits: agora_protocol::SandboxLimits,
     /// Created.
     pub created_at: Timestamp,
     /// Expires.
@@ -478,6 +484,9 @@ pub struct LeaseView {
     /// Where the lease's escrow stands, as this node knows it.
     #[serde(default)]
     pub status: LeaseStatus,
+    /// What bounds the job in the provider's sandbox, as both signed it.
+    #[serde(default)]
+    pub limits: agora_protocol::SandboxLimits,
 }
 
 /// Where a lease's escrow stands.

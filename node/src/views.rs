@@ -34,6 +34,8 @@ pub fn offer_view(offer: &Signed<Offer>) -> OfferView {
         energy: o.energy,
         simulated: o.simulated,
         runtimes: o.runtimes.clone(),
+        network: o.network,
+        limits: o.limits,
         created_at: o.created_at,
         expires_at: o.expires_at,
     }
@@ -72,6 +74,7 @@ pub fn lease_view(lease: &Lease, escrow_locked: bool, status: LeaseStatus) -> Le
         escrow: t.escrow,
         escrow_locked,
         status,
+        limits: t.limits,
     }
 }
 

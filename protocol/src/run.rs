@@ -290,6 +290,16 @@ mod tests {
         .to_proto();
         f.failure = 0;
         assert!(RunEvent::from_proto(&f).is_err());
+        // A limit failure must say which limit.
+        let mut l = RunEvent::Failed {
+            failure: RunFailure::Limit {
+                limit: SandboxLimit::Disk,
+            },
+        }
+        .to_proto();
+        l.limit = 0;
+        let err = RunEvent::from_proto(&l).unwrap_err();
+        assert!(err.contains("unknown limit"), "{err}");
     }
 
     #[test]
@@ -297,6 +307,7 @@ mod tests {
         assert_eq!(RunEvent::Exited { code: 3 }.exit_code(), Some(3));
         assert_eq!(RunEvent::Cancelled.exit_code(), None);
         let ending: Vec<_> = all().into_iter().filter(RunEvent::ends_run).collect();
-        assert_eq!(ending.len(), 8);
+        // Two exits, eight failures, one cancel.
+        assert_eq!(ending.len(), 11);
     }
 }

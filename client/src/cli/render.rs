@@ -622,6 +622,7 @@ mod tests {
             "offers US, order wants EU",
         )];
         j.lease = Some(LeaseView {
+            limits: agora_protocol::SandboxLimits::default(),
             id: "1ea5e".into(),
             order_id: "0a1b2c".into(),
             requester: key(9),

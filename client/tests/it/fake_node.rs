@@ -214,6 +214,7 @@ fn view(id: &str, submit: &SubmitJob, state: JobState) -> JobView {
 
 fn lease(order_id: &str) -> LeaseView {
     LeaseView {
+        limits: agora_protocol::SandboxLimits::default(),
         id: "1ea5e".into(),
         order_id: order_id.into(),
         requester: key(9),

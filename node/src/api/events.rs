@@ -438,6 +438,7 @@ mod tests {
             kind: kind.into(),
         };
         let lease = |starts_at, status| LeaseView {
+            limits: agora_protocol::SandboxLimits::default(),
             id: "11".into(),
             order_id: "22".into(),
             requester: key,
