@@ -285,7 +285,39 @@ fn lease_fields(l: &LeaseView) -> String {
                 }
             ),
         ),
+        ("sandbox", sandbox_limits(&l.limits)),
     ])
+}
+
+/// A lease's or offer's sandbox limits in one line; zero is "no limit".
+pub(crate) fn sandbox_limits(l: &agora_protocol::SandboxLimits) -> String {
+    if l.is_empty() {
+        return "no limits stated".into();
+    }
+    let mib = |v: u64| {
+        if v == 0 {
+            "no limit".to_string()
+        } else {
+            format!("{v} MiB")
+        }
+    };
+    let pids = if l.pids == 0 {
+        "no limit".to_string()
+    } else {
+        l.pids.to_string()
+    };
+    format!(
+        "memory {} (/tmp {}), disk {}, processes {}{}",
+        mib(l.memory_mib),
+        mib(l.tmp_mib),
+        mib(l.disk_mib),
+        pids,
+        if l.cgroup {
+            ""
+        } else {
+            "; no cgroup: memory and processes not enforced"
+        }
+    )
 }
 
 /// Why a job that ended badly ended so, for `agora job submit`'s error
@@ -622,7 +654,14 @@ mod tests {
             "offers US, order wants EU",
         )];
         j.lease = Some(LeaseView {
-            limits: agora_protocol::SandboxLimits::default(),
+            limits: agora_protocol::SandboxLimits {
+                pids: 512,
+                memory_mib: 8192,
+                disk_mib: 0,
+                tmp_mib: 1024,
+                cpu_weight: 100,
+                cgroup: true,
+            },
             id: "1ea5e".into(),
             order_id: "0a1b2c".into(),
             requester: key(9),
@@ -639,6 +678,10 @@ mod tests {
         });
         let text = super::job(&j);
         assert!(text.contains("state      leased"), "{text}");
+        assert!(
+            text.contains("memory 8192 MiB (/tmp 1024 MiB), disk no limit, processes 512"),
+            "{text}"
+        );
         assert!(
             text.contains("escrow       0.333334 AGR (locked)"),
             "{text}"
