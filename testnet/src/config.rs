@@ -24,6 +24,9 @@ pub struct NodeSettings {
     pub countersign_grace_secs: u64,
     /// Providers may run jobs without bubblewrap (never by default).
     pub allow_unsandboxed: bool,
+    /// `runtime.max_disk_mib` of every provider: many share one disk
+    /// here, so less than a real provider's default.
+    pub max_disk_mib: u64,
     /// Providers run jobs on this Ray cluster instead of as processes,
     /// offering the GPUs it reports as their profile's model.
     pub ray: Option<RayProvider>,
@@ -61,6 +64,7 @@ impl Default for NodeSettings {
             receipt_interval_secs: 2,
             countersign_grace_secs: 3,
             allow_unsandboxed: false,
+            max_disk_mib: 256,
             ray: None,
         }
     }
@@ -72,13 +76,15 @@ impl NodeSettings {
         format!(
             "[node]\noffer_ttl_secs = {}\noffer_refresh_secs = {}\nbid_hold_grace_ms = {}\n\
              receipt_interval_secs = {}\n\n[runtime]\ncountersign_grace_secs = {}\n\
-             allow_unsandboxed = {}\n",
+             allow_unsandboxed = {}\nmax_disk_mib = {}\nmax_output_bytes = {}\n",
             self.offer_ttl_secs,
             self.offer_refresh_secs,
             self.bid_hold_grace_ms,
             self.receipt_interval_secs,
             self.countersign_grace_secs,
-            self.allow_unsandboxed
+            self.allow_unsandboxed,
+            self.max_disk_mib,
+            (self.max_disk_mib << 20).min(256 << 20),
         )
     }
 }

@@ -349,6 +349,55 @@ async fn a_job_that_exits_non_zero_fails_with_its_status_and_pays_its_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_the_sandboxs_disk_limit_fails_with_the_limit_and_pays_its_time() {
+    let (_dir, net) = testnet(1, 1).await;
+    let client = net.client("requester-0").unwrap();
+    fund(&client).await;
+    // The offer states the testnet's 256 MiB disk limit.
+    let offers = wait_for_offers(&net, "requester-0").await;
+    assert!(
+        offers.iter().all(|o| o.limits.disk_mib == 256),
+        "{offers:#?}"
+    );
+    // A job that needs more is declined by every provider before a lease.
+    let mut needy = job("needy", "true", 60);
+    needy.spec.resources.disk_mib = 1024;
+    let id = client.submit_job(&needy).await.unwrap().id;
+    let refused = terminal(&net, &id).await;
+    assert_eq!(refused.state, JobState::NoBids, "{refused:#?}");
+    assert!(refused.lease.is_none());
+    assert!(
+        refused
+            .declines
+            .iter()
+            .all(|d| d.reason == agora_protocol::DeclineReason::Limits
+                && d.detail.contains("1024 MiB of disk")),
+        "{refused:#?}"
+    );
+    // 16 MiB of scratch every 100 ms in its work dir, forever.
+    let submit = job(
+        "writer",
+        "i=0; while :; do head -c 16M /dev/zero > \"$HOME/s$i\"; i=$((i+1)); sleep 0.1; done",
+        120,
+    );
+    let id = client.submit_job(&submit).await.unwrap().id;
+    let job = terminal(&net, &id).await;
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    let reason = job.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("disk limit of 256 MiB"), "{job:#?}");
+    let lease = job.lease.clone().unwrap();
+    assert_eq!(lease.limits.disk_mib, 256);
+    let receipt = job.receipt.clone().unwrap();
+    assert!(
+        receipt.is_final && receipt.amount > Amount::ZERO,
+        "{receipt:#?}"
+    );
+    assert!(receipt.gpu_seconds < 60, "stopped promptly: {receipt:#?}");
+    assert_closed(&net, &lease_id(&job), receipt.amount).await;
+    net.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_job_stops_and_pays_the_time_used() {
     let (_dir, net) = testnet(1, 1).await;
     let submit = job("cancel-me", "while true; do echo tick; sleep 1; done", 300);
