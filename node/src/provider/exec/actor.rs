@@ -606,6 +606,23 @@ mod tests {
     use crate::provider::exec::testing::{lease, lease_for};
     use crate::provider::exec::try_ask;
 
+    /// `lease`'s run exited 0 at 9 s, with no outputs, in `/jobs/x`.
+    fn exited_at_9s(lease: &Lease) -> Ending {
+        Ending {
+            at: Timestamp(9_000),
+            exit_code: Some(0),
+            reason: None,
+            outputs: Outputs::new(agora_protocol::Manifest {
+                lease_id: lease.id(),
+                files: Vec::new(),
+                note: String::new(),
+            }),
+            output_dir: PathBuf::from("/jobs/x/out"),
+            event: RunEvent::Exited { code: 0 },
+            detail: "exit status 0".into(),
+        }
+    }
+
     /// An actor over a fresh store with one slot of two GPUs, running.
     fn spawn(
         cancel: &CancellationToken,
@@ -689,19 +706,7 @@ mod tests {
             admit(&commands, ended.clone()).await,
             Admission::Admitted { .. }
         ));
-        let ending = Ending {
-            at: Timestamp(9_000),
-            exit_code: Some(0),
-            reason: None,
-            outputs: Outputs::new(agora_protocol::Manifest {
-                lease_id: ended.id(),
-                files: Vec::new(),
-                note: String::new(),
-            }),
-            output_dir: PathBuf::from("/jobs/x/out"),
-            event: RunEvent::Exited { code: 0 },
-            detail: "exit status 0".into(),
-        };
+        let ending = exited_at_9s(&ended);
         let update = Update::Ended(Box::new(ending));
         let id = ended.id();
         assert!(
@@ -749,19 +754,7 @@ mod tests {
             admit(&commands, second.clone()).await,
             Admission::NoGpus
         ));
-        let ending = Ending {
-            at: Timestamp(9_000),
-            exit_code: Some(0),
-            reason: None,
-            outputs: Outputs::new(agora_protocol::Manifest {
-                lease_id: first.id(),
-                files: Vec::new(),
-                note: String::new(),
-            }),
-            output_dir: PathBuf::from("/jobs/x/out"),
-            event: RunEvent::Exited { code: 0 },
-            detail: "exit status 0".into(),
-        };
+        let ending = exited_at_9s(&first);
         let ended = try_ask(&commands, |reply| Command::Update {
             id: first.id(),
             update: Update::Ended(Box::new(ending)),

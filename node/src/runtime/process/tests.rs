@@ -637,14 +637,20 @@ async fn health_is_ok_with_bwrap() {
 /// test returns (having said why).
 fn with_cgroups(settings: RuntimeSection) -> Option<ProcessRuntime> {
     let rt = sandboxed(settings, Vec::new())?;
-    if rt.cgroups().is_none() {
-        let why = limits::Cgroups::detect(None).err().unwrap_or_default();
-        super::for_tests::skip(&format!(
-            "no cgroup this process can make job cgroups in: {why}"
-        ));
-        return None;
+    has_cgroups(&rt).then_some(rt)
+}
+
+/// Whether `rt`'s jobs get cgroups; otherwise it skips (saying why) and
+/// the test returns.
+fn has_cgroups(rt: &ProcessRuntime) -> bool {
+    if rt.cgroups().is_some() {
+        return true;
     }
-    Some(rt)
+    let why = limits::Cgroups::detect(None).err().unwrap_or_default();
+    super::for_tests::skip(&format!(
+        "no cgroup this process can make job cgroups in: {why}"
+    ));
+    false
 }
 
 fn limited(f: impl FnOnce(&mut RuntimeSection)) -> RuntimeSection {
@@ -814,17 +820,8 @@ async fn no_inherited_descriptor_reaches_the_job() {
 
 #[tokio::test]
 async fn a_process_that_leaves_the_session_dies_with_its_cgroup() {
-    let settings = RuntimeSection {
-        bwrap: Some("/nonexistent/bwrap".into()),
-        allow_unsandboxed: true,
-        ..RuntimeSection::default()
-    };
-    let rt = ProcessRuntime::new(settings, Vec::new()).unwrap();
-    if rt.cgroups().is_none() {
-        let why = limits::Cgroups::detect(None).err().unwrap_or_default();
-        super::for_tests::skip(&format!(
-            "no cgroup this process can make job cgroups in: {why}"
-        ));
+    let rt = unsandboxed();
+    if !has_cgroups(&rt) {
         return;
     }
     let dir = temp();
