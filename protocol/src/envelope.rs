@@ -26,6 +26,8 @@ pub enum Kind {
     JobPayload,
     /// Job control (cancel).
     JobControl,
+    /// An early close of a lease, signed by both parties.
+    LeaseClose,
 }
 
 /// Bodies of all kinds but job payloads stay under this size.
@@ -35,7 +37,7 @@ pub const MAX_JOB_PAYLOAD_BODY: usize = 8 * 1024 * 1024;
 
 impl Kind {
     /// All kinds, for tests and tables.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Offer,
         Kind::Order,
         Kind::Bid,
@@ -44,6 +46,7 @@ impl Kind {
         Kind::UsageReceipt,
         Kind::JobPayload,
         Kind::JobControl,
+        Kind::LeaseClose,
     ];
 
     /// The signing namespace. Each ends in NUL, so none is a prefix of another.
@@ -57,6 +60,7 @@ impl Kind {
             Kind::UsageReceipt => b"agora/1/usage-receipt\0",
             Kind::JobPayload => b"agora/1/job-payload\0",
             Kind::JobControl => b"agora/1/job-control\0",
+            Kind::LeaseClose => b"agora/1/lease-close\0",
         }
     }
 
@@ -78,6 +82,7 @@ impl Kind {
             Kind::UsageReceipt => pb::Kind::UsageReceipt,
             Kind::JobPayload => pb::Kind::JobPayload,
             Kind::JobControl => pb::Kind::JobControl,
+            Kind::LeaseClose => pb::Kind::LeaseClose,
         }
     }
 
@@ -93,6 +98,7 @@ impl Kind {
                 pb::Kind::UsageReceipt => Kind::UsageReceipt,
                 pb::Kind::JobPayload => Kind::JobPayload,
                 pb::Kind::JobControl => Kind::JobControl,
+                pb::Kind::LeaseClose => Kind::LeaseClose,
             },
         )
     }

@@ -5,7 +5,7 @@
 use agora_proto::v1 as pb;
 
 use crate::amount::{Amount, cost};
-use crate::envelope::{CoSigned, EnvelopeError, Kind};
+use crate::envelope::{CoSigned, EnvelopeError, Kind, SignedEnvelope};
 use crate::identity::{Keypair, PublicKey};
 use crate::limits::SandboxLimits;
 use crate::message::{
@@ -223,6 +223,35 @@ impl Lease {
             kind: Kind::LeaseTerms,
             error,
         })
+    }
+
+    /// The requester countersigns a message of `kind` about this lease
+    /// that its provider signed, after checking who signed it and the
+    /// signature. Rule checks are the caller's.
+    pub(crate) fn countersign_providers(
+        &self,
+        signed: &SignedEnvelope,
+        kind: Kind,
+        key: &Keypair,
+    ) -> Result<CoSigned, MessageError> {
+        signed.expect_kind(kind)?;
+        let terms = self.terms();
+        if signed.signer() != &terms.provider {
+            return Err(MessageError::signer_mismatch(
+                kind,
+                signed.signer(),
+                &terms.provider,
+            ));
+        }
+        if key.public() != terms.requester {
+            return Err(MessageError::signer_mismatch(
+                kind,
+                &key.public(),
+                &terms.requester,
+            ));
+        }
+        signed.verify()?;
+        Ok(CoSigned::countersign(signed, key, false))
     }
 
     /// Its id.

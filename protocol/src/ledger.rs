@@ -8,7 +8,8 @@
 //! - no settlement without the payer's (and payee's) signature on the receipt;
 //! - a lease's settled total never exceeds its escrow and never decreases;
 //!   replayed or reordered receipts never pay twice;
-//! - close refunds exactly the remainder, once;
+//! - close refunds exactly the remainder, once; an early close needs both
+//!   parties' signatures and never pays less than already settled;
 //! - every acknowledged operation survives a crash.
 
 use async_trait::async_trait;
@@ -128,6 +129,10 @@ pub enum LedgerError {
     /// The receipt does not decode, validate, or carry both valid signatures.
     #[error("invalid receipt: {0}")]
     InvalidReceipt(String),
+    /// The early close does not decode, validate, carry both parties'
+    /// valid signatures, or obey the lease's arithmetic.
+    #[error("invalid close: {0}")]
+    InvalidClose(String),
     /// The receipt breaks the lease's arithmetic.
     #[error("receipt refused: {0}")]
     ReceiptRule(String),
@@ -195,6 +200,11 @@ pub fn invalid_lease(e: MessageError) -> LedgerError {
     LedgerError::InvalidLease(e.to_string())
 }
 
+/// Wraps a close decoding/verification failure.
+pub fn invalid_close(e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::InvalidClose(e.to_string())
+}
+
 /// Wraps a receipt decoding/verification failure.
 pub fn invalid_receipt(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::InvalidReceipt(e.to_string())
@@ -227,6 +237,13 @@ pub trait Ledger: Send + Sync {
     /// Closes a lease whose final receipt settled or whose time plus grace
     /// ran out, refunding the remainder to the requester.
     async fn close(&self, lease: &LeaseId) -> Result<Closure, LedgerError>;
+
+    /// Closes a lease early by a [`crate::close::LeaseClose`] both parties
+    /// signed: pays the provider `cumulative − settled` and refunds the
+    /// rest of the escrow to the requester, at once and in one operation.
+    /// A close paying less than already settled, or for a closed lease, is
+    /// refused.
+    async fn close_early(&self, close: &CoSigned) -> Result<Closure, LedgerError>;
 
     /// A lease's escrow state.
     async fn escrow(&self, lease: &LeaseId) -> Result<Option<EscrowState>, LedgerError>;

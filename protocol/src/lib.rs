@@ -11,6 +11,7 @@
 
 pub mod amount;
 pub mod book;
+pub mod close;
 pub mod envelope;
 pub mod identity;
 pub mod job;
@@ -29,6 +30,7 @@ pub mod time;
 
 pub use amount::{Amount, cost};
 pub use book::{InsertOutcome, OfferBook};
+pub use close::{CloseClaim, CloseReason, LeaseClose};
 pub use envelope::{CoSigned, EnvelopeError, Kind, SignedEnvelope};
 pub use identity::{AccountId, IdentityError, Keypair, PublicKey, Signature};
 pub use job::{InputFile, JobAction, JobControl, JobPayload};

@@ -183,14 +183,26 @@ pub fn check_next(
     }
     check_amount(terms, next)?;
     if let Some(now) = now {
-        let elapsed = now.ms_since(terms.starts_at) / 1000 + tolerance_secs;
-        let allowed = elapsed.saturating_mul(u64::from(terms.gpu_count));
-        if next.gpu_seconds > allowed {
-            return Err(ReceiptError::AheadOfClock {
-                allowed,
-                got: next.gpu_seconds,
-            });
-        }
+        check_clock(terms, next.gpu_seconds, now, tolerance_secs)?;
+    }
+    Ok(())
+}
+
+/// GPU-seconds no more than can have elapsed since the lease started, by
+/// the checker's clock `now` (plus `tolerance_secs` of skew).
+pub fn check_clock(
+    terms: &LeaseTerms,
+    gpu_seconds: u64,
+    now: Timestamp,
+    tolerance_secs: u64,
+) -> Result<(), ReceiptError> {
+    let elapsed = now.ms_since(terms.starts_at) / 1000 + tolerance_secs;
+    let allowed = elapsed.saturating_mul(u64::from(terms.gpu_count));
+    if gpu_seconds > allowed {
+        return Err(ReceiptError::AheadOfClock {
+            allowed,
+            got: gpu_seconds,
+        });
     }
     Ok(())
 }
@@ -198,20 +210,30 @@ pub fn check_next(
 /// The arithmetic every receipt obeys alone: within the lease, and priced
 /// by the one cost formula (so never above the escrow).
 pub fn check_amount(terms: &LeaseTerms, receipt: &UsageReceipt) -> Result<(), ReceiptError> {
+    check_priced(terms, receipt.gpu_seconds, receipt.cumulative_amount)
+}
+
+/// `gpu_seconds` within the lease, and `amount` their cost at its price:
+/// the arithmetic of receipts and of early closes.
+pub fn check_priced(
+    terms: &LeaseTerms,
+    gpu_seconds: u64,
+    amount: Amount,
+) -> Result<(), ReceiptError> {
     let max = terms.max_gpu_seconds();
-    if receipt.gpu_seconds > max {
+    if gpu_seconds > max {
         return Err(ReceiptError::ExceedsLease {
             max,
-            got: receipt.gpu_seconds,
+            got: gpu_seconds,
         });
     }
     // Cannot overflow: gpu_seconds ≤ max, and the escrow for max fitted.
-    let expected = cost(terms.price_per_gpu_hour, receipt.gpu_seconds).unwrap_or(Amount(u64::MAX));
-    if receipt.cumulative_amount != expected {
+    let expected = cost(terms.price_per_gpu_hour, gpu_seconds).unwrap_or(Amount(u64::MAX));
+    if amount != expected {
         return Err(ReceiptError::AmountMismatch {
-            gpu_seconds: receipt.gpu_seconds,
+            gpu_seconds,
             expected,
-            got: receipt.cumulative_amount,
+            got: amount,
         });
     }
     Ok(())
@@ -257,23 +279,7 @@ impl ReceiptClaim {
         lease: &Lease,
         key: &Keypair,
     ) -> Result<Self, MessageError> {
-        signed.expect_kind(Kind::UsageReceipt)?;
-        if signed.signer() != &lease.terms().provider {
-            return Err(MessageError::signer_mismatch(
-                Kind::UsageReceipt,
-                signed.signer(),
-                &lease.terms().provider,
-            ));
-        }
-        if key.public() != lease.terms().requester {
-            return Err(MessageError::signer_mismatch(
-                Kind::UsageReceipt,
-                &key.public(),
-                &lease.terms().requester,
-            ));
-        }
-        signed.verify()?;
-        Self::from_cosigned(CoSigned::countersign(signed, key, false))
+        Self::from_cosigned(lease.countersign_providers(signed, Kind::UsageReceipt, key)?)
     }
 
     /// The provider signs a receipt for `lease` (the first half).

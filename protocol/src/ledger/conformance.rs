@@ -6,7 +6,8 @@
 //! scenarios first, then property tests: random sequences of deposits,
 //! locks (valid and forged), settlements (in order, replayed, reordered,
 //! with forged or missing payer signatures, with inflated amounts), closes
-//! (early and late), clock moves and restarts. After every operation the ledger must
+//! (early and late), early closes both parties signed (and forged or
+//! inflated ones), clock moves and restarts. After every operation the ledger must
 //! agree with a simple independent model of what should have happened, and:
 //!
 //! - money is conserved (balances + open escrow = deposits);
@@ -24,6 +25,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use crate::amount::{Amount, cost};
+use crate::close::CloseReason;
 use crate::envelope::{CoSigned, Kind, SignedEnvelope, signing_bytes};
 use crate::identity::Keypair;
 use crate::lease::{Lease, LeaseTerms};
@@ -64,8 +66,19 @@ pub fn run_all<H: Harness>(harness: &H, runtime: &tokio::runtime::Runtime, cases
     runtime.block_on(scenario_payer_signature_required(harness));
     runtime.block_on(scenario_replays_and_reorders_pay_nothing(harness));
     runtime.block_on(scenario_close_refunds_once(harness));
+    runtime.block_on(early::scenario_early_close_refunds_at_once(harness));
+    runtime.block_on(early::scenario_early_close_needs_both_and_never_claws_back(
+        harness,
+    ));
+    runtime.block_on(early::scenario_a_lease_that_never_ran_closes_with_a_full_refund(harness));
     random_operation_sequences(harness, runtime, cases);
 }
+
+mod early;
+pub use early::{
+    close, scenario_a_lease_that_never_ran_closes_with_a_full_refund,
+    scenario_early_close_needs_both_and_never_claws_back, scenario_early_close_refunds_at_once,
+};
 
 // ---- fixtures ----
 
@@ -200,16 +213,22 @@ pub fn receipt(
         Ok(claim) => claim.cosigned().clone(),
         Err(e) => panic!("fixture receipt: {e}"),
     };
+    spoil(&mut cosigned, tamper);
+    cosigned
+}
+
+/// Spoils a message's signatures as `tamper` says (an inflated amount is
+/// the caller's: it is in the body).
+fn spoil(cosigned: &mut CoSigned, tamper: Tamper) {
     match tamper {
         Tamper::StrangerForPayer => {
             cosigned.requester_signature =
-                stranger().sign_raw(&signing_bytes(Kind::UsageReceipt, &cosigned.body));
+                stranger().sign_raw(&signing_bytes(cosigned.kind, &cosigned.body));
         }
         Tamper::ProviderForPayer => cosigned.requester_signature = cosigned.provider_signature,
         Tamper::RequesterForProvider => cosigned.provider_signature = cosigned.requester_signature,
         Tamper::None | Tamper::Inflated => {}
     }
-    cosigned
 }
 
 fn must<T>(what: &str, result: Result<T, LedgerError>) -> T {
@@ -557,6 +576,13 @@ enum Op {
     Close {
         lease: usize,
     },
+    /// Both parties close the lease early, paying for the GPU-seconds of
+    /// receipt `upto − 1` (none when `upto` is 0).
+    CloseEarly {
+        lease: usize,
+        upto: usize,
+        tamper: Tamper,
+    },
     Advance {
         ms: u64,
     },
@@ -596,8 +622,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..ACCOUNTS, 1u64..30_000_000).prop_map(|(account, amount)| Op::Deposit { account, amount }),
         3 => (0..LEASES, lock_kind).prop_map(|(lease, kind)| Op::Lock { lease, kind }),
-        6 => (0..LEASES, 0..RECEIPTS, tamper).prop_map(|(lease, receipt, tamper)| Op::Settle { lease, receipt, tamper }),
+        6 => (0..LEASES, 0..RECEIPTS, tamper.clone()).prop_map(|(lease, receipt, tamper)| Op::Settle { lease, receipt, tamper }),
         2 => (0..LEASES).prop_map(|lease| Op::Close { lease }),
+        2 => (0..LEASES, 0..=RECEIPTS, tamper).prop_map(|(lease, upto, tamper)| Op::CloseEarly { lease, upto, tamper }),
         2 => (0u64..400_000).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Restart),
     ]
@@ -885,6 +912,54 @@ async fn apply<H: Harness>(
                 }
                 (Err(_), None) => Ok(()),
                 (result, expected) => Err(format!("close: expected {expected:?}, got {result:?}")),
+            }
+        }
+        Op::CloseEarly {
+            lease,
+            upto,
+            tamper,
+        } => {
+            let spec = &fx.specs[lease];
+            let provider_index = fx.provider_of(lease);
+            let (requester, provider) = (&fx.keys[spec.requester], &fx.keys[provider_index]);
+            let (gpu_seconds, amount) = match upto {
+                0 => (0, 0),
+                k => fx.receipts[lease][k - 1],
+            };
+            let cosigned = close(
+                &fx.leases[lease],
+                requester,
+                provider,
+                gpu_seconds,
+                CloseReason::ProviderRestarted,
+                tamper,
+            );
+            let result = ledger.close_early(&cosigned).await;
+            let expected = match model.escrows.get(&lease) {
+                Some(e)
+                    if e.refunded.is_none() && tamper == Tamper::None && amount >= e.settled =>
+                {
+                    Some((amount - e.settled, e.escrow - amount))
+                }
+                _ => None,
+            };
+            match (result, expected) {
+                (Ok(closure), Some((paid, refund))) => {
+                    expect_eq("early close refund", closure.refunded.0, refund)?;
+                    expect_eq("early close settled", closure.settled.0, amount)?;
+                    if let Some(e) = model.escrows.get_mut(&lease) {
+                        e.settled = amount;
+                        e.final_settled = true;
+                        e.refunded = Some(refund);
+                    }
+                    model.balances[provider_index] += paid;
+                    model.balances[spec.requester] += refund;
+                    Ok(())
+                }
+                (Err(e), None) if !e.is_transient() => Ok(()),
+                (result, expected) => Err(format!(
+                    "early close ({tamper:?}): expected {expected:?}, got {result:?}"
+                )),
             }
         }
         Op::Advance { ms } => {

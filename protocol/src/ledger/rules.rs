@@ -6,6 +6,7 @@
 //! signatures the caller checked against that lease.
 
 use crate::amount::Amount;
+use crate::close::{LeaseClose, check_close_amount};
 use crate::lease::Lease;
 use crate::ledger::{Closure, EscrowState, LedgerError, Settlement};
 use crate::receipt::{ReceiptClaim, check_amount};
@@ -146,5 +147,52 @@ pub fn plan_close(
             refunded,
             settled: state.settled,
         },
+    ))
+}
+
+/// Plans closing a lease early by a close both parties signed (the caller
+/// verified the signatures against the escrow's parties): the provider is
+/// paid up to the close's amount, the requester refunded the rest. Returns
+/// the new state, the closure, and what this close paid the provider.
+pub fn plan_close_early(
+    lease: &Lease,
+    state: &EscrowState,
+    close: &LeaseClose,
+) -> Result<(EscrowState, Closure, Amount), LedgerError> {
+    if state.closed() {
+        return Err(LedgerError::LeaseClosed(state.lease_id));
+    }
+    check_close_amount(state.lease_id, lease.terms(), close)
+        .map_err(|e| LedgerError::InvalidClose(e.to_string()))?;
+    let settled = close.cumulative_amount;
+    if settled < state.settled {
+        return Err(LedgerError::InvalidClose(format!(
+            "the close pays {settled} in all but {} already settled",
+            state.settled
+        )));
+    }
+    if settled > state.escrow {
+        return Err(LedgerError::Overflow(format!(
+            "settled {settled} would exceed escrow {}",
+            state.escrow
+        )));
+    }
+    let paid = settled.saturating_sub(state.settled);
+    let refunded = state.escrow.saturating_sub(settled);
+    let next = EscrowState {
+        settled,
+        final_settled: true,
+        refunded: Some(refunded),
+        ops: state.ops.saturating_add(1),
+        ..state.clone()
+    };
+    Ok((
+        next,
+        Closure {
+            lease_id: state.lease_id,
+            refunded,
+            settled,
+        },
+        paid,
     ))
 }
