@@ -534,9 +534,10 @@ impl LeaseStatus {
 /// `escrow_locked`, `payload_delivered`, `running` (its start, or its first
 /// receipt), `receipt` (log only), `cancel_requested`, `cancel_delivered`,
 /// `cancelled` (before a lease), `provider_unresponsive`, `settled`,
-/// `closed`, `results_fetched`, `results_failed`, `finished`, `failed`;
+/// `close_countersigned` (the provider's early close), `closed`,
+/// `results_fetched`, `results_failed`, `finished`, `failed`;
 /// `other` marks a step an older node recorded under a name no longer used.
-pub const JOB_EVENTS: [&str; 24] = [
+pub const JOB_EVENTS: [&str; 25] = [
     "submitted",
     "order_published",
     "bid",
@@ -555,6 +556,7 @@ pub const JOB_EVENTS: [&str; 24] = [
     "cancelled",
     "provider_unresponsive",
     "settled",
+    "close_countersigned",
     "closed",
     "results_fetched",
     "results_failed",

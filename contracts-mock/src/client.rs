@@ -160,6 +160,12 @@ impl Ledger for HttpLedger {
         .await
     }
 
+    async fn close_early(&self, close: &CoSigned) -> Result<Closure, LedgerError> {
+        let body = serde_json::json!({ "close": hex::encode(close.encode()) });
+        self.send(self.http.post(self.url("/v1/close")).json(&body))
+            .await
+    }
+
     async fn escrow(&self, lease: &LeaseId) -> Result<Option<EscrowState>, LedgerError> {
         match self
             .send(self.http.get(self.url(&format!("/v1/escrow/{lease}"))))

@@ -9,6 +9,7 @@
 //! | `POST /v1/escrow` | `{"lease": hex of the co-signed lease}` | `EscrowState` |
 //! | `GET /v1/escrow/{lease}` | | `EscrowState` |
 //! | `POST /v1/escrow/{lease}/close` | | `Closure` |
+//! | `POST /v1/close` | `{"close": hex of the co-signed early close}` | `Closure` |
 //! | `POST /v1/settle` | `{"receipt": hex of the co-signed receipt}` | `Settlement` |
 //! | `GET /v1/supply` | | `Supply` |
 //! | `POST /v1/admin/advance` | `{"ms"}` | `{"now_ms"}` — only with a manual clock |
@@ -50,6 +51,7 @@ pub fn router(ledger: Arc<dyn Ledger>, manual_clock: Option<ManualClock>) -> Rou
         .route("/v1/escrow", post(lock_escrow))
         .route("/v1/escrow/{lease}", get(escrow))
         .route("/v1/escrow/{lease}/close", post(close))
+        .route("/v1/close", post(close_early))
         .route("/v1/settle", post(settle))
         .route("/v1/supply", get(supply))
         .route("/v1/admin/advance", post(advance))
@@ -68,6 +70,7 @@ impl IntoResponse for ApiError {
         let status = match &self.0 {
             LedgerError::InvalidLease(_)
             | LedgerError::InvalidReceipt(_)
+            | LedgerError::InvalidClose(_)
             | LedgerError::ReceiptRule(_)
             | LedgerError::BadRequest(_)
             | LedgerError::Overflow(_) => StatusCode::BAD_REQUEST,
@@ -156,6 +159,12 @@ struct SettleRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct CloseRequest {
+    close: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AdvanceRequest {
     ms: u64,
 }
@@ -214,6 +223,15 @@ async fn close(
 ) -> ApiResult<agora_protocol::ledger::Closure> {
     let id = parse_lease_id(&lease)?;
     Ok(axum::Json(app.ledger.close(&id).await?))
+}
+
+async fn close_early(
+    State(app): State<AppState>,
+    body: String,
+) -> ApiResult<agora_protocol::ledger::Closure> {
+    let request: CloseRequest = parse_body(&body)?;
+    let close = parse_cosigned("close", &request.close)?;
+    Ok(axum::Json(app.ledger.close_early(&close).await?))
 }
 
 async fn settle(

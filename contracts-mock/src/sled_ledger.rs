@@ -262,6 +262,21 @@ impl Ledger for SledLedger {
         }
     }
 
+    async fn close_early(&self, close: &CoSigned) -> Result<Closure, LedgerError> {
+        let claim = agora_protocol::CloseClaim::from_cosigned(close.clone())
+            .map_err(ledger::invalid_close)?;
+        match self
+            .call(|reply| Command::CloseEarly {
+                claim: Box::new(claim),
+                reply,
+            })
+            .await?
+        {
+            Reply::Closure(result) => result,
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn escrow(&self, lease: &LeaseId) -> Result<Option<EscrowState>, LedgerError> {
         match self
             .call(|reply| Command::Escrow {

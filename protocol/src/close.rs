@@ -19,7 +19,7 @@ use crate::envelope::{CoSigned, EnvelopeError, Kind, SignedEnvelope};
 use crate::identity::{Keypair, PublicKey, Signature};
 use crate::lease::{Lease, LeaseId, LeaseTerms};
 use crate::message::{MessageError, Signed, ValidationError, WireMessage, digest};
-use crate::receipt::{ReceiptError, check_clock, check_priced};
+use crate::receipt::{ReceiptError, UsageReceipt, check_priced};
 use crate::time::Timestamp;
 
 /// Why a lease closes early.
@@ -151,19 +151,26 @@ pub fn check_close_amount(
 }
 
 /// The requester's checks before countersigning a close: its arithmetic
-/// ([`check_close_amount`]), and no more GPU-seconds than can have elapsed
-/// by the requester's clock `now` (plus `tolerance_secs` of skew) — the
-/// same bound it puts on a receipt, so a close never costs more than the
-/// receipts it replaces could have.
+/// ([`check_close_amount`]), and no more GPU-seconds than the latest
+/// receipt the requester countersigned (none: zero). A close only ends
+/// what was already agreed; it never pays for time the requester did not
+/// countersign, so it keeps "settled ≤ countersigned" for every lease,
+/// and the provider loses at most the one interval it was not yet paid.
 pub fn check_close(
     lease_id: LeaseId,
     terms: &LeaseTerms,
+    countersigned: Option<&UsageReceipt>,
     close: &LeaseClose,
-    now: Timestamp,
-    tolerance_secs: u64,
 ) -> Result<(), ReceiptError> {
     check_close_amount(lease_id, terms, close)?;
-    check_clock(terms, close.gpu_seconds, now, tolerance_secs)
+    let most = countersigned.map_or(0, |r| r.gpu_seconds);
+    if close.gpu_seconds > most {
+        return Err(ReceiptError::BeyondCountersigned {
+            countersigned: most,
+            got: close.gpu_seconds,
+        });
+    }
+    Ok(())
 }
 
 /// A close signed by both parties, decoded but not yet verified: the keys
@@ -292,34 +299,46 @@ mod tests {
     }
 
     #[test]
-    fn the_requester_refuses_a_close_priced_wrong_for_another_lease_or_ahead_of_its_clock() {
+    fn the_requester_refuses_a_close_priced_wrong_for_another_lease_or_past_what_it_countersigned() {
         let (requester, provider) = keys();
         let lease = sample_lease(&requester, &provider);
         let t = lease.terms().clone();
-        let at = |secs: u64| t.starts_at.plus_ms(secs * 1000);
-        let ok = LeaseClose::new(&lease, 30, CloseReason::NotStarted, at(40));
-        let per_gpu = u64::from(t.gpu_count);
-        check_close(lease.id(), &t, &ok, at(40), 0).unwrap();
+        let countersigned = UsageReceipt {
+            lease_id: lease.id(),
+            sequence: 2,
+            gpu_seconds: 30,
+            cumulative_amount: cost(t.price_per_gpu_hour, 30).unwrap(),
+            issued_at: Timestamp(1),
+            is_final: false,
+            result_hash: None,
+            exit_status: None,
+        };
+        let ok = LeaseClose::new(&lease, 30, CloseReason::ProviderRestarted, Timestamp(2));
+        check_close(lease.id(), &t, Some(&countersigned), &ok).unwrap();
+        // Less than countersigned is the provider's loss, not a reason to refuse.
+        let less = LeaseClose::new(&lease, 10, CloseReason::ProviderRestarted, Timestamp(2));
+        check_close(lease.id(), &t, Some(&countersigned), &less).unwrap();
+        let more = LeaseClose::new(&lease, 31, CloseReason::ProviderRestarted, Timestamp(2));
+        assert!(matches!(
+            check_close(lease.id(), &t, Some(&countersigned), &more),
+            Err(ReceiptError::BeyondCountersigned { countersigned: 30, got: 31 })
+        ));
+        // Nothing countersigned: only a close at zero.
+        assert!(check_close(lease.id(), &t, None, &ok).is_err());
+        let nothing = LeaseClose::new(&lease, 0, CloseReason::NotStarted, Timestamp(2));
+        check_close(lease.id(), &t, None, &nothing).unwrap();
         let mut inflated = ok.clone();
         inflated.cumulative_amount = Amount(ok.cumulative_amount.0 + 1);
         assert!(matches!(
-            check_close(lease.id(), &t, &inflated, at(40), 0),
+            check_close(lease.id(), &t, Some(&countersigned), &inflated),
             Err(ReceiptError::AmountMismatch { .. })
         ));
-        let other = LeaseId([3; 32]);
         assert!(matches!(
-            check_close(other, &t, &ok, at(40), 0),
+            check_close(LeaseId([3; 32]), &t, Some(&countersigned), &ok),
             Err(ReceiptError::WrongLease { .. })
         ));
-        // 30 GPU-seconds cannot have elapsed 5 s in on fewer than 6 GPUs.
-        if per_gpu * 5 < 30 {
-            assert!(matches!(
-                check_close(lease.id(), &t, &ok, at(5), 0),
-                Err(ReceiptError::AheadOfClock { .. })
-            ));
-        }
         // More than the lease: capped when built, refused when claimed.
-        let capped = LeaseClose::new(&lease, u64::MAX, CloseReason::Ended, at(40));
+        let capped = LeaseClose::new(&lease, u64::MAX, CloseReason::Ended, Timestamp(2));
         assert_eq!(capped.gpu_seconds, t.max_gpu_seconds());
         assert_eq!(capped.cumulative_amount, t.escrow);
         let mut over = capped;

@@ -139,6 +139,14 @@ pub enum ReceiptError {
         /// Claimed.
         got: u64,
     },
+    /// An early close for more than the requester countersigned.
+    #[error("the close pays for {got} GPU-seconds but only {countersigned} were countersigned")]
+    BeyondCountersigned {
+        /// GPU-seconds of the latest countersigned receipt.
+        countersigned: u64,
+        /// Claimed by the close.
+        got: u64,
+    },
     /// A receipt after the final one.
     #[error("the lease already has a final receipt")]
     AfterFinal,

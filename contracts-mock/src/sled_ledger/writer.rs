@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agora_protocol::ledger::{Closure, EscrowState, LedgerError, Settlement, Supply, rules};
 use agora_protocol::receipt::verify_claims;
-use agora_protocol::{AccountId, Amount, Lease, LeaseId, LeaseTerms, ReceiptClaim};
+use agora_protocol::{AccountId, Amount, CloseClaim, Lease, LeaseId, LeaseTerms, ReceiptClaim};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SledConfig;
@@ -35,6 +35,10 @@ pub(super) enum Command {
     },
     Close {
         lease: LeaseId,
+        reply: oneshot::Sender<Reply>,
+    },
+    CloseEarly {
+        claim: Box<CloseClaim>,
         reply: oneshot::Sender<Reply>,
     },
     Escrow {
@@ -282,6 +286,9 @@ impl Writer {
                 Command::Close { lease, reply } => {
                     (reply, Reply::Closure(self.close(lease, now, &mut dirty)))
                 }
+                Command::CloseEarly { claim, reply } => {
+                    (reply, Reply::Closure(self.close_early(&claim, &mut dirty)))
+                }
                 Command::Escrow { lease, reply } => (
                     reply,
                     Reply::MaybeEscrow(self.state.leases.get(&lease).map(|(_, e)| e.clone())),
@@ -497,6 +504,52 @@ impl Writer {
         if let Some(entry) = self.state.leases.get_mut(&id) {
             entry.1 = next;
         }
+        dirty.accounts.insert(requester);
+        dirty.escrows.insert(id);
+        Ok(closure)
+    }
+
+    /// Closes a lease early by a close both parties signed: the provider
+    /// is paid up to it and the requester refunded the rest, together.
+    fn close_early(
+        &mut self,
+        claim: &CloseClaim,
+        dirty: &mut Dirty,
+    ) -> Result<Closure, LedgerError> {
+        let id = claim.close().lease_id;
+        let (lease, escrow) = self
+            .state
+            .leases
+            .get(&id)
+            .ok_or(LedgerError::UnknownLease(id))?;
+        if escrow.closed() {
+            return Err(LedgerError::LeaseClosed(id));
+        }
+        claim
+            .verify(&escrow.requester, &escrow.provider)
+            .map_err(agora_protocol::ledger::invalid_close)?;
+        let (next, closure, paid) = rules::plan_close_early(lease, escrow, claim.close())?;
+        let (provider, requester) = (next.provider, next.requester);
+        let credited = |account: &AccountId, amount: Amount| {
+            self.state
+                .balance(account)
+                .checked_add(amount)
+                .ok_or_else(|| {
+                    LedgerError::Overflow(format!("balance of {account} would exceed u64"))
+                })
+        };
+        // Both checked before either moves: all or nothing.
+        let provider_balance = credited(&provider, paid)?;
+        let requester_balance = credited(&requester, closure.refunded)?;
+        self.state.balances.insert(provider, provider_balance);
+        self.state.balances.insert(requester, requester_balance);
+        let moved = u128::from(paid.0) + u128::from(closure.refunded.0);
+        self.state.balance_total += moved;
+        self.state.escrow_total -= moved;
+        if let Some(entry) = self.state.leases.get_mut(&id) {
+            entry.1 = next;
+        }
+        dirty.accounts.insert(provider);
         dirty.accounts.insert(requester);
         dirty.escrows.insert(id);
         Ok(closure)

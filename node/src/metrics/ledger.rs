@@ -48,6 +48,7 @@ pub fn error_kind(e: &LedgerError) -> &'static str {
         LedgerError::LeaseEnded(_) => "lease_ended",
         LedgerError::LeaseClosed(_) => "lease_closed",
         LedgerError::NotClosable { .. } => "not_closable",
+        LedgerError::InvalidClose(_) => "invalid_close",
         LedgerError::Overflow(_) => "overflow",
         LedgerError::BadRequest(_) => "bad_request",
         LedgerError::Unavailable(_) => "unavailable",
@@ -79,6 +80,10 @@ impl Ledger for MeteredLedger {
 
     async fn close(&self, lease: &LeaseId) -> Result<Closure, LedgerError> {
         self.count("close", self.inner.close(lease).await)
+    }
+
+    async fn close_early(&self, close: &CoSigned) -> Result<Closure, LedgerError> {
+        self.count("close_early", self.inner.close_early(close).await)
     }
 
     async fn escrow(&self, lease: &LeaseId) -> Result<Option<EscrowState>, LedgerError> {

@@ -7,7 +7,7 @@ use std::io;
 use agora_proto::v1 as pb;
 use agora_protocol::envelope::MAX_JOB_PAYLOAD_BODY;
 use agora_protocol::{
-    Bid, CoSigned, Decline, JobControl, JobPayload, LeaseTerms, Signed, SignedEnvelope,
+    Bid, CoSigned, Decline, JobControl, JobPayload, LeaseClose, LeaseTerms, Signed, SignedEnvelope,
     UsageReceipt, WireMessage,
 };
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -39,6 +39,8 @@ pub enum Request {
     JobControl(Signed<JobControl>),
     /// A provider asks for a receipt's countersignature.
     Receipt(Signed<UsageReceipt>),
+    /// A provider asks for an early close's countersignature.
+    Close(Signed<LeaseClose>),
     /// A provider forwards a run's log.
     Update(JobUpdate),
     /// A requester fetches part of an output file.
@@ -59,6 +61,8 @@ pub enum Response {
     Retry(String),
     /// A countersigned receipt.
     Receipt(CoSigned),
+    /// A countersigned early close.
+    Close(CoSigned),
     /// The next log sequence the requester expects.
     UpdateAck(u64),
     /// Part of an output file, and the file's size.
@@ -80,6 +84,7 @@ impl Request {
             Request::JobPayload(p) => Body::JobPayload(p.envelope().to_proto()),
             Request::JobControl(c) => Body::JobControl(c.envelope().to_proto()),
             Request::Receipt(r) => Body::Receipt(r.envelope().to_proto()),
+            Request::Close(c) => Body::Close(c.envelope().to_proto()),
             Request::Update(u) => Body::Update(u.to_proto()),
             Request::Fetch(f) => Body::Fetch(f.to_proto()),
         };
@@ -97,6 +102,7 @@ impl Request {
             Some(Body::JobPayload(e)) => Request::JobPayload(signed(e)?),
             Some(Body::JobControl(e)) => Request::JobControl(signed(e)?),
             Some(Body::Receipt(e)) => Request::Receipt(signed(e)?),
+            Some(Body::Close(e)) => Request::Close(signed(e)?),
             Some(Body::Update(u)) => Request::Update(JobUpdate::from_proto(u)?),
             Some(Body::Fetch(f)) => Request::Fetch(Fetch::from_proto(f)?),
             None => return Err("request: empty".into()),
@@ -131,6 +137,9 @@ impl Response {
             Some(Body::Receipt(c)) => {
                 Response::Receipt(CoSigned::from_proto(c).map_err(|e| e.to_string())?)
             }
+            Some(Body::Close(c)) => {
+                Response::Close(CoSigned::from_proto(c).map_err(|e| e.to_string())?)
+            }
             Some(Body::UpdateAck(a)) => Response::UpdateAck(a.next),
             Some(Body::Chunk(c)) => {
                 if c.data.len() > super::wire::MAX_FETCH_CHUNK as usize {
@@ -160,6 +169,7 @@ impl Response {
                 retry: true,
             }),
             Response::Receipt(c) => Body::Receipt(c.to_proto()),
+            Response::Close(c) => Body::Close(c.to_proto()),
             Response::UpdateAck(next) => Body::UpdateAck(pb::UpdateAck { next: *next }),
             Response::Chunk { data, size } => Body::Chunk(pb::OutputChunk {
                 data: data.clone(),

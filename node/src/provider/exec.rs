@@ -54,6 +54,7 @@ use crate::runtime::{RunSpec, Runtime};
 use crate::store::{MoneyEntry, Side, Store};
 
 mod actor;
+mod close;
 mod log_push;
 mod meter;
 mod record;

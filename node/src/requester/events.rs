@@ -45,6 +45,8 @@ pub enum JobEventKind {
     ProviderUnresponsive,
     /// A settlement was seen on the ledger.
     Settled,
+    /// The provider's early close was countersigned (the run is over).
+    CloseCountersigned,
     /// The lease was closed and the rest refunded.
     Closed,
     /// Every output was fetched and checked.
@@ -61,7 +63,7 @@ pub enum JobEventKind {
 
 impl JobEventKind {
     /// Every kind.
-    pub const ALL: [JobEventKind; 24] = [
+    pub const ALL: [JobEventKind; 25] = [
         Self::Submitted,
         Self::OrderPublished,
         Self::Bid,
@@ -80,6 +82,7 @@ impl JobEventKind {
         Self::Cancelled,
         Self::ProviderUnresponsive,
         Self::Settled,
+        Self::CloseCountersigned,
         Self::Closed,
         Self::ResultsFetched,
         Self::ResultsFailed,
@@ -109,6 +112,7 @@ impl JobEventKind {
             Self::Cancelled => "cancelled",
             Self::ProviderUnresponsive => "provider_unresponsive",
             Self::Settled => "settled",
+            Self::CloseCountersigned => "close_countersigned",
             Self::Closed => "closed",
             Self::ResultsFetched => "results_fetched",
             Self::ResultsFailed => "results_failed",

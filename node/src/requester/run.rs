@@ -4,10 +4,11 @@
 //! on a silent provider, and finish once the lease is closed.
 
 use agora_client::api::JobState;
+use agora_protocol::close::check_close;
 use agora_protocol::receipt::check_next;
 use agora_protocol::{
-    JobAction, JobControl, LeaseId, Manifest, OrderId, ReceiptClaim, RunEvent, Signed, Timestamp,
-    UsageReceipt,
+    CloseClaim, JobAction, JobControl, LeaseClose, LeaseId, Manifest, OrderId, ReceiptClaim,
+    RunEvent, Signed, Timestamp, UsageReceipt,
 };
 use libp2p::PeerId;
 use tracing::{info, warn};
@@ -332,6 +333,53 @@ impl Requester {
             self.read_escrow_soon(id, now);
         }
         Answer::durable(Response::Receipt(cosigned))
+    }
+
+    /// The provider's early close: countersigned when it pays for no more
+    /// than the latest receipt this node countersigned (and is priced by
+    /// the lease). The run is over: a job still running here is settling,
+    /// with the provider's reason.
+    pub fn on_close(&mut self, peer: PeerId, signed: Signed<LeaseClose>, now: Timestamp) -> Answer {
+        let c = signed.message().clone();
+        let id = match self.heard_from_provider(&c.lease_id, peer, now) {
+            Ok(id) => id,
+            Err(why) => return Answer::plain(Response::Refused(why)),
+        };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Answer::plain(Response::Refused("job unknown".into()));
+        };
+        let Some(lease) = job.lease() else {
+            return Answer::plain(Response::Refused("lease unknown".into()));
+        };
+        let countersigned = job.receipt().map(ReceiptClaim::receipt);
+        if let Err(e) = check_close(lease.id(), lease.terms(), countersigned, &c) {
+            warn!(job = %id, error = %e, "early close refused");
+            return Answer::plain(Response::Refused(format!("close refused: {e}")));
+        }
+        let claim = match CloseClaim::countersign(signed.envelope(), lease, &self.key) {
+            Ok(claim) => claim,
+            Err(e) => return Answer::plain(Response::Refused(format!("cannot countersign: {e}"))),
+        };
+        if !job.state.is_terminal() {
+            job.state = JobState::Settling;
+            job.reason.get_or_insert_with(|| match c.reason {
+                agora_protocol::CloseReason::NotStarted => "the job never started".into(),
+                agora_protocol::CloseReason::ProviderRestarted => {
+                    "the provider's node restarted while the job ran".into()
+                }
+                agora_protocol::CloseReason::Ended => {
+                    "the job ended without a final receipt".into()
+                }
+            });
+        }
+        let text = format!(
+            "{}: {} GPU-s, {} in all",
+            c.reason, c.gpu_seconds, c.cumulative_amount
+        );
+        self.event(id, now, JobEventKind::CloseCountersigned, text);
+        self.persist(id);
+        self.read_escrow_soon(id, now);
+        Answer::durable(Response::Close(claim.cosigned().clone()))
     }
 
     /// Fetches the outputs once the final receipt and the manifest agree.

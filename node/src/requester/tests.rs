@@ -6,8 +6,9 @@ use agora_client::api::{JobSpec, JobState};
 use agora_protocol::amount::cost;
 use agora_protocol::ledger::EscrowState;
 use agora_protocol::{
-    Amount, Bid, Decline, DeclineReason, Keypair, Lease, LeaseId, LeaseTerms, Manifest,
-    ManifestFile, Order, OrderId, ReceiptClaim, RunEvent, Signed, Timestamp, UsageReceipt,
+    Amount, Bid, CloseClaim, CloseReason, Decline, DeclineReason, Keypair, Lease, LeaseClose,
+    LeaseId, LeaseTerms, Manifest, ManifestFile, Order, OrderId, ReceiptClaim, RunEvent, Signed,
+    Timestamp, UsageReceipt,
 };
 
 use super::core::{Delivery, Effect, Requester, Settings, Task, TaskResult};
@@ -534,6 +535,79 @@ fn a_finished_job_is_settled_closed_refunded_and_its_outputs_fetched() {
     let names = event_names(&core, &id);
     assert!(names.contains(&"closed") && names.ends_with(&["finished"]));
     assert_eq!(core.next_wake(), None, "nothing more to do");
+}
+
+/// The provider's early close of `lease` for `gpu_seconds`, signed by `p`.
+fn early_close(
+    lease: &Lease,
+    p: &Keypair,
+    gpu_seconds: u64,
+    reason: CloseReason,
+) -> Signed<LeaseClose> {
+    let close = LeaseClose::new(lease, gpu_seconds, reason, T0);
+    CloseClaim::sign_as_provider(close, p).unwrap()
+}
+
+#[test]
+fn an_early_close_is_countersigned_only_up_to_what_was_countersigned_and_ends_the_job() {
+    let mut core = core();
+    let (id, lease) = leased(&mut core);
+    let p = provider(1);
+    let peer = p.public().peer_id();
+    let at = T0.plus_secs(12);
+    core.on_receipt(peer, receipt(&lease, &p, 1, 10, at, None), at);
+    assert_eq!(core.job(&id).unwrap().state, JobState::Running);
+    core.take_effects();
+    // More than countersigned: refused, and the job runs on.
+    let greedy = early_close(&lease, &p, 11, CloseReason::ProviderRestarted);
+    let answer = core.on_close(peer, greedy, at);
+    assert!(
+        matches!(&answer.response, Response::Refused(r) if r.contains("close refused")),
+        "{:?}",
+        answer.response
+    );
+    assert_eq!(core.job(&id).unwrap().state, JobState::Running);
+    // Another node cannot close the lease.
+    let stranger = provider(7);
+    let forged = early_close(&lease, &stranger, 10, CloseReason::ProviderRestarted);
+    let answer = core.on_close(stranger.public().peer_id(), forged, at);
+    assert!(matches!(answer.response, Response::Refused(_)));
+    // The countersigned amount: countersigned, durably, verifiable by both
+    // keys, and the job settles with the provider's reason.
+    let honest = early_close(&lease, &p, 10, CloseReason::ProviderRestarted);
+    let answer = core.on_close(peer, honest.clone(), at);
+    let Response::Close(cosigned) = &answer.response else {
+        panic!("{:?}", answer.response);
+    };
+    assert!(
+        answer.flush,
+        "a countersignature is durable before it goes out"
+    );
+    let claim = CloseClaim::from_cosigned(cosigned.clone()).unwrap();
+    assert_eq!(claim.cosigned().body(), honest.envelope().body());
+    let t = lease.terms();
+    claim.verify(&t.requester, &t.provider).unwrap();
+    let job = core.job(&id).unwrap();
+    assert_eq!(job.state, JobState::Settling);
+    assert!(job.reason.as_deref().unwrap().contains("restarted"));
+    assert!(event_names(&core, &id).contains(&"close_countersigned"));
+    // The escrow is read soon; closed, the job fails with the reason.
+    core.tick(at.plus_ms(25));
+    assert!(has_task(&core.take_effects(), |t| matches!(
+        t,
+        Task::ReadEscrow(_)
+    )));
+    let paid = cost(t.price_per_gpu_hour, 10).unwrap();
+    let refund = t.escrow.checked_sub(paid).unwrap();
+    let closed = escrow(&lease, paid, Some(refund));
+    core.on_task(
+        id,
+        TaskResult::Escrow(Ok(Some(Box::new(closed)))),
+        at.plus_ms(30),
+    );
+    let job = core.job(&id).unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.reason.as_deref().unwrap().contains("restarted"));
 }
 
 #[test]

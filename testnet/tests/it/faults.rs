@@ -257,7 +257,10 @@ async fn a_provider_killed_mid_job_is_paid_only_countersigned_time_and_never_twi
     let Some((_dir, mut net)) = testnet_on(ledger, 1, 1).await else {
         return;
     };
-    let submit = job("long", "while true; do echo tick; sleep 1; done", 20);
+    // A 300 s lease: the run is over long before it ends, so the lease
+    // must close early, by a close both sides sign, not by the ledger's
+    // grace after its end.
+    let submit = job("long", "while true; do echo tick; sleep 1; done", 300);
     let job = started(&net, &submit).await;
     net.kill("provider-0").await.unwrap();
     // What the requester countersigned last is all the provider can claim.
@@ -272,6 +275,36 @@ async fn a_provider_killed_mid_job_is_paid_only_countersigned_time_and_never_twi
     assert!(run.reason.unwrap_or_default().contains("restarted"));
     let done = terminal(&net, &job.id).await;
     assert_eq!(done.state, JobState::Failed, "{done:#?}");
+    let books = net.ledger().await.unwrap();
+    let escrow = books.escrow(&lease).await.unwrap().unwrap();
+    let chain_now = books.now().await.unwrap();
+    assert!(
+        escrow.closed() && chain_now < escrow.ends_at,
+        "closed before the lease's end: {escrow:#?} at {chain_now}"
+    );
+    assert!(
+        done.events.iter().any(|e| e.event == "close_countersigned"
+            && e.detail.starts_with("provider_restarted")),
+        "{:#?}",
+        done.events
+    );
+    // The provider's log says so too (it reaches the requester's log
+    // after the books do).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let entries = log(&net, &job.id).await;
+        if entries.iter().any(|e| {
+            e.event.as_deref() == Some("closed")
+                && e.text.contains("closed early (provider_restarted)")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the provider's log never said the lease closed early: {entries:#?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
     // A second restart settles nothing more.
     net.restart("provider-0").await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -132,6 +132,7 @@ impl Router {
                     Request::Decline(decline) => self.requester.on_decline(peer, decline, now),
                     Request::Update(update) => self.requester.on_update(peer, update, now),
                     Request::Receipt(receipt) => self.requester.on_receipt(peer, receipt, now),
+                    Request::Close(close) => self.requester.on_close(peer, close, now),
                     // Matched above.
                     Request::JobPayload(_)
                     | Request::JobControl(_)

@@ -1,7 +1,9 @@
 //! Settlement and close: the latest countersigned receipt is settled once
 //! — retried while the ledger is unreachable — and the lease closed, so a
 //! lease costs three ledger operations (lock, settle, close) however long
-//! it ran.
+//! it ran. A run that ended without a countersigned final receipt closes
+//! early by a close both parties sign ([`super::close`]), or, when the
+//! requester does not countersign one, once the ledger's grace ran out.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use tracing::{info, warn};
 
 use super::Executor;
 use super::actor::Update;
+use super::close::{self, EARLY_CLOSE_TRIES, EarlyClose};
 use super::record::Phase;
 use crate::clock::now;
 
@@ -20,6 +23,7 @@ impl Executor {
     pub(super) async fn settle(&self, id: LeaseId) {
         let o = &self.inner.options;
         let mut backoff = Duration::from_millis(500);
+        let mut early_tries = 0;
         loop {
             let Some(record) = self.record(id).await else {
                 return;
@@ -91,6 +95,44 @@ impl Executor {
                             Err(LedgerError::LeaseClosed(_)) => {
                                 self.mark_closed(id).await;
                                 return;
+                            }
+                            Err(e) => Err(e),
+                        }
+                    } else if early_tries < EARLY_CLOSE_TRIES && !final_settled {
+                        early_tries += 1;
+                        match self.close_early(id, &record).await {
+                            Ok(EarlyClose::Closed(c)) => {
+                                let sequence = claim
+                                    .map_or(0, |c| c.receipt().sequence)
+                                    .max(record.settled_seq);
+                                let update = Update::Settled {
+                                    settled: c.settled,
+                                    sequence,
+                                };
+                                self.update(id, update).await;
+                                self.mark_closed(id).await;
+                                let _ = o.store.flush();
+                                self.log_event(
+                                    id,
+                                    RunEvent::Closed,
+                                    &format!(
+                                        "lease closed early ({}): {} settled, {} refunded",
+                                        close::reason_of(&record),
+                                        c.settled,
+                                        c.refunded
+                                    ),
+                                )
+                                .await;
+                                info!(lease = %id, settled = %c.settled, refunded = %c.refunded, "closed early");
+                                return;
+                            }
+                            Ok(EarlyClose::AlreadyClosed) => {
+                                self.mark_closed(id).await;
+                                return;
+                            }
+                            Ok(EarlyClose::NotNow) => {
+                                backoff = Duration::from_secs(2 << early_tries.min(4));
+                                Ok(true)
                             }
                             Err(e) => Err(e),
                         }
