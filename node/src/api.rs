@@ -54,6 +54,8 @@ pub struct ApiState {
     events: Arc<events::EventHub>,
     /// Requests without a valid token, per source address.
     auth_limiter: Arc<serve::AuthLimiter>,
+    /// The data disk's free space: new jobs are refused when it is low.
+    disk: Option<crate::disk::DiskGuard>,
 }
 
 impl ApiState {
@@ -80,7 +82,14 @@ impl ApiState {
             auth_limiter: Arc::new(serve::AuthLimiter::new(
                 crate::config::ApiSection::default().unauthenticated_requests_per_sec,
             )),
+            disk: None,
         }
+    }
+
+    /// Refuses new jobs while `disk` is below its floor.
+    pub fn with_disk(mut self, disk: crate::disk::DiskGuard) -> Self {
+        self.disk = Some(disk);
+        self
     }
 
     /// Limits requests without a valid token to `per_sec` per address.
@@ -360,6 +369,9 @@ async fn submit_job(
     body: Result<axum::Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, axum::Json<JobView>), Failure> {
     let submit: SubmitJob = json_object(body)?;
+    if let Some(Err(reason)) = state.disk.as_ref().map(crate::disk::DiskGuard::check) {
+        return Err(Failure::new(StatusCode::INSUFFICIENT_STORAGE, reason, None));
+    }
     if submit.spec.command.is_empty() {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,

@@ -442,6 +442,10 @@ pub struct NodeSection {
     /// The store's page cache (sled), MiB: what the node keeps of its
     /// state in memory; the rest is read from disk when needed.
     pub store_cache_mb: u64,
+    /// Below this much free space on the data disk, MiB, the node takes no
+    /// new work (a requester refuses submissions, a provider stops offering
+    /// and bidding) and keeps running the work it has.
+    pub min_free_disk_mib: u64,
 }
 
 impl Default for NodeSection {
@@ -452,6 +456,7 @@ impl Default for NodeSection {
             bid_hold_grace_ms: 5_000,
             receipt_interval_secs: 60,
             store_cache_mb: crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024),
+            min_free_disk_mib: 512,
         }
     }
 }
@@ -488,6 +493,12 @@ impl NodeSection {
                     "{} ms would hold GPUs for over 10 minutes after each bid window",
                     self.bid_hold_grace_ms
                 ),
+            ));
+        }
+        if self.min_free_disk_mib > 1 << 30 {
+            return Err(invalid(
+                "min_free_disk_mib",
+                format!("{} MiB is more than any disk", self.min_free_disk_mib),
             ));
         }
         if !(8..=65_536).contains(&self.store_cache_mb) {

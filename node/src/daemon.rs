@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::clock::now;
 use crate::config::Config;
+use crate::disk::DiskGuard;
 use crate::market::{self, MarketHandle, MarketOptions};
 use crate::metrics::Metrics;
 use crate::metrics::ledger::MeteredLedger;
@@ -209,10 +210,12 @@ pub async fn start_with_ledger(
 
     let cancel = CancellationToken::new();
     let (ended_tx, runs_ended) = tokio::sync::mpsc::channel(256);
+    let disk = DiskGuard::new(&options.data_dir, options.config.node.min_free_disk_mib);
     let runtime_health = match &runtime {
         Some(runtime) => Some(
             watch_health(
                 runtime.clone(),
+                disk.clone(),
                 health_interval(&options.config),
                 cancel.child_token(),
             )
@@ -303,7 +306,9 @@ pub async fn start_with_ledger(
         state = state.with_telemetry(telemetry);
     }
     let limits = options.config.api;
-    let state = state.with_auth_rate(limits.unauthenticated_requests_per_sec);
+    let state = state
+        .with_auth_rate(limits.unauthenticated_requests_per_sec)
+        .with_disk(disk);
     let api_metrics = state.metrics().clone();
     let router = api::router(state);
     let api = tokio::spawn(api::serve::serve(
@@ -445,13 +450,24 @@ const PROCESS_HEALTH_SECS: u64 = 30;
 /// logged once.
 async fn watch_health(
     runtime: Arc<dyn Runtime>,
+    disk: DiskGuard,
     every: Duration,
     cancel: CancellationToken,
 ) -> tokio::sync::watch::Receiver<Option<String>> {
-    let first = runtime.health().await.err().map(|e| e.to_string());
+    // Why no new work can be taken: the runtime's failure, or a data disk
+    // below its floor (running work continues either way).
+    let unable = move |health: Result<(), crate::runtime::RuntimeError>| {
+        health
+            .err()
+            .map(|e| e.to_string())
+            .or_else(|| disk.check().err())
+    };
+    let first = unable(runtime.health().await);
     if let Some(reason) = &first {
         warn!(runtime = runtime.name(), %reason, "the runtime cannot run jobs; no offers until it can");
     }
+    // The market takes in the first state when it starts, the changes on
+    // its ticks.
     let (tx, rx) = tokio::sync::watch::channel(first);
     tokio::spawn(async move {
         loop {
@@ -459,7 +475,7 @@ async fn watch_health(
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
             }
-            let now = runtime.health().await.err().map(|e| e.to_string());
+            let now = unable(runtime.health().await);
             let changed = tx.send_if_modified(|state| {
                 if state.is_some() == now.is_some() {
                     return false;
@@ -566,7 +582,26 @@ mod tests {
     async fn health_changes_are_reported_once_each() {
         let runtime = Arc::new(Switch(AtomicBool::new(false)));
         let cancel = CancellationToken::new();
-        let mut rx = watch_health(runtime.clone(), Duration::from_millis(20), cancel.clone()).await;
+        let full = Arc::new(AtomicBool::new(false));
+        let seen = full.clone();
+        let disk = DiskGuard::with_probe(
+            Path::new("/data"),
+            1,
+            Arc::new(move |_| {
+                Ok(if seen.load(Ordering::SeqCst) {
+                    0
+                } else {
+                    1 << 30
+                })
+            }),
+        );
+        let mut rx = watch_health(
+            runtime.clone(),
+            disk,
+            Duration::from_millis(20),
+            cancel.clone(),
+        )
+        .await;
         // Down from the start: said at once.
         let first = rx.borrow_and_update().clone();
         assert!(first.is_some_and(|r| r.contains("the head is gone")));
@@ -576,6 +611,15 @@ mod tests {
         // Staying up is no change.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!rx.has_changed().unwrap());
+        // A full disk stops new work as a failed runtime does, with its
+        // own reason, and its end starts it again.
+        full.store(true, Ordering::SeqCst);
+        rx.changed().await.unwrap();
+        let reason = rx.borrow_and_update().clone();
+        assert!(reason.is_some_and(|r| r.contains("min_free_disk_mib")));
+        full.store(false, Ordering::SeqCst);
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow_and_update(), None);
         runtime.0.store(false, Ordering::SeqCst);
         rx.changed().await.unwrap();
         assert!(rx.borrow_and_update().is_some());

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;
+pub mod disk;
 pub mod doctor;
 pub mod identity;
 pub mod market;

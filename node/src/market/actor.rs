@@ -124,9 +124,14 @@ pub fn spawn(
         config: options.config,
         network: options.network.clone(),
         events: options.events,
-        provider: options
-            .provider
-            .map(|role| Provider::new(role, options.key.clone(), refresh)),
+        provider: options.provider.map(|mut role| {
+            // Whether the runtime (and the disk) can take work is known
+            // before the first offer goes out.
+            if let Some(health) = &options.runtime_health {
+                role.set_unavailable(health.borrow().clone());
+            }
+            Provider::new(role, options.key.clone(), refresh)
+        }),
         executor: options.executor,
         runs_ended: options.runs_ended,
         runtime_health: options.runtime_health,

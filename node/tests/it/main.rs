@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod bad_bodies;
 mod doctor;
+mod full_disk;
 mod hostile_api;
 mod hostile_gossip;
 mod metrics;
