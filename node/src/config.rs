@@ -446,6 +446,10 @@ pub struct NodeSection {
     /// new work (a requester refuses submissions, a provider stops offering
     /// and bidding) and keeps running the work it has.
     pub min_free_disk_mib: u64,
+    /// A requester keeps a finished job (and its log) this long, days.
+    pub job_retention_days: u64,
+    /// …and at most this many finished jobs: the oldest go first.
+    pub max_finished_jobs: usize,
 }
 
 impl Default for NodeSection {
@@ -457,6 +461,8 @@ impl Default for NodeSection {
             receipt_interval_secs: 60,
             store_cache_mb: crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024),
             min_free_disk_mib: 512,
+            job_retention_days: 30,
+            max_finished_jobs: 10_000,
         }
     }
 }
@@ -493,6 +499,18 @@ impl NodeSection {
                     "{} ms would hold GPUs for over 10 minutes after each bid window",
                     self.bid_hold_grace_ms
                 ),
+            ));
+        }
+        if !(1..=36_500).contains(&self.job_retention_days) {
+            return Err(invalid(
+                "job_retention_days",
+                format!("{} is outside 1..=36500 days", self.job_retention_days),
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.max_finished_jobs) {
+            return Err(invalid(
+                "max_finished_jobs",
+                format!("{} is outside 1..=10000000", self.max_finished_jobs),
             ));
         }
         if self.min_free_disk_mib > 1 << 30 {

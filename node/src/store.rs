@@ -176,6 +176,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes a job and its log (requester side): the log first, so a
+    /// crash in between leaves the job to be deleted again. Returns how
+    /// many log entries went.
+    pub fn remove_job(&self, id: &OrderId) -> Result<usize, StoreError> {
+        let removed = self.remove_log(&id.0)?;
+        self.jobs.remove(id.0)?;
+        Ok(removed)
+    }
+
+    /// Deletes every entry of `owner`'s log; how many there were.
+    pub fn remove_log(&self, owner: &[u8; 32]) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for entry in self
+            .logs
+            .range(log_key(owner, 0)..=log_key(owner, u64::MAX))
+        {
+            let (key, _) = entry?;
+            batch.remove(key);
+            removed += 1;
+        }
+        self.logs.apply_batch(batch)?;
+        Ok(removed)
+    }
+
     /// Records a lease this node signed (either side) and flushes.
     pub fn put_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.leases.insert(lease.id().0, lease.encode())?;
@@ -353,5 +378,45 @@ mod tests {
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].1, b"job".to_vec());
         assert_eq!(store.meta::<u64>("absent").unwrap(), None);
+    }
+
+    #[test]
+    fn removing_a_job_takes_its_whole_log_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = Keypair::from_seed(&[1; 32]).public();
+        let (gone, kept) = (OrderId::new(&key, &[1; 16]), OrderId::new(&key, &[2; 16]));
+        let entries = |n: u64| -> Vec<LogRecord> {
+            (1..=n)
+                .map(|seq| LogRecord {
+                    seq,
+                    at: agora_protocol::Timestamp(seq),
+                    kind: agora_client::api::LogKind::Stdout,
+                    event: None,
+                    run: None,
+                    text: format!("line {seq}\n"),
+                })
+                .collect()
+        };
+        for id in [&gone, &kept] {
+            store.put_job(id, b"job").unwrap();
+            store.append_log(&id.0, &entries(300)).unwrap();
+        }
+        assert_eq!(store.remove_job(&gone).unwrap(), 300);
+        assert!(
+            store
+                .log_after(&gone.0, 0, 1000, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.log_after(&kept.0, 0, 1000, usize::MAX).unwrap().len(),
+            300
+        );
+        let jobs = store.jobs().unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].0, kept.0.to_vec());
+        // Again: nothing left to remove, no error.
+        assert_eq!(store.remove_job(&gone).unwrap(), 0);
     }
 }

@@ -152,6 +152,7 @@ pub fn spawn(
         stats: LoopStats::default(),
         store,
         metrics: options.metrics,
+        next_retention: agora_protocol::Timestamp(0),
     };
     // Instant-path jobs that were leasing retry their offer once.
     for (id, offer) in router.requester.instant_to_resume() {
@@ -248,7 +249,12 @@ struct Router {
     provider_dirty: bool,
     stats: LoopStats,
     metrics: Metrics,
+    /// When finished jobs past their retention are next looked for.
+    next_retention: agora_protocol::Timestamp,
 }
+
+/// How often finished jobs past their retention are looked for.
+const RETENTION_EVERY_MS: u64 = 3600 * 1000;
 
 impl Router {
     async fn run(mut self) {
@@ -455,8 +461,42 @@ impl Router {
         }
     }
 
+    /// Deletes the finished jobs past their retention (`node.job_retention_days`,
+    /// `node.max_finished_jobs`) with their logs, off the loop.
+    fn retire_jobs(&mut self, now: agora_protocol::Timestamp) {
+        let node = &self.config.node;
+        let max_age_ms = node.job_retention_days.saturating_mul(24 * 3600 * 1000);
+        let retired = self
+            .requester
+            .retire(now, max_age_ms, node.max_finished_jobs);
+        if retired.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut entries = 0;
+            for id in &retired {
+                match store.remove_job(id) {
+                    Ok(n) => entries += n,
+                    Err(e) => {
+                        warn!(job = %id, error = %e, "cannot delete a job past its retention")
+                    }
+                }
+            }
+            info!(
+                jobs = retired.len(),
+                log_entries = entries,
+                "finished jobs past their retention deleted"
+            );
+        });
+    }
+
     async fn every_second(&mut self) {
         let now = now();
+        if now >= self.next_retention {
+            self.next_retention = now.plus_ms(RETENTION_EVERY_MS);
+            self.retire_jobs(now);
+        }
         self.book.expire(now);
         self.requester.tick(now);
         self.carry_out().await;

@@ -128,3 +128,41 @@ impl Requester {
         self.persist(id);
     }
 }
+
+impl Requester {
+    /// Takes out the finished jobs past their retention: those that
+    /// finished more than `max_age_ms` before `now`, and any beyond the
+    /// `keep` most recently finished. A job still going is never taken.
+    /// Returns their ids, oldest first, for the caller to delete from the
+    /// store (with their logs).
+    pub fn retire(&mut self, now: Timestamp, max_age_ms: u64, keep: usize) -> Vec<OrderId> {
+        let mut finished: Vec<(Timestamp, OrderId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state.is_terminal())
+            .map(|(id, j)| {
+                let at = j.events.last().map_or(j.submitted_at, |e| e.at);
+                (at, *id)
+            })
+            .collect();
+        // Newest first: the first `keep` young enough stay.
+        finished.sort_unstable_by(|a, b| b.cmp(a));
+        let mut retired: Vec<OrderId> = finished
+            .iter()
+            .enumerate()
+            .filter(|(i, (at, _))| *i >= keep || now.ms_since(*at) > max_age_ms)
+            .map(|(_, (_, id))| *id)
+            .collect();
+        retired.reverse();
+        for id in &retired {
+            if let Some(job) = self.jobs.remove(id)
+                && let Some(lease) = job.lease()
+            {
+                self.by_lease.remove(&lease.id());
+            }
+            self.polls.remove(id);
+            self.fetching.remove(id);
+        }
+        retired
+    }
+}

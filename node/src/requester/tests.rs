@@ -272,6 +272,43 @@ fn nobody_bidding_ends_the_job_with_every_decline_named() {
 }
 
 #[test]
+fn finished_jobs_past_their_age_or_count_are_retired_oldest_first_and_live_ones_never() {
+    let mut core = core();
+    // Three jobs finish (no bids) at 2 s, 12 s and 22 s; a fourth is still
+    // bidding.
+    let mut finished = Vec::new();
+    for (nonce, at) in [(1u8, 0u64), (2, 10), (3, 20)] {
+        let submitted = T0.plus_secs(at);
+        let order =
+            order_from_spec(&spec(), &requester_key().public(), [nonce; 16], submitted).unwrap();
+        let id = core.submit(order, spec(), None, submitted).unwrap();
+        core.tick(submitted.plus_secs(2));
+        assert_eq!(core.job(&id).unwrap().state, JobState::NoBids);
+        finished.push(id);
+    }
+    let live_at = T0.plus_secs(30);
+    let live_order = order_from_spec(&spec(), &requester_key().public(), [4; 16], live_at).unwrap();
+    let live = core.submit(live_order, spec(), None, live_at).unwrap();
+    core.take_effects();
+    // Keep two: the oldest goes.
+    let day = 24 * 3600 * 1000;
+    assert_eq!(core.retire(live_at, day, 2), vec![finished[0]]);
+    assert!(core.job(&finished[0]).is_none());
+    // Nothing more is past its age or count.
+    assert!(core.retire(live_at, day, 2).is_empty());
+    // 15 s of age: the one that finished at 12 s goes, the one at 22 s stays.
+    assert_eq!(core.retire(live_at, 15_000, 10), vec![finished[1]]);
+    // Everything finished, however many are kept, once old enough; never
+    // the job still bidding.
+    assert_eq!(
+        core.retire(live_at.plus_secs(100), 1_000, 0),
+        vec![finished[2]]
+    );
+    assert!(core.retire(live_at.plus_secs(100), 0, 0).is_empty());
+    assert_eq!(core.job(&live).unwrap().state, JobState::Bidding);
+}
+
+#[test]
 fn a_refused_lease_moves_to_the_next_bid_and_the_last_refusal_fails_the_job() {
     let mut core = core();
     let id = auctioned(&mut core, 1);
