@@ -348,6 +348,9 @@ pub struct RuntimeSection {
     /// then its work dir is removed (the rest of the work dir goes when
     /// the job ends).
     pub work_retention_secs: u64,
+    /// A finished run's record, log and lease stay in the store this long,
+    /// days (earnings, kept apart per receipt, keep their totals).
+    pub run_retention_days: u64,
 }
 
 impl RuntimeSection {
@@ -422,6 +425,7 @@ impl Default for RuntimeSection {
             cpu_weight: 100,
             cgroup: None,
             work_retention_secs: 24 * 3600,
+            run_retention_days: 30,
         }
     }
 }

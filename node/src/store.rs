@@ -201,6 +201,15 @@ impl Store {
         Ok(removed)
     }
 
+    /// Deletes a provider's run of `id`, its log (first) and its lease.
+    /// Returns how many log entries went.
+    pub fn remove_run(&self, id: &LeaseId) -> Result<usize, StoreError> {
+        let removed = self.remove_log(&id.0)?;
+        self.runs.remove(id.0)?;
+        self.leases.remove(id.0)?;
+        Ok(removed)
+    }
+
     /// Records a lease this node signed (either side) and flushes.
     pub fn put_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.leases.insert(lease.id().0, lease.encode())?;

@@ -104,6 +104,37 @@ fn sweep(jobs_dir: &std::path::Path, retained: &actor::Retained, retention: Dura
     removed
 }
 
+/// Every this many work-dir sweeps (an hour), finished runs past their
+/// retention are deleted from the store.
+const RUN_SWEEP_EVERY: u64 = 60;
+
+/// Deletes the stored runs that are finished and ended before `cut`, with
+/// their logs and leases; their ids.
+fn retire_stored_runs(store: &Store, cut: Timestamp) -> Vec<LeaseId> {
+    let stored: Vec<StoredRun> = match store.runs() {
+        Ok(stored) => stored,
+        Err(e) => {
+            warn!(error = %e, "cannot read stored runs for their retention");
+            return Vec::new();
+        }
+    };
+    let mut retired = Vec::new();
+    for stored in stored {
+        let Ok(record) = RunRecord::restore(stored) else {
+            continue;
+        };
+        if !record.finished() || record.ended_at.is_none_or(|at| at >= cut) {
+            continue;
+        }
+        let id = record.lease.id();
+        match store.remove_run(&id) {
+            Ok(_) => retired.push(id),
+            Err(e) => warn!(lease = %id, error = %e, "cannot delete a run past its retention"),
+        }
+    }
+    retired
+}
+
 /// Everything the executor needs from the node.
 pub struct ExecutorOptions {
     /// This provider's key.
@@ -224,6 +255,7 @@ impl Executor {
     async fn sweep_work_dirs(&self) {
         let o = &self.inner.options;
         let retention = Duration::from_secs(o.settings.work_retention_secs);
+        let mut sweeps: u64 = 0;
         loop {
             let before = Timestamp(
                 now()
@@ -255,10 +287,40 @@ impl Executor {
                     "work dirs past their retention removed"
                 );
             }
+            if sweeps % RUN_SWEEP_EVERY == 0 {
+                self.retire_runs().await;
+            }
+            sweeps += 1;
             tokio::select! {
                 () = o.cancel.cancelled() => return,
                 () = tokio::time::sleep(SWEEP_EVERY) => {}
             }
+        }
+    }
+
+    /// Deletes from the store the finished runs (closed, log delivered)
+    /// that ended more than `runtime.run_retention_days` ago, with their
+    /// logs and leases, and forgets them here; off the actor.
+    async fn retire_runs(&self) {
+        let o = &self.inner.options;
+        let cut = now().0.saturating_sub(
+            o.settings
+                .run_retention_days
+                .saturating_mul(24 * 3600 * 1000),
+        );
+        let store = o.store.clone();
+        let retired =
+            tokio::task::spawn_blocking(move || retire_stored_runs(&store, Timestamp(cut)))
+                .await
+                .unwrap_or_default();
+        for id in &retired {
+            let _ = self.inner.commands.send(Command::Forget { id: *id }).await;
+        }
+        if !retired.is_empty() {
+            info!(
+                runs = retired.len(),
+                "finished runs past their retention deleted"
+            );
         }
     }
 
@@ -495,5 +557,58 @@ mod sweep_tests {
         assert!(!expired.exists() && !old.exists());
         // In use however old, and unused but recent: kept.
         assert!(running.join("out/r").exists() && fresh.join("out/r").exists());
+    }
+
+    #[test]
+    fn finished_runs_that_ended_before_the_cut_are_deleted_with_their_logs() {
+        use super::record::{Phase, RunRecord};
+        use super::{Store, retire_stored_runs};
+        use agora_protocol::{OrderId, Timestamp};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let run = |nonce: u8, phase: Phase, ended_ms: u64| {
+            let order = OrderId::new(
+                &agora_protocol::Keypair::from_seed(&[9; 32]).public(),
+                &[nonce; 16],
+            );
+            let (_, _, lease) = super::testing::lease_for(order);
+            let mut record = RunRecord::new(lease, vec![0]);
+            record.phase = phase;
+            record.ended_at = Some(Timestamp(ended_ms));
+            let id = record.lease.id();
+            store.put_lease(&record.lease).unwrap();
+            store.put_run(&id, &record.stored()).unwrap();
+            let entry = crate::store::LogRecord {
+                seq: 1,
+                at: Timestamp(ended_ms),
+                kind: agora_client::api::LogKind::Stdout,
+                event: None,
+                run: None,
+                text: "out\n".into(),
+            };
+            store.append_log(&id.0, &[entry]).unwrap();
+            id
+        };
+        let old_closed = run(1, Phase::Closed, 1_000);
+        let old_settling = run(2, Phase::Ended, 1_000);
+        let young_closed = run(3, Phase::Closed, 9_000);
+        assert_eq!(
+            retire_stored_runs(&store, Timestamp(5_000)),
+            vec![old_closed]
+        );
+        assert!(store.lease(&old_closed).unwrap().is_none());
+        assert!(
+            store
+                .log_after(&old_closed.0, 0, 10, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        // One still settling, and one closed after the cut, stay whole.
+        for id in [old_settling, young_closed] {
+            assert!(store.lease(&id).unwrap().is_some());
+            assert_eq!(store.log_after(&id.0, 0, 10, usize::MAX).unwrap().len(), 1);
+        }
+        assert_eq!(store.runs::<super::StoredRun>().unwrap().len(), 2);
     }
 }
