@@ -287,7 +287,7 @@ impl Executor {
                     "work dirs past their retention removed"
                 );
             }
-            if sweeps % RUN_SWEEP_EVERY == 0 {
+            if sweeps.is_multiple_of(RUN_SWEEP_EVERY) {
                 self.retire_runs().await;
             }
             sweeps += 1;
