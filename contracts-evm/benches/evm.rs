@@ -1,5 +1,5 @@
-//! What the escrow costs on anvil: gas per deposit, lock, settlement and
-//! close, and settlements per second through EvmLedger — one node's
+//! What the escrow costs on anvil: gas per deposit, lock, settlement,
+//! close and early close, and settlements per second through EvmLedger — one node's
 //! (one gas account, transactions in nonce order) and eight nodes' at once.
 //!
 //!     cargo bench -p agora-contracts-evm
@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use agora_contracts_evm::anvil::{Anvil, AnvilOptions};
 use agora_contracts_evm::{EvmConfig, EvmLedger, GasKey, deploy};
-use agora_protocol::ledger::conformance::{Tamper, lease, receipt};
-use agora_protocol::{Amount, Keypair, Lease, Ledger};
+use agora_protocol::ledger::conformance::{Tamper, close, lease, receipt};
+use agora_protocol::{Amount, CloseReason, Keypair, Lease, Ledger};
 use alloy::primitives::U256;
 use alloy::providers::{Provider, ProviderBuilder, RootProvider};
 
@@ -106,6 +106,34 @@ fn main() {
         let close_gas = last_block_gas(&url).await;
         let ops = one.escrow(&l.id()).await.unwrap().unwrap().ops;
 
+        // Another lease, closed early after an intermediate settlement:
+        // the provider is paid the rest of its time, the requester
+        // refunded the remainder, in one transaction.
+        let l = lease(&requester, &provider, Amount(3_600_000), 2, 3_600, now, 1);
+        one.lock_escrow(l.cosigned()).await.unwrap();
+        one.settle(&receipt(
+            &l,
+            &requester,
+            &provider,
+            1,
+            600,
+            false,
+            Tamper::None,
+        ))
+        .await
+        .unwrap();
+        one.close_early(&close(
+            &l,
+            &requester,
+            &provider,
+            900,
+            CloseReason::ProviderRestarted,
+            Tamper::None,
+        ))
+        .await
+        .unwrap();
+        let close_early_gas = last_block_gas(&url).await;
+
         // Throughput: lock LEASES leases, then settle one receipt each.
         let (one_ref, requester_ref, provider_ref) = (&one, &requester, &provider);
         let locked = |n: u8| async move {
@@ -174,6 +202,10 @@ fn main() {
         println!("{:<34} {:>10}", "settle, intermediate receipt", settle_gas);
         println!("{:<34} {:>10}", "settle, final receipt", final_gas);
         println!("{:<34} {:>10}", "close", close_gas);
+        println!(
+            "{:<34} {:>10}",
+            "closeEarly (2 ed25519 checks)", close_early_gas
+        );
         println!("ledger ops of that lease: {ops} (lock, 2 settlements, close)");
         println!("settlements/s, one node (one gas account):  {sequential:.1}");
         println!("settlements/s, {NODES} nodes at once:            {concurrent:.1}");

@@ -20,22 +20,26 @@ interface IERC20Minimal {
 /// addresses. Whoever sends a transaction only pays its gas: a lease locks
 /// escrow only with both parties' ed25519 signatures over the exact lease
 /// bytes, a receipt pays only with both signatures over the exact receipt
-/// bytes, a withdrawal moves money only with the owner's signature, and a
-/// close only refunds what the rules say, when they say. There is no owner,
-/// no operator key and no upgrade path: nobody can move funds but by
-/// these rules.
+/// bytes, an early close pays and refunds only with both signatures over
+/// the exact close bytes, a withdrawal moves money only with the owner's
+/// signature, and a close only refunds what the rules say, when they say.
+/// There is no owner, no operator key and no upgrade path: nobody can move
+/// funds but by these rules.
 ///
 /// The rules are those of `protocol/src/ledger/rules.rs`, which the sled
 /// backend applies: a receipt pays `cumulative − settled`, never more than
 /// the escrow, never twice; a receipt no newer than the last settled pays
 /// nothing; a close refunds the remainder once, after the final receipt or
-/// after the lease's end plus the close grace. Chain time is
+/// after the lease's end plus the close grace; an early close (any time,
+/// while open) settles the lease at the close's amount — never less than
+/// already settled — and refunds the rest at once. Chain time is
 /// `block.timestamp` in milliseconds.
 contract AgoraEscrow {
     // ---- the messages' namespaces (protocol/src/envelope.rs) ----
     bytes private constant LEASE_TERMS_NS = "agora/1/lease-terms\x00";
     bytes private constant USAGE_RECEIPT_NS = "agora/1/usage-receipt\x00";
     bytes private constant LEASE_ID_NS = "agora/1/lease-id\x00";
+    bytes private constant LEASE_CLOSE_NS = "agora/1/lease-close\x00";
     /// Not an envelope kind: a withdrawal is signed for this chain and
     /// contract only (see `withdrawalMessage`).
     bytes private constant WITHDRAW_NS = "agora/1/evm-withdraw\x00";
@@ -84,11 +88,13 @@ contract AgoraEscrow {
     event Locked(bytes32 indexed leaseId, bytes32 indexed requester, bytes32 indexed provider, uint64 escrow, uint64 endsAtMs);
     event Settled(bytes32 indexed leaseId, uint64 paid, uint64 settled, uint64 lastSequence, bool isFinal);
     event Closed(bytes32 indexed leaseId, uint64 refunded, uint64 settled);
+    event ClosedEarly(bytes32 indexed leaseId, uint64 paid, uint64 refunded, uint64 settled, uint8 reason);
     event Withdrawn(bytes32 indexed account, address indexed to, uint64 amount, uint64 nonce);
 
     // ---- errors: one per LedgerError variant (protocol/src/ledger.rs) ----
     error InvalidLease(string reason);
     error InvalidReceipt(string reason);
+    error InvalidClose(string reason);
     error ReceiptRule(string reason);
     error UnknownLease(bytes32 leaseId);
     error InsufficientFunds(bytes32 account, uint64 available, uint64 needed);
@@ -234,6 +240,45 @@ contract AgoraEscrow {
         emit Closed(leaseId, refunded, settled);
     }
 
+    /// Closes a lease early by a close both parties signed (`leaseClose`, the
+    /// exact bytes of an agora.v1.LeaseClose): pays the provider
+    /// `cumulative − settled` and refunds `escrow − cumulative` to the
+    /// requester, at once, whatever the chain time. A close paying less
+    /// than already settled is refused: nobody is clawed back.
+    function closeEarly(bytes calldata leaseClose, bytes32 reqR, bytes32 reqS, bytes32 provR, bytes32 provS)
+        external
+        returns (uint64 refunded, uint64 settled)
+    {
+        if (leaseClose.length > MAX_BODY) revert InvalidClose("close too large");
+        Protobuf.LeaseClose memory c = decodeClose(leaseClose);
+        Escrow storage e = escrows[c.leaseId];
+        if (e.escrow == 0) revert UnknownLease(c.leaseId);
+        bytes memory message = bytes.concat(LEASE_CLOSE_NS, leaseClose);
+        if (!Ed25519.verify(e.requester, reqR, reqS, message)) revert InvalidClose("bad requester signature");
+        if (!Ed25519.verify(e.provider, provR, provS, message)) revert InvalidClose("bad provider signature");
+        if (e.closed) revert LeaseClosed(c.leaseId);
+        // check_close_amount: within the lease, priced by the one cost formula.
+        if (c.gpuSeconds > e.maxGpuSeconds) revert InvalidClose("close exceeds the lease's GPU-seconds");
+        if (c.cumulativeAmount != cost(e.pricePerGpuHour, c.gpuSeconds)) {
+            revert InvalidClose("cumulative amount is not the cost of its GPU-seconds");
+        }
+        settled = c.cumulativeAmount;
+        if (settled < e.settled) revert InvalidClose("the close pays less than already settled");
+        if (settled > e.escrow) revert Overflow("settled would exceed escrow");
+
+        uint64 paid = settled - e.settled;
+        refunded = e.escrow - settled;
+        credit(e.provider, paid);
+        credit(e.requester, refunded);
+        escrowed -= uint128(paid) + refunded;
+        e.settled = settled;
+        e.finalSettled = true;
+        e.refunded = refunded;
+        e.closed = true;
+        e.ops += 1;
+        emit ClosedEarly(c.leaseId, paid, refunded, settled, uint8(c.reason));
+    }
+
     /// Pays `amount` of `account`'s balance out to `to`, with the account's
     /// ed25519 signature over `withdrawalMessage(account, to, amount, nonce)`;
     /// each nonce works once, in order.
@@ -302,6 +347,13 @@ contract AgoraEscrow {
         if (!r.isFinal && (r.resultHashLength != 0 || r.hasExitStatus)) {
             revert InvalidReceipt("only a final receipt carries a result hash or exit status");
         }
+    }
+
+    /// The close checks of `LeaseClose::from_proto`.
+    function decodeClose(bytes calldata leaseClose) private pure returns (Protobuf.LeaseClose memory c) {
+        c = Protobuf.leaseClose(leaseClose);
+        if (c.present & (1 << 1) == 0) revert InvalidClose("lease_id: expected 32 bytes");
+        if (c.reason < 1 || c.reason > 3) revert InvalidClose("reason: not a close reason");
     }
 
     /// `cost` of protocol/src/amount.rs: price × GPU-seconds / 3600, rounded up.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0 OR MIT
 pragma solidity ^0.8.24;
 
-/// @title The two Agora messages the escrow reads, decoded from the exact
+/// @title The three Agora messages the escrow reads, decoded from the exact
 /// protobuf bytes both parties signed (`proto/proto/agora/v1/agora.proto`).
 ///
 /// @notice The decoder accepts only the canonical shape our encoder writes:
@@ -45,6 +45,18 @@ library Protobuf {
         bool isFinal;
         uint256 resultHashLength;
         bool hasExitStatus;
+        /// Bit `n` set: field `n` was present.
+        uint256 present;
+    }
+
+    /// An early close (agora.v1.LeaseClose), fields 1–5.
+    struct LeaseClose {
+        bytes32 leaseId;
+        uint64 gpuSeconds;
+        uint64 cumulativeAmount;
+        /// The enum's value as sent (0 and unknown values included).
+        uint64 reason;
+        uint64 issuedAtMs;
         /// Bit `n` set: field `n` was present.
         uint256 present;
     }
@@ -136,6 +148,33 @@ library Protobuf {
                 else r.isFinal = v != 0;
             } else {
                 revert Malformed("unknown receipt field");
+            }
+        }
+    }
+
+    /// Decodes an early close.
+    function leaseClose(bytes calldata b) internal pure returns (LeaseClose memory c) {
+        uint256 pos = 0;
+        uint256 last = 0;
+        while (pos < b.length) {
+            uint256 field;
+            uint256 wire;
+            (field, wire, pos) = key(b, pos, last);
+            last = field;
+            c.present |= 1 << field;
+            if (field == 1) {
+                expectWire(wire, LEN);
+                (c.leaseId, pos) = bytes32Field(b, pos);
+            } else if (field >= 2 && field <= 5) {
+                expectWire(wire, VARINT);
+                uint256 v;
+                (v, pos) = varint(b, pos);
+                if (field == 2) c.gpuSeconds = uint64(v);
+                else if (field == 3) c.cumulativeAmount = uint64(v);
+                else if (field == 4) c.reason = uint64(v);
+                else c.issuedAtMs = uint64(v);
+            } else {
+                revert Malformed("unknown close field");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The Agora ledger on an EVM chain.
 //!
 //! - `solidity/AgoraEscrow.sol`: the escrow contract. It checks both
-//!   parties' ed25519 signatures over the exact lease and receipt bytes
+//!   parties' ed25519 signatures over the exact lease, receipt and close bytes
 //!   itself (`solidity/Ed25519.sol`), computes lease ids with BLAKE3 as
 //!   `LeaseId::of_body` does, and applies the rules of
 //!   `agora_protocol::ledger::rules`: no trusted relayer, no operator key.

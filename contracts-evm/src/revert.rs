@@ -8,13 +8,15 @@ use alloy::sol_types::SolInterface;
 use crate::bindings::AgoraEscrow::AgoraEscrowErrors;
 
 /// Which operation reverted: bytes that do not decode are an invalid lease
-/// in `lock` and an invalid receipt in `settle`.
+/// in `lock`, an invalid receipt in `settle` and an invalid close in
+/// `closeEarly`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     Deposit,
     Lock,
     Settle,
     Close,
+    CloseEarly,
     Withdraw,
 }
 
@@ -32,11 +34,15 @@ pub(crate) fn ledger_error(op: Op, data: &Bytes) -> LedgerError {
         E::Malformed(m) if op == Op::Settle => {
             LedgerError::InvalidReceipt(format!("receipt does not decode: {}", m.reason))
         }
+        E::Malformed(m) if op == Op::CloseEarly => {
+            LedgerError::InvalidClose(format!("close does not decode: {}", m.reason))
+        }
         E::Malformed(m) => {
             LedgerError::InvalidLease(format!("lease terms do not decode: {}", m.reason))
         }
         E::InvalidLease(e) => LedgerError::InvalidLease(e.reason),
         E::InvalidReceipt(e) => LedgerError::InvalidReceipt(e.reason),
+        E::InvalidClose(e) => LedgerError::InvalidClose(e.reason),
         E::ReceiptRule(e) => LedgerError::ReceiptRule(e.reason),
         E::UnknownLease(e) => LedgerError::UnknownLease(LeaseId(e.leaseId.0)),
         E::InsufficientFunds(e) => LedgerError::InsufficientFunds {
@@ -110,6 +116,18 @@ mod tests {
             ledger_error(Op::Lock, &data),
             LedgerError::InvalidLease(_)
         ));
+        assert!(
+            matches!(ledger_error(Op::CloseEarly, &data), LedgerError::InvalidClose(m) if m.contains("wrong wire type"))
+        );
+        let data: Bytes = AgoraEscrow::InvalidClose {
+            reason: "the close pays less than already settled".into(),
+        }
+        .abi_encode()
+        .into();
+        assert_eq!(
+            ledger_error(Op::CloseEarly, &data),
+            LedgerError::InvalidClose("the close pays less than already settled".into())
+        );
         // Undeclared data is not mistaken for a refusal.
         let data = Bytes::from(vec![1, 2, 3, 4]);
         assert!(ledger_error(Op::Deposit, &data).is_transient());

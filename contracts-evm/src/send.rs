@@ -34,6 +34,9 @@ pub(crate) enum OpKey {
     Lock(LeaseId),
     Settle(LeaseId, u64),
     Close(LeaseId),
+    /// An early close, by the GPU-seconds it pays for: closes paying the
+    /// same are the same operation.
+    CloseEarly(LeaseId, u64),
 }
 
 /// A signed transaction waiting to be mined.

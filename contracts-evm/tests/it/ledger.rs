@@ -1,7 +1,8 @@
 //! What the EVM backend must do beyond the conformance suite: refuse on
 //! its own what the Rust checks would (the contract is the trust anchor),
 //! read a status-0 receipt's reason, ride out an unreachable RPC, never
-//! send an operation twice, and let an owner withdraw.
+//! send an operation twice, let an owner withdraw, and close early only on
+//! both parties' signatures over the close's own kind.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,10 @@ use agora_contracts_evm::anvil::{Anvil, AnvilOptions};
 use agora_contracts_evm::bindings::AgoraEscrow;
 use agora_protocol::ledger::conformance::{Tamper, lease, receipt};
 use agora_protocol::receipt::ReceiptClaim;
-use agora_protocol::{Amount, Keypair, Kind, Lease, LeaseId, Ledger, LedgerError, SignedEnvelope};
+use agora_protocol::{
+    Amount, CloseClaim, CloseReason, Keypair, Kind, Lease, LeaseClose, LeaseId, Ledger,
+    LedgerError, SignedEnvelope,
+};
 use alloy::primitives::{Address, Bytes, FixedBytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
@@ -174,6 +178,115 @@ fn the_contract_itself_refuses_what_the_nodes_would() {
         let zero = lease_now(&ledger, 0).await;
         assert_eq!(zero.terms().order_id.0, [0; 32]);
         ledger.lock_escrow(zero.cosigned()).await.unwrap();
+    });
+}
+
+/// `body` signed by both parties as a message of `kind`, as the escrow's
+/// `closeEarly` takes it.
+fn close_early_call(body: &[u8], kind: Kind) -> AgoraEscrow::closeEarlyCall {
+    let by = |key: &Keypair| {
+        halves(
+            &SignedEnvelope::seal_bytes(kind, body.to_vec(), key)
+                .signature()
+                .0,
+        )
+    };
+    let ((req_r, req_s), (prov_r, prov_s)) = (by(&requester()), by(&provider_key()));
+    AgoraEscrow::closeEarlyCall {
+        leaseClose: body.to_vec().into(),
+        reqR: req_r,
+        reqS: req_s,
+        provR: prov_r,
+        provS: prov_s,
+    }
+}
+
+#[test]
+fn an_early_close_pays_only_on_both_signatures_over_a_close() {
+    let runtime = runtime();
+    let Some(anvil) = anvil_or_skip(&AnvilOptions::default()) else {
+        return;
+    };
+    runtime.block_on(async {
+        let (deployment, config) = deployed(&anvil).await;
+        let ledger = ledger(&anvil, &config).await;
+        let direct = wallet_provider(&anvil).await;
+        let escrow = deployment.escrow;
+        let lease = locked(&ledger, 5).await;
+        ledger.settle(&signed_receipt(&lease, 1, 60, false)).await.unwrap();
+        let before = ledger.escrow(&lease.id()).await.unwrap().unwrap();
+        let supply = ledger.supply().await.unwrap();
+        let now = ledger.now().await.unwrap();
+        let close = LeaseClose::new(&lease, 120, CloseReason::Ended, now);
+        let signed = CloseClaim::sign_as_provider(close, &provider_key()).unwrap();
+        let body = signed.envelope().body().to_vec();
+
+        // Both parties' signatures over the same bytes, but as a receipt:
+        // a signature of one kind never verifies as another.
+        let refused = revert_of(&direct, escrow, close_early_call(&body, Kind::UsageReceipt)).await;
+        assert!(
+            matches!(&refused, AgoraEscrow::AgoraEscrowErrors::InvalidClose(e) if e.reason.contains("requester signature")),
+            "{refused:?}"
+        );
+        // A close with no reason, signed by both: the contract decodes as
+        // the nodes do, and refuses it.
+        let mut reasonless = vec![0x0a, 0x20];
+        reasonless.extend_from_slice(&lease.id().0);
+        reasonless.extend_from_slice(&[0x10, 0x78]); // gpu_seconds = 120
+        let refused = revert_of(&direct, escrow, close_early_call(&reasonless, Kind::LeaseClose)).await;
+        assert!(
+            matches!(&refused, AgoraEscrow::AgoraEscrowErrors::InvalidClose(e) if e.reason.contains("reason")),
+            "{refused:?}"
+        );
+        // Bytes prost reads (a later field 3 wins) but the contract never
+        // does: it reads no amount the nodes did not.
+        let mut twisted = body.clone();
+        twisted.extend_from_slice(&[0x18, 0x01]); // cumulative_amount = 1
+        let provider_signed = SignedEnvelope::seal_bytes(Kind::LeaseClose, twisted, &provider_key());
+        let claim = CloseClaim::countersign(&provider_signed, &lease, &requester()).unwrap();
+        let error = ledger.close_early(claim.cosigned()).await.unwrap_err();
+        assert!(
+            matches!(&error, LedgerError::InvalidClose(m) if m.contains("out of order or repeated")),
+            "{error:?}"
+        );
+        // Nothing moved.
+        assert_eq!(ledger.escrow(&lease.id()).await.unwrap().unwrap(), before);
+        assert_eq!(ledger.supply().await.unwrap(), supply);
+
+        // The honest close, straight to the contract: 60 more GPU-seconds
+        // paid, the rest refunded, at once.
+        let tx = TransactionRequest::default()
+            .to(escrow)
+            .input(Bytes::from(close_early_call(&body, Kind::LeaseClose).abi_encode()).into());
+        let mined = direct.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+        assert!(mined.status());
+        let event = mined
+            .inner
+            .logs()
+            .iter()
+            .find_map(|log| log.log_decode::<AgoraEscrow::ClosedEarly>().ok())
+            .unwrap()
+            .inner
+            .data;
+        assert_eq!((event.paid, event.refunded, event.settled), (60_000, 480_000, 120_000));
+        assert_eq!(event.reason, 2);
+        let state = ledger.escrow(&lease.id()).await.unwrap().unwrap();
+        assert_eq!(state.settled, Amount(120_000));
+        assert!(state.final_settled);
+        assert_eq!(state.refunded, Some(Amount(480_000)));
+        assert_eq!(state.ops, before.ops + 1);
+        assert_eq!(ledger.balance(&provider_key().public()).await.unwrap(), Amount(120_000));
+        assert_eq!(ledger.balance(&requester().public()).await.unwrap(), Amount(9_880_000));
+        let supply = ledger.supply().await.unwrap();
+        assert!(supply.conserved(), "{supply:?}");
+        assert_eq!(supply.escrowed, 0);
+        assert_eq!(ledger.escrow_token_balance().await.unwrap(), supply.deposited);
+        // And once only.
+        let claim = CloseClaim::countersign(signed.envelope(), &lease, &requester()).unwrap();
+        assert_eq!(
+            ledger.close_early(claim.cosigned()).await.unwrap_err(),
+            LedgerError::LeaseClosed(lease.id())
+        );
     });
 }
 
