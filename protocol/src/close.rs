@@ -299,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn the_requester_refuses_a_close_priced_wrong_for_another_lease_or_past_what_it_countersigned() {
+    fn the_requester_refuses_a_close_priced_wrong_or_past_what_it_countersigned() {
         let (requester, provider) = keys();
         let lease = sample_lease(&requester, &provider);
         let t = lease.terms().clone();
@@ -321,7 +321,10 @@ mod tests {
         let more = LeaseClose::new(&lease, 31, CloseReason::ProviderRestarted, Timestamp(2));
         assert!(matches!(
             check_close(lease.id(), &t, Some(&countersigned), &more),
-            Err(ReceiptError::BeyondCountersigned { countersigned: 30, got: 31 })
+            Err(ReceiptError::BeyondCountersigned {
+                countersigned: 30,
+                got: 31
+            })
         ));
         // Nothing countersigned: only a close at zero.
         assert!(check_close(lease.id(), &t, None, &ok).is_err());
