@@ -132,7 +132,10 @@ pub async fn run(options: &Options) -> Vec<Check> {
     checks.push(check_api(options.api));
     checks.push(check_data_dir(&options.data_dir));
     checks.push(check_key_file(&identity::key_path(&options.data_dir)));
-    checks.push(check_disk(&options.data_dir.join("results")));
+    checks.push(check_disk(
+        &options.data_dir.join("results"),
+        config.node.min_free_disk_mib,
+    ));
     checks
 }
 

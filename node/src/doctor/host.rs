@@ -161,15 +161,25 @@ pub fn check_key_file(path: &Path) -> Check {
     }
 }
 
-/// Free space on the file system where results go (the nearest existing
-/// directory of `results`).
-pub fn check_disk(results: &Path) -> Check {
+/// Free space where results (and the store) go: below the node's own
+/// floor (`node.min_free_disk_mib`) it would take no new work; below
+/// [`MIN_FREE_BYTES`] it soon may.
+pub fn check_disk(results: &Path, min_free_disk_mib: u64) -> Check {
     const NAME: &str = "disk";
     let at = existing_ancestor(results);
-    match free_bytes(&at) {
+    match crate::disk::free_bytes(&at) {
         Ok(free) => {
             let found = format!("{} free at {}", gib(free), at.display());
-            if free < MIN_FREE_BYTES {
+            if free < min_free_disk_mib.saturating_mul(1024 * 1024) {
+                Check::warning(
+                    NAME,
+                    format!(
+                        "{found}, below node.min_free_disk_mib = {min_free_disk_mib}: \
+                         the node would take no new work"
+                    ),
+                    "free space there, pass --data on a larger file system, or lower node.min_free_disk_mib",
+                )
+            } else if free < MIN_FREE_BYTES {
                 Check::warning(
                     NAME,
                     found,
@@ -185,17 +195,6 @@ pub fn check_disk(results: &Path) -> Check {
             "check the data dir's file system",
         ),
     }
-}
-
-/// Bytes an unprivileged user may still write on `path`'s file system.
-fn free_bytes(path: &Path) -> nix::Result<u64> {
-    let stat = nix::sys::statvfs::statvfs(path)?;
-    #[allow(clippy::useless_conversion)] // the widths differ between platforms
-    let (blocks, size) = (
-        u64::from(stat.blocks_available()),
-        u64::from(stat.fragment_size()),
-    );
-    Ok(blocks.saturating_mul(size))
 }
 
 fn gib(bytes: u64) -> String {

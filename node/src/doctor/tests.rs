@@ -206,9 +206,13 @@ fn the_data_dir_and_disk() {
     std::fs::write(&file, "x").unwrap();
     assert_eq!(check_data_dir(&file).severity, Severity::Error);
     // Free space is whatever it is here; the check reads it.
-    let disk = check_disk(&dir.path().join("results"));
+    let disk = check_disk(&dir.path().join("results"), 0);
     assert_ne!(disk.severity, Severity::Error);
     assert!(disk.found.contains("GiB free"), "{disk:?}");
+    // Below the node's own floor: it would take no new work, and says so.
+    let full = check_disk(&dir.path().join("results"), 1 << 30);
+    assert_eq!(full.severity, Severity::Warning);
+    assert!(full.found.contains("min_free_disk_mib"), "{full:?}");
 }
 
 #[test]
