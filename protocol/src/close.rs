@@ -16,7 +16,7 @@ use agora_proto::v1 as pb;
 
 use crate::amount::{Amount, cost};
 use crate::envelope::{CoSigned, EnvelopeError, Kind, SignedEnvelope};
-use crate::identity::{Keypair, PublicKey, Signature};
+use crate::identity::{Keypair, PublicKey};
 use crate::lease::{Lease, LeaseId, LeaseTerms};
 use crate::message::{MessageError, Signed, ValidationError, WireMessage, digest};
 use crate::receipt::{ReceiptError, UsageReceipt, check_priced};
@@ -227,15 +227,6 @@ impl CloseClaim {
     /// Verifies both signatures against the parties.
     pub fn verify(&self, requester: &PublicKey, provider: &PublicKey) -> Result<(), EnvelopeError> {
         self.cosigned.verify(requester, provider)
-    }
-
-    /// The `(key, bytes, signature)` triples, for batch verification.
-    pub fn triples<'a>(
-        &'a self,
-        requester: &'a PublicKey,
-        provider: &'a PublicKey,
-    ) -> [(&'a PublicKey, Vec<u8>, &'a Signature); 2] {
-        self.cosigned.triples(requester, provider)
     }
 
     /// The close.
