@@ -454,6 +454,11 @@ pub struct NodeSection {
     pub job_retention_days: u64,
     /// …and at most this many finished jobs: the oldest go first.
     pub max_finished_jobs: usize,
+    /// Orders each peer may deliver over gossip a second, sustained…
+    pub orders_per_peer_per_sec: u32,
+    /// …and in a burst. Past the budget an order is ignored and the peer
+    /// that delivered it scored down, until gossipsub ignores it.
+    pub order_burst_per_peer: u32,
 }
 
 impl Default for NodeSection {
@@ -467,6 +472,8 @@ impl Default for NodeSection {
             min_free_disk_mib: 512,
             job_retention_days: 30,
             max_finished_jobs: 10_000,
+            orders_per_peer_per_sec: crate::network::NetworkConfig::ORDERS_PER_PEER_PER_SEC,
+            order_burst_per_peer: crate::network::NetworkConfig::ORDER_BURST_PER_PEER,
         }
     }
 }
@@ -527,6 +534,18 @@ impl NodeSection {
             return Err(invalid(
                 "store_cache_mb",
                 format!("{} is outside 8..=65536 MiB", self.store_cache_mb),
+            ));
+        }
+        if !(1..=100_000).contains(&self.orders_per_peer_per_sec) {
+            return Err(invalid(
+                "orders_per_peer_per_sec",
+                format!("{} is outside 1..=100000", self.orders_per_peer_per_sec),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.order_burst_per_peer) {
+            return Err(invalid(
+                "order_burst_per_peer",
+                format!("{} is outside 1..=1000000", self.order_burst_per_peer),
             ));
         }
         let max = agora_protocol::lease::MAX_RECEIPT_INTERVAL_SECS;

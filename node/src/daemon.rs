@@ -226,9 +226,10 @@ pub async fn start_with_ledger(
     let (network, events) = network::spawn_metered(
         &key,
         NetworkConfig {
-            listen: options.listen.clone(),
-            bootstrap: options.bootstrap.clone(),
             mdns: options.mdns,
+            orders_per_peer_per_sec: options.config.node.orders_per_peer_per_sec,
+            order_burst_per_peer: options.config.node.order_burst_per_peer,
+            ..NetworkConfig::new(options.listen.clone(), options.bootstrap.clone())
         },
         metrics.gossip.clone(),
         cancel.child_token(),

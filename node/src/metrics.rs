@@ -172,6 +172,7 @@ pub struct GossipMetrics {
     accepted_orders: Counter,
     expired_offers: Counter,
     expired_orders: Counter,
+    rate_limited_orders: Counter,
     rejected: Family<TopicReasonLabels, Counter>,
     dropped: Counter,
 }
@@ -193,6 +194,12 @@ impl GossipMetrics {
         } else {
             self.expired_orders.inc();
         }
+    }
+
+    /// An order ignored: the peer that delivered it was past its order
+    /// budget.
+    pub fn rate_limited(&self) {
+        self.rate_limited_orders.inc();
     }
 
     /// A rejected message.
@@ -231,6 +238,8 @@ pub struct Metrics {
     pub bids: Counter,
     /// Declines a provider decided to send, by reason.
     pub declines: Family<ReasonLabel, Counter>,
+    /// Orders a provider dropped without an answer, by reason.
+    pub orders_unanswered: Family<ReasonLabel, Counter>,
     /// Leases signed: countersigned by a provider, signed by a requester.
     pub leases_signed: Family<RoleLabel, Counter>,
     /// Usage receipts a provider signed.
@@ -286,6 +295,10 @@ impl Metrics {
                 topic: "orders",
                 reason: "expired",
             }),
+            rate_limited_orders: ignored.get_or_create_owned(&TopicReasonLabels {
+                topic: "orders",
+                reason: "rate_limited",
+            }),
             rejected: rejected.clone(),
             dropped: dropped.clone(),
         };
@@ -301,7 +314,7 @@ impl Metrics {
         );
         registry.register(
             "agora_gossip_ignored",
-            "Gossip messages that were valid but useless (expired), by topic and reason",
+            "Gossip messages ignored: valid but useless (expired), or orders past their peer's budget (rate_limited)",
             ignored,
         );
         registry.register(
@@ -326,6 +339,12 @@ impl Metrics {
             "agora_declines",
             "Declines this provider decided to send, by reason",
             declines.clone(),
+        );
+        let orders_unanswered = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "agora_orders_unanswered",
+            "Orders this provider dropped without a bid or decline, by reason",
+            orders_unanswered.clone(),
         );
         let leases_signed = Family::<RoleLabel, Counter>::default();
         registry.register(
@@ -397,6 +416,7 @@ impl Metrics {
             orders_seen,
             bids,
             declines,
+            orders_unanswered,
             leases_signed,
             receipts_signed,
             receipts_countersigned,
@@ -462,6 +482,14 @@ impl Metrics {
                     .inc();
             }
         }
+    }
+
+    /// An order this provider dropped without answering, and why
+    /// (`busy`: too many balance reads waiting on the ledger).
+    pub fn order_unanswered(&self, reason: &'static str) {
+        self.orders_unanswered
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// A settlement: paid after `latency_secs`, or refused.

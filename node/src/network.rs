@@ -11,6 +11,7 @@
 
 mod actor;
 mod behaviour;
+pub mod budget;
 pub mod codec;
 mod handle;
 pub mod reject;
@@ -37,6 +38,30 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// LAN discovery by multicast. Off unless a LAN user turns it on.
     pub mdns: bool,
+    /// Orders each peer may deliver a second, sustained…
+    pub orders_per_peer_per_sec: u32,
+    /// …and in a burst. Past the budget an order is ignored and the peer
+    /// scored down ([`budget`]).
+    pub order_burst_per_peer: u32,
+}
+
+impl NetworkConfig {
+    /// Orders a peer may deliver a second, by default.
+    pub const ORDERS_PER_PEER_PER_SEC: u32 = 50;
+    /// The burst of orders a peer may deliver, by default.
+    pub const ORDER_BURST_PER_PEER: u32 = 200;
+
+    /// Listening on `listen`, joining through `bootstrap`, mDNS off, the
+    /// default order budget.
+    pub fn new(listen: Vec<Multiaddr>, bootstrap: Vec<Multiaddr>) -> Self {
+        Self {
+            listen,
+            bootstrap,
+            mdns: false,
+            orders_per_peer_per_sec: Self::ORDERS_PER_PEER_PER_SEC,
+            order_burst_per_peer: Self::ORDER_BURST_PER_PEER,
+        }
+    }
 }
 
 /// Why the network cannot do something.

@@ -334,6 +334,9 @@ pub enum DeclineReason {
     Network,
     /// The provider's sandbox limits are below what the job needs.
     Limits,
+    /// The requester's balance on the ledger cannot pay for this order on
+    /// top of the bids and unfunded leases it holds at this provider.
+    Funds,
 }
 
 impl DeclineReason {
@@ -355,6 +358,7 @@ impl DeclineReason {
             Ok(P::Expired) => Self::Expired,
             Ok(P::Network) => Self::Network,
             Ok(P::Limits) => Self::Limits,
+            Ok(P::Funds) => Self::Funds,
             Ok(P::Unspecified) | Err(_) => {
                 return Err(ValidationError::new(
                     "reason",
@@ -382,6 +386,7 @@ impl DeclineReason {
             Self::Expired => P::Expired,
             Self::Network => P::Network,
             Self::Limits => P::Limits,
+            Self::Funds => P::Funds,
         }) as i32
     }
 }

@@ -3,13 +3,13 @@
 //! decide — sign-and-send, persist, publish, and background work through a
 //! bounded, supervised task pool. It decides nothing about a job itself.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora_client::api::Role;
-use agora_protocol::{Keypair, Ledger, OfferBook, OfferId, OrderId};
+use agora_protocol::{Amount, Keypair, Ledger, OfferBook, OfferId, OrderId, PublicKey, Signed};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -84,6 +84,8 @@ enum Label {
     Answer,
     /// A provider's bid or decline on its way.
     OrderAnswer { order: OrderId, is_bid: bool },
+    /// A requester's balance being read from the ledger.
+    Balance(PublicKey),
 }
 
 /// What a task of the pool came to.
@@ -91,6 +93,7 @@ enum Done {
     Job(TaskResult),
     Answered,
     OrderAnswer(Result<(), String>),
+    Balance(Result<Amount, String>),
 }
 
 /// Restores state from the store and spawns the actor; the join handle
@@ -153,6 +156,7 @@ pub fn spawn(
         store,
         metrics: options.metrics,
         next_retention: agora_protocol::Timestamp(0),
+        balance_reads: BTreeMap::new(),
     };
     // Instant-path jobs that were leasing retry their offer once.
     for (id, offer) in router.requester.instant_to_resume() {
@@ -251,6 +255,9 @@ struct Router {
     metrics: Metrics,
     /// When finished jobs past their retention are next looked for.
     next_retention: agora_protocol::Timestamp,
+    /// Requesters' balances being read from the ledger, with the orders
+    /// waiting on each (and the peer each came through).
+    balance_reads: BTreeMap<PublicKey, Vec<(Signed<agora_protocol::Order>, libp2p::PeerId)>>,
 }
 
 /// How often finished jobs past their retention are looked for.
@@ -423,6 +430,12 @@ impl Router {
             (Label::OrderAnswer { order, is_bid }, Err(Lost(why))) => {
                 warn!(%order, %why, bid = is_bid, "bid or decline lost");
                 self.order_answer_lost(order, is_bid).await;
+            }
+            (Label::Balance(requester), Ok(Done::Balance(balance))) => {
+                self.balance_read(requester, balance).await;
+            }
+            (Label::Balance(requester), Err(Lost(why))) => {
+                self.balance_read(requester, Err(why)).await;
             }
             (Label::Answer, Err(Lost(why))) => {
                 warn!(%why, "an answer to a peer was lost; the peer is told to retry");

@@ -277,6 +277,7 @@ pub fn decline_reason(reason: DeclineReason) -> &'static str {
         DeclineReason::Expired => "expired",
         DeclineReason::Network => "network",
         DeclineReason::Limits => "limits",
+        DeclineReason::Funds => "funds",
     }
 }
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent, OFFERS_TOPIC, ORDERS_TOPIC};
+use super::budget::OrderBudget;
 use super::handle::{Command, NetworkHandle};
 use super::reject::{RejectReason, Rejection};
 use super::{CHANNEL_CAPACITY, NetworkConfig, NetworkError, NetworkEvent, NetworkInfo};
@@ -158,6 +159,7 @@ pub async fn spawn_metered(
         rejected: 0,
         metrics,
         bootstrapped: false,
+        budget: OrderBudget::new(config.orders_per_peer_per_sec, config.order_burst_per_peer),
     };
     tokio::spawn(actor.run());
     Ok((NetworkHandle::new(command_tx), event_rx))
@@ -178,6 +180,8 @@ struct Actor {
     rejected: u64,
     metrics: GossipMetrics,
     bootstrapped: bool,
+    /// What each peer may still deliver of orders.
+    budget: OrderBudget,
 }
 
 /// A gossip message that passed validation.
@@ -190,6 +194,8 @@ impl Actor {
     async fn run(mut self) {
         let mut kad_refresh = tokio::time::interval(KAD_REFRESH);
         kad_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = self.cancel.cancelled() => break,
@@ -206,6 +212,11 @@ impl Actor {
                 _ = kad_refresh.tick() => {
                     if self.swarm.connected_peers().next().is_some() {
                         let _ = self.swarm.behaviour_mut().kademlia.bootstrap();
+                    }
+                }
+                _ = second.tick() => {
+                    for (peer, score) in self.budget.decay(now().0) {
+                        self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
                     }
                 }
             }
@@ -244,6 +255,9 @@ impl Actor {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     debug!(%addr, error = %e, "dial failed");
                 }
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
             Command::Info { reply } => {
                 let local = self.local;
@@ -322,6 +336,22 @@ impl Actor {
                 message_id,
                 message,
             } => {
+                // The budget first: a flood costs no signature checks.
+                if message.topic == self.orders_topic
+                    && !self.budget.take(propagation_source, now().0)
+                {
+                    self.metrics.rate_limited();
+                    let score = self.budget.score(&propagation_source);
+                    debug!(peer = %propagation_source, score, "order past the peer's budget; ignored");
+                    let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                    gossipsub.set_application_score(&propagation_source, score);
+                    let _ = gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Ignore,
+                    );
+                    return;
+                }
                 let verdict = self.validate(&message);
                 let offers = message.topic == self.offers_topic;
                 let acceptance = match &verdict {

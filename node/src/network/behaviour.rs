@@ -39,13 +39,18 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// The scoring that penalises senders of invalid messages: a few rejected
-/// messages take a peer below the graylist threshold, after which its
+/// The scoring that penalises senders of invalid messages and floods of
+/// orders: a few rejected messages, or enough orders past the peer's
+/// budget, take a peer below the graylist threshold, after which its
 /// gossip is ignored.
 fn peer_score() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
     let mut params = gossipsub::PeerScoreParams {
         // Every testnet node shares 127.0.0.1; co-location is not misconduct here.
         ip_colocation_factor_weight: 0.0,
+        // The application score is minus a peer's orders past its budget
+        // (network::budget), decaying: about 80 past it at once, or 8 a
+        // second sustained, reach the graylist.
+        app_specific_weight: 1.0,
         ..Default::default()
     };
     for topic in [OFFERS_TOPIC, ORDERS_TOPIC] {

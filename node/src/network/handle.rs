@@ -24,6 +24,10 @@ pub(super) enum Command {
     Info {
         reply: oneshot::Sender<NetworkInfo>,
     },
+    PeerScore {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
 }
 
 /// Sends commands to the network actor. Cheap to clone.
@@ -39,6 +43,7 @@ impl std::fmt::Debug for Command {
             Command::Request { .. } => "Request",
             Command::Dial { .. } => "Dial",
             Command::Info { .. } => "Info",
+            Command::PeerScore { .. } => "PeerScore",
         })
     }
 }
@@ -88,5 +93,10 @@ impl NetworkHandle {
     /// A snapshot of the swarm.
     pub async fn info(&self) -> Result<NetworkInfo, NetworkError> {
         self.call(|reply| Command::Info { reply }).await
+    }
+
+    /// `peer`'s gossipsub score here (`None` for a peer never scored).
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, NetworkError> {
+        self.call(|reply| Command::PeerScore { peer, reply }).await
     }
 }

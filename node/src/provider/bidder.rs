@@ -18,6 +18,16 @@
 //!   came closest (passed the most of `fit`'s checks, in its order, with
 //!   the duration check just before capacity): that is the reason a
 //!   requester can act on.
+//! - A bid is made only if the requester can pay for it: its balance on
+//!   the ledger (read by the caller, trusted for [`BALANCE_TTL_MS`]) must
+//!   cover this order's escrow on top of the escrow of every live hold
+//!   and not-yet-started lease it has here. An unknown balance is asked
+//!   for ([`Decision::NeedsBalance`]); too little is declined with
+//!   [`DeclineReason::Funds`]. So a key with no funds holds nothing, and no
+//!   requester holds more GPU-time here than it could pay for.
+//!   A lease proposal for GPUs no bid of its requester holds (the
+//!   instant path, or a hold that lapsed) is held to the same rule, with
+//!   the lease's escrow.
 //! - An order seen before gets the very same answer (the same bytes once
 //!   signed) and holds nothing more.
 //! - A lease proposal is accepted only on the terms bid (or, on the instant
@@ -49,6 +59,16 @@ pub const MAX_REMEMBERED_ORDERS: usize = 4096;
 
 /// Longest decline detail the wire carries.
 const MAX_DETAIL: usize = 512;
+
+/// How long a requester's balance read from the ledger is trusted.
+pub const BALANCE_TTL_MS: u64 = 15_000;
+
+/// How long a failed balance read stands before it is tried again.
+pub const BALANCE_ERROR_TTL_MS: u64 = 2_000;
+
+/// Requesters whose balances are remembered at once (the oldest reading
+/// goes first).
+pub const MAX_KNOWN_BALANCES: usize = 4096;
 
 /// What a reservation is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +104,11 @@ pub struct Reservation {
     /// (`None`: started, or a hold).
     #[serde(default)]
     pub start_by: Option<Timestamp>,
+    /// The escrow this reservation stands for (price × GPUs × the order's
+    /// or lease's duration): what it takes of the requester's balance
+    /// while it is a hold or a lease not yet started.
+    #[serde(default)]
+    pub escrow: Amount,
 }
 
 impl Reservation {
@@ -119,6 +144,11 @@ pub enum Decision {
     /// Send nothing: the order is this node's own (a node cannot lease from
     /// itself).
     Ignore(String),
+    /// It would be a bid, but the requester's balance is not known (or no
+    /// longer trusted): read it from the ledger, give it to
+    /// [`Bidder::set_balance`], and ask again. Nothing is held or
+    /// remembered.
+    NeedsBalance(PublicKey),
 }
 
 /// A lease proposal refused, with the reason for a person.
@@ -165,6 +195,34 @@ pub struct Assessment {
     pub outcome: Result<Score, Misfit>,
 }
 
+/// Why a requester cannot be seen to pay for one more reservation.
+enum Shortfall {
+    /// Its balance is not known (or no longer trusted).
+    Unknown,
+    /// It cannot, and why.
+    Short(String),
+}
+
+/// A requester's balance as last read from the ledger.
+#[derive(Debug, Clone)]
+struct Known {
+    /// The balance, or why it could not be read.
+    balance: Result<Amount, String>,
+    /// When it was read.
+    at: Timestamp,
+}
+
+impl Known {
+    fn fresh(&self, now: Timestamp) -> bool {
+        let ttl = if self.balance.is_ok() {
+            BALANCE_TTL_MS
+        } else {
+            BALANCE_ERROR_TTL_MS
+        };
+        now.ms_since(self.at) < ttl
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Remembered {
     decision: Decision,
@@ -188,6 +246,8 @@ pub struct Bidder {
     /// Leases whose GPUs were given back because their run did not start,
     /// until their end: a late job for one is refused.
     unstarted: BTreeMap<LeaseId, Timestamp>,
+    /// Requesters' balances on the ledger, as last read.
+    balances: BTreeMap<PublicKey, Known>,
 }
 
 impl Bidder {
@@ -223,6 +283,7 @@ impl Bidder {
             sequence: 0,
             lease_start_timeout_secs: config.lease_start_timeout_secs,
             unstarted: BTreeMap::new(),
+            balances: BTreeMap::new(),
         };
         for slot in &bidder.slots {
             let offer = bidder.offer(slot, 1, now);
@@ -380,7 +441,23 @@ impl Bidder {
             // is): bid the same again.
             return Decision::Bid(self.bid_from(reservation, now));
         }
-        let decision = self.decide(order, now);
+        let mut decision = self.decide(order, now);
+        let mut escrow = Amount::ZERO;
+        if let Decision::Bid(bid) = &decision {
+            match self.afford(order, bid, now) {
+                Ok(cost) => escrow = cost,
+                Err(Shortfall::Unknown) => return Decision::NeedsBalance(order.requester),
+                Err(Shortfall::Short(detail)) => {
+                    decision = Decision::Decline(Decline {
+                        order_id,
+                        provider: self.terms.provider,
+                        reason: DeclineReason::Funds,
+                        detail: clip(detail),
+                        created_at: now,
+                    });
+                }
+            }
+        }
         if let Decision::Bid(bid) = &decision {
             let model = self.slots[bid.slot as usize].model.clone();
             self.reservations.insert(
@@ -395,11 +472,96 @@ impl Bidder {
                     until: bid.hold_until,
                     kind: ReservationKind::Hold,
                     start_by: None,
+                    escrow,
                 },
             );
         }
         self.remember(order_id, decision.clone(), order.expires_at.max(now));
         decision
+    }
+
+    /// Whether `order`'s requester can pay for `bid` on top of what it
+    /// holds here: the bid's escrow, or why not.
+    fn afford(&self, order: &Order, bid: &Bid, now: Timestamp) -> Result<Amount, Shortfall> {
+        let cost = LeaseTerms::required_escrow(
+            bid.price_per_gpu_hour,
+            bid.gpu_count,
+            order.max_duration_secs,
+        )
+        .ok_or_else(|| Shortfall::Short("price × GPUs × duration overflows".into()))?;
+        self.cover(&order.requester, cost, now).map(|()| cost)
+    }
+
+    /// Whether `requester`'s balance covers `cost` more on top of what it
+    /// holds here.
+    fn cover(&self, requester: &PublicKey, cost: Amount, now: Timestamp) -> Result<(), Shortfall> {
+        let balance = match self.balances.get(requester) {
+            Some(known) if known.fresh(now) => &known.balance,
+            _ => return Err(Shortfall::Unknown),
+        };
+        let balance = match balance {
+            Ok(balance) => *balance,
+            Err(e) => {
+                return Err(Shortfall::Short(format!(
+                    "this provider cannot read your balance on the ledger ({e}); try again"
+                )));
+            }
+        };
+        let committed = self.committed(requester, now);
+        match committed.checked_add(cost) {
+            Some(total) if total <= balance => Ok(()),
+            _ => Err(Shortfall::Short(format!(
+                "your balance on the ledger is {balance} AGR; this escrow is {cost} AGR and \
+                 your bids and unstarted leases here already take {committed} AGR"
+            ))),
+        }
+    }
+
+    /// The escrow `requester`'s live holds and not-yet-started leases here
+    /// stand for: what its balance must still cover.
+    pub fn committed(&self, requester: &PublicKey, now: Timestamp) -> Amount {
+        self.reservations
+            .values()
+            .filter(|r| {
+                r.requester == *requester
+                    && r.live(now)
+                    && (r.kind == ReservationKind::Hold || r.start_by.is_some())
+            })
+            .fold(Amount::ZERO, |sum, r| {
+                sum.checked_add(r.escrow).unwrap_or(Amount(u64::MAX))
+            })
+    }
+
+    /// Takes in `requester`'s balance as read from the ledger at `now`
+    /// (or why it could not be read: the last balance read then stands, if
+    /// there is one).
+    pub fn set_balance(
+        &mut self,
+        requester: PublicKey,
+        balance: Result<Amount, String>,
+        now: Timestamp,
+    ) {
+        let balance = match (balance, self.balances.get(&requester)) {
+            (Ok(balance), _) => Ok(balance),
+            (
+                Err(_),
+                Some(Known {
+                    balance: Ok(last), ..
+                }),
+            ) => Ok(*last),
+            (Err(e), _) => Err(e),
+        };
+        if !self.balances.contains_key(&requester)
+            && self.balances.len() >= MAX_KNOWN_BALANCES
+            && let Some(oldest) = self
+                .balances
+                .iter()
+                .min_by_key(|(_, k)| k.at)
+                .map(|(key, _)| *key)
+        {
+            self.balances.remove(&oldest);
+        }
+        self.balances.insert(requester, Known { balance, at: now });
     }
 
     fn remember(&mut self, order_id: OrderId, decision: Decision, until: Timestamp) {
@@ -567,6 +729,7 @@ impl Bidder {
         // A live hold on this slot promised its bid price; otherwise the
         // offer's current price applies.
         let held = existing.filter(|r| r.live(now) && r.slot == slot.slot);
+        let unheld = held.is_none();
         let (price, basis) = match held {
             Some(r) => (r.price_per_gpu_hour, "the price bid"),
             None => (self.pricing.price_for(&slot.model).0, "this slot's price"),
@@ -625,6 +788,17 @@ impl Bidder {
                 slot.slot
             ));
         }
+        // A bid's hold was paid for when it was made; GPUs no bid holds
+        // must be paid for now.
+        if unheld {
+            match self.cover(&terms.requester, terms.escrow, now) {
+                Ok(()) => {}
+                Err(Shortfall::Unknown) => {
+                    return refuse("this provider has not read your balance on the ledger yet");
+                }
+                Err(Shortfall::Short(detail)) => return refuse(detail),
+            }
+        }
         let reservation = Reservation {
             order_id: terms.order_id,
             requester: terms.requester,
@@ -635,9 +809,29 @@ impl Bidder {
             until: terms.ends_at(),
             kind: ReservationKind::Lease(lease_id),
             start_by: Some(now.plus_secs(self.lease_start_timeout_secs)),
+            escrow: terms.escrow,
         };
         self.reservations.insert(terms.order_id, reservation);
         Ok(Accepted::New(lease_id))
+    }
+
+    /// Whether `proposal` must wait for its requester's balance to be read
+    /// from the ledger before it is decided: it would lease GPUs no live
+    /// bid of its requester holds, and that balance is not known (or no
+    /// longer trusted).
+    pub fn proposal_needs_balance(&self, proposal: &Signed<LeaseTerms>, now: Timestamp) -> bool {
+        let terms = proposal.message();
+        let held = self.reservations.get(&terms.order_id).is_some_and(|r| {
+            r.kind == ReservationKind::Hold
+                && r.requester == terms.requester
+                && r.slot == terms.slot
+                && r.live(now)
+        });
+        !held
+            && !self
+                .balances
+                .get(&terms.requester)
+                .is_some_and(|known| known.fresh(now))
     }
 
     /// Releases the GPUs of `order` early (a lease ended or was cancelled);
@@ -747,6 +941,8 @@ fn progress(reason: DeclineReason) -> u8 {
         R::Duration => 12,
         R::NoCapacity => 13,
         R::Price => 14,
+        // Only once everything else fits.
+        R::Funds => 15,
     }
 }
 
@@ -763,4 +959,4 @@ fn clip(mut detail: String) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

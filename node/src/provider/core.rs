@@ -5,7 +5,8 @@
 //! sled here; signing is deterministic ed25519.
 
 use agora_protocol::{
-    Keypair, Lease, LeaseId, LeaseTerms, Offer, Order, OrderId, Signed, Timestamp,
+    Amount, Keypair, Lease, LeaseId, LeaseTerms, Offer, Order, OrderId, PublicKey, Signed,
+    Timestamp,
 };
 use libp2p::PeerId;
 use tracing::{info, warn};
@@ -28,6 +29,22 @@ pub struct OrderAnswer {
     /// It is a bid: GPUs are held for it, so the role's state must be
     /// durable before it goes out, and offers change.
     pub is_bid: bool,
+}
+
+/// What comes of an order.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per order and taken apart at once; boxing the answer buys nothing"
+)]
+pub enum OrderOutcome {
+    /// Send this.
+    Answer(OrderAnswer),
+    /// Read this requester's balance on the ledger, give it to
+    /// [`Provider::set_balance`], then hand the order in again.
+    NeedsBalance(PublicKey),
+    /// Send nothing.
+    Nothing,
 }
 
 /// The provider side of a node, deciding.
@@ -61,41 +78,64 @@ impl Provider {
         self.role.snapshot()
     }
 
-    /// An order seen on gossip: the signed answer to send, if any.
-    pub fn on_order(&mut self, order: &Signed<Order>, now: Timestamp) -> Option<OrderAnswer> {
+    /// An order seen on gossip: the signed answer to send, a balance to
+    /// read first, or nothing.
+    pub fn on_order(&mut self, order: &Signed<Order>, now: Timestamp) -> OrderOutcome {
         let requester = order.message().requester;
         if requester == self.key.public() {
-            return None;
+            return OrderOutcome::Nothing;
         }
-        let request = match self.role.on_order(order.message(), now)? {
+        let Some(decision) = self.role.on_order(order.message(), now) else {
+            return OrderOutcome::Nothing;
+        };
+        let request = match decision {
             Decision::Bid(bid) => match Signed::sign(bid, &self.key) {
                 Ok(bid) => Request::Bid(bid),
                 Err(e) => {
                     warn!(error = %e, "cannot sign a bid");
-                    return None;
+                    return OrderOutcome::Nothing;
                 }
             },
             Decision::Decline(decline) => match Signed::sign(decline, &self.key) {
                 Ok(decline) => Request::Decline(decline),
                 Err(e) => {
                     warn!(error = %e, "cannot sign a decline");
-                    return None;
+                    return OrderOutcome::Nothing;
                 }
             },
-            Decision::Ignore(_) => return None,
+            Decision::NeedsBalance(requester) => return OrderOutcome::NeedsBalance(requester),
+            Decision::Ignore(_) => return OrderOutcome::Nothing,
         };
         let is_bid = matches!(request, Request::Bid(_));
-        Some(OrderAnswer {
+        OrderOutcome::Answer(OrderAnswer {
             to: requester.peer_id(),
             request,
             is_bid,
         })
     }
 
+    /// A requester's balance as read from the ledger at `now`, or why it
+    /// could not be read.
+    pub fn set_balance(
+        &mut self,
+        requester: PublicKey,
+        balance: Result<Amount, String>,
+        now: Timestamp,
+    ) {
+        self.role.set_balance(requester, balance, now);
+    }
+
     /// A bid or decline could not be delivered: a bid's hold is released
     /// at once (nobody will lease it); whether GPUs were freed.
     pub fn undelivered(&mut self, order: &OrderId, was_bid: bool) -> bool {
         was_bid && self.role.release(order).is_some()
+    }
+
+    /// Whether a lease proposal must wait for its requester's balance to be
+    /// read from the ledger (give it to [`Provider::set_balance`], and have
+    /// the requester ask again).
+    pub fn proposal_needs_balance(&self, terms: &Signed<LeaseTerms>, now: Timestamp) -> bool {
+        self.role.unavailable().is_none() && self.role.proposal_needs_balance(terms, now)
     }
 
     /// A lease proposal from `peer`: the countersigned lease, or why not.
@@ -204,7 +244,9 @@ mod tests {
         let mut p = provider();
         let requester = Keypair::from_seed(&[2; 32]);
         let signed = Signed::sign(order(1), &requester).unwrap();
-        let answer = p.on_order(&signed, NOW).unwrap();
+        let OrderOutcome::Answer(answer) = p.on_order(&signed, NOW) else {
+            panic!("expected an answer");
+        };
         assert!(answer.is_bid);
         assert_eq!(answer.to, requester.public().peer_id());
         let Request::Bid(bid) = answer.request else {
@@ -217,9 +259,9 @@ mod tests {
         let own_key = Keypair::from_seed(&[1; 32]);
         let mut own = order(2);
         own.requester = own_key.public();
-        assert!(
-            p.on_order(&Signed::sign(own, &own_key).unwrap(), NOW)
-                .is_none()
-        );
+        assert!(matches!(
+            p.on_order(&Signed::sign(own, &own_key).unwrap(), NOW),
+            OrderOutcome::Nothing
+        ));
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use agora_client::api::JobSpec;
 use agora_protocol::amount::format_fixed;
-use agora_protocol::{Energy, Keypair, Order, Timestamp};
+use agora_protocol::{Amount, Energy, Keypair, LeaseTerms, Order, Timestamp};
 
 use crate::config::{Config, ConfigError};
 use crate::provider::bidder::{Bidder, Decision};
@@ -123,12 +123,25 @@ pub fn explain(
             gpu.index, gpu.model, gpu.reason
         );
     }
-    // The real engine's own answer, from this throwaway bidder.
+    // The real engine's own answer, from this throwaway bidder. The
+    // requester's balance is not known here: take it as ample, and say
+    // what a bid would need of it.
+    bidder.set_balance(requester, Ok(Amount(u64::MAX)), now);
     let _ = match bidder.on_order(&order, now) {
         Decision::Bid(bid) => writeln!(
             out,
-            "summary: would bid {} AGR/GPU-hour for {} x {} from slot {}",
-            bid.price_per_gpu_hour, bid.gpu_count, bid.gpu_model, bid.slot
+            "summary: would bid {} AGR/GPU-hour for {} x {} from slot {}, if the requester's \
+             balance on the ledger covers the escrow ({} AGR)",
+            bid.price_per_gpu_hour,
+            bid.gpu_count,
+            bid.gpu_model,
+            bid.slot,
+            LeaseTerms::required_escrow(
+                bid.price_per_gpu_hour,
+                bid.gpu_count,
+                order.max_duration_secs
+            )
+            .map_or_else(|| "overflows".to_string(), |a| a.to_string())
         ),
         Decision::Decline(decline) => writeln!(
             out,
@@ -137,6 +150,7 @@ pub fn explain(
             decline.detail
         ),
         Decision::Ignore(why) => writeln!(out, "summary: would not answer: {why}"),
+        Decision::NeedsBalance(_) => writeln!(out, "summary: would read the requester's balance"),
     };
     Ok(out)
 }

@@ -121,17 +121,35 @@ impl ProviderRole {
         let first = !self.bidder.seen(&order.id());
         let decision = self.bidder.on_order(order, now);
         if first {
-            self.orders_seen += 1;
             match &decision {
                 Decision::Bid(_) => self.bids_sent += 1,
                 Decision::Decline(_) => self.declines_sent += 1,
                 Decision::Ignore(_) => {}
+                // Not answered yet: counted when it is.
+                Decision::NeedsBalance(_) => return Some(decision),
             }
+            self.orders_seen += 1;
         }
         match decision {
             Decision::Ignore(_) => None,
             other => Some(other),
         }
+    }
+
+    /// Takes in a requester's balance as read from the ledger (or why it
+    /// could not be read).
+    pub fn set_balance(
+        &mut self,
+        requester: agora_protocol::PublicKey,
+        balance: Result<agora_protocol::Amount, String>,
+        now: Timestamp,
+    ) {
+        self.bidder.set_balance(requester, balance, now);
+    }
+
+    /// Whether a lease proposal waits for its requester's balance.
+    pub fn proposal_needs_balance(&self, proposal: &Signed<LeaseTerms>, now: Timestamp) -> bool {
+        self.bidder.proposal_needs_balance(proposal, now)
     }
 
     /// Checks a lease proposal and reserves its GPUs.
@@ -213,7 +231,7 @@ pub(crate) mod tests {
         let config = Config::parse(CONFIG, "test").unwrap();
         let key = Keypair::from_seed(&[1; 32]);
         let inventory = inventory(&config.simulated_gpu);
-        let bidder = Bidder::new(
+        let mut bidder = Bidder::new(
             key.public(),
             config.provider.as_ref().unwrap(),
             &config.node,
@@ -221,6 +239,11 @@ pub(crate) mod tests {
             NOW,
         )
         .unwrap();
+        crate::provider::bidder::tests::funded(
+            &mut bidder,
+            Keypair::from_seed(&[2; 32]).public(),
+            Amount(u64::MAX),
+        );
         ProviderRole::new(bidder, inventory, ProviderSnapshot::default(), Vec::new())
     }
 

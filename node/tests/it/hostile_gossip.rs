@@ -47,11 +47,7 @@ async fn forged_and_garbage_offers_are_dropped_while_honest_ones_arrive() {
     let cancel = CancellationToken::new();
     let (rogue, mut rogue_events) = network::spawn(
         &rogue_key,
-        NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            bootstrap: vec![boot],
-            mdns: false,
-        },
+        NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()], vec![boot]),
         cancel.clone(),
     )
     .await

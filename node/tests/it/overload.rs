@@ -44,11 +44,7 @@ async fn fake_provider(policy: Policy) -> FakeProvider {
     let cancel = CancellationToken::new();
     let (network, mut events) = network::spawn(
         &key,
-        NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            bootstrap: vec![],
-            mdns: false,
-        },
+        NetworkConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()], vec![]),
         cancel.clone(),
     )
     .await

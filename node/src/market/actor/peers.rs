@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use agora_protocol::{Order, Signed, Timestamp};
+use agora_protocol::{Amount, Order, PublicKey, Signed, Timestamp};
 use libp2p::PeerId;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -12,9 +12,17 @@ use tracing::{debug, info, warn};
 use super::{Done, Label, Router};
 use crate::clock::now;
 use crate::network::{NetworkEvent, NetworkHandle, Request, Response};
+use crate::provider::core::{OrderAnswer, OrderOutcome};
 
 /// A busy requester is asked again this many times for a bid or decline.
 const ANSWER_RETRIES: u32 = 3;
+
+/// Requesters whose balances are being read from the ledger at once…
+const MAX_BALANCE_READS: usize = 64;
+/// …and orders waiting on each read.
+const MAX_ORDERS_PER_BALANCE_READ: usize = 16;
+/// The longest a balance read may take.
+const BALANCE_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Router {
     // ---- network ----
@@ -32,7 +40,7 @@ impl Router {
                     debug!(offer = %id, %via, "offer accepted");
                 }
             }
-            NetworkEvent::Order { order, via } => self.handle_order(order, via, now).await,
+            NetworkEvent::Order { order, via } => self.handle_order(order, via, now, true).await,
             NetworkEvent::Request {
                 peer,
                 request,
@@ -51,12 +59,45 @@ impl Router {
         }
     }
 
-    async fn handle_order(&mut self, order: Signed<Order>, via: PeerId, now: Timestamp) {
+    /// The provider's answer to an order; with `may_read`, an order whose
+    /// requester's balance is not known waits for it to be read.
+    async fn handle_order(
+        &mut self,
+        order: Signed<Order>,
+        via: PeerId,
+        now: Timestamp,
+        may_read: bool,
+    ) {
         let Some(provider) = self.provider.as_mut() else {
             return;
         };
         let seen = provider.role().orders_seen;
-        let answer = provider.on_order(&order, now);
+        match provider.on_order(&order, now) {
+            OrderOutcome::Answer(answer) => {
+                self.answer_order(&order, via, seen, Some(answer)).await
+            }
+            OrderOutcome::Nothing => self.answer_order(&order, via, seen, None).await,
+            OrderOutcome::NeedsBalance(requester) if may_read => {
+                self.read_balance(requester, order, via);
+            }
+            // Read just now, and already no longer trusted (the clock
+            // jumped): not answered.
+            OrderOutcome::NeedsBalance(_) => self.metrics.order_unanswered("busy"),
+        }
+    }
+
+    /// Counts the provider's answer to `order` (if it is the first; `seen`
+    /// is the orders count before it) and sends it.
+    async fn answer_order(
+        &mut self,
+        order: &Signed<Order>,
+        via: PeerId,
+        seen: u64,
+        answer: Option<OrderAnswer>,
+    ) {
+        let Some(provider) = self.provider.as_ref() else {
+            return;
+        };
         if provider.role().orders_seen > seen {
             self.metrics.orders_seen.inc();
             if let Some(answer) = &answer {
@@ -92,6 +133,66 @@ impl Router {
         if self.pool.submit(label, work).is_err() {
             warn!(order = %order_id, why = %self.overloaded(), "bid or decline not sent");
             self.order_answer_lost(order_id, answer.is_bid).await;
+        }
+    }
+
+    /// Parks `order` until `requester`'s balance is read from the ledger,
+    /// starting the read unless one is on its way. Past the bounds (reads
+    /// in flight, orders waiting on one) the order is dropped unanswered,
+    /// counted and logged: its requester hears nothing from this provider.
+    fn read_balance(&mut self, requester: PublicKey, order: Signed<Order>, via: PeerId) {
+        let order_id = order.message().id();
+        if !self.balance_reads.contains_key(&requester) {
+            self.start_balance_read(requester);
+        }
+        if let Some(waiting) = self.balance_reads.get_mut(&requester)
+            && waiting.len() < MAX_ORDERS_PER_BALANCE_READ
+        {
+            waiting.push((order, via));
+            return;
+        }
+        self.metrics.order_unanswered("busy");
+        warn!(order = %order_id, requester = %requester.short(), %via, "too many balance reads waiting; order not answered");
+    }
+
+    /// Starts reading `requester`'s balance from the ledger, unless too
+    /// many reads are on their way or the pool is full; whether it started.
+    fn start_balance_read(&mut self, requester: PublicKey) -> bool {
+        if self.balance_reads.len() >= MAX_BALANCE_READS {
+            return false;
+        }
+        let ledger = self.cx.ledger.clone();
+        let work = async move {
+            let read = tokio::time::timeout(BALANCE_READ_TIMEOUT, ledger.balance(&requester));
+            Done::Balance(match read.await {
+                Ok(Ok(balance)) => Ok(balance),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer in {} s", BALANCE_READ_TIMEOUT.as_secs())),
+            })
+        };
+        if self.pool.submit(Label::Balance(requester), work).is_err() {
+            return false;
+        }
+        self.balance_reads.insert(requester, Vec::new());
+        true
+    }
+
+    /// `requester`'s balance came back from the ledger (or did not): the
+    /// orders waiting on it are answered now.
+    pub(super) async fn balance_read(
+        &mut self,
+        requester: PublicKey,
+        balance: Result<Amount, String>,
+    ) {
+        let now = now();
+        if let Err(e) = &balance {
+            warn!(requester = %requester.short(), error = %e, "cannot read a requester's balance on the ledger");
+        }
+        if let Some(provider) = self.provider.as_mut() {
+            provider.set_balance(requester, balance, now);
+        }
+        for (order, via) in self.balance_reads.remove(&requester).unwrap_or_default() {
+            self.handle_order(order, via, now, false).await;
         }
     }
 
@@ -169,6 +270,16 @@ impl Router {
         terms: Signed<agora_protocol::LeaseTerms>,
         now: Timestamp,
     ) -> Response {
+        let Some(provider) = self.provider.as_mut() else {
+            return Response::Refused("this node is not a provider".into());
+        };
+        if terms.signer().peer_id() == peer && provider.proposal_needs_balance(&terms, now) {
+            let requester = terms.message().requester;
+            if self.balance_reads.contains_key(&requester) || self.start_balance_read(requester) {
+                return Response::Retry("reading your balance on the ledger; ask again".into());
+            }
+            return Response::Retry(format!("busy: {}", self.overloaded()));
+        }
         let Some(provider) = self.provider.as_mut() else {
             return Response::Refused("this node is not a provider".into());
         };

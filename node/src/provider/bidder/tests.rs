@@ -16,7 +16,15 @@ fn requester_key() -> Keypair {
 }
 
 /// Slot 0: 3 × A100 at 1.0; slot 1: 2 × H100 at 2.5 (hold grace 5 s).
+/// The requester (seed 2) can pay for anything ([`funded`]).
 fn bidder() -> Bidder {
+    let mut bidder = unfunded();
+    funded(&mut bidder, requester_key().public(), Amount(u64::MAX));
+    bidder
+}
+
+/// [`bidder`] with no balance known for anyone.
+fn unfunded() -> Bidder {
     let config = Config::parse(CONFIG, "test").unwrap();
     Bidder::new(
         provider_key().public(),
@@ -26,6 +34,12 @@ fn bidder() -> Bidder {
         NOW,
     )
     .unwrap()
+}
+
+/// `key`'s balance is `amount`, read "at the end of time": trusted at
+/// every moment a test looks at.
+pub(crate) fn funded(bidder: &mut Bidder, key: PublicKey, amount: Amount) {
+    bidder.set_balance(key, Ok(amount), Timestamp(u64::MAX));
 }
 
 fn order(nonce: u8, gpus: u32, model: Option<&str>) -> Order {
@@ -553,4 +567,183 @@ fn sandbox_limits_are_offered_bid_and_must_be_leased_as_they_are() {
     bidder
         .on_lease_proposal(&propose(terms_for(&bid, NOW)), NOW)
         .unwrap();
+}
+
+// ---- funds: holds bounded by the requester's balance on the ledger ----
+
+/// The escrow of `order(_, gpus, Some("A100"))`: 1.0 AGR/GPU-hour for 600 s.
+fn a100_escrow(gpus: u32) -> Amount {
+    LeaseTerms::required_escrow(Amount(1_000_000), gpus, 600).unwrap()
+}
+
+#[test]
+fn an_unknown_balance_is_asked_for_and_nothing_is_held_until_it_comes() {
+    let mut bidder = unfunded();
+    let requester = requester_key().public();
+    let o = order(1, 1, Some("A100"));
+    assert_eq!(bidder.on_order(&o, NOW), Decision::NeedsBalance(requester));
+    assert_eq!(bidder.reservations().count(), 0);
+    assert!(!bidder.seen(&o.id()), "nothing remembered");
+    bidder.set_balance(requester, Ok(a100_escrow(1)), NOW);
+    bid(bidder.on_order(&o, NOW));
+    // The reading is trusted for a while, then asked for again.
+    let later = NOW.plus_ms(BALANCE_TTL_MS);
+    assert_eq!(
+        bidder.on_order(&order(2, 1, Some("A100")), later),
+        Decision::NeedsBalance(requester)
+    );
+}
+
+#[test]
+fn a_requester_holds_no_more_than_its_balance_pays_for() {
+    let mut bidder = unfunded();
+    let requester = requester_key().public();
+    // Enough for two A100s for the order's 600 s, not three.
+    bidder.set_balance(requester, Ok(a100_escrow(2)), NOW);
+    let first = bid(bidder.on_order(&order(1, 1, Some("A100")), NOW));
+    bid(bidder.on_order(&order(2, 1, Some("A100")), NOW));
+    assert_eq!(bidder.committed(&requester, NOW), a100_escrow(2));
+    let refused = decline(bidder.on_order(&order(3, 1, Some("A100")), NOW));
+    assert_eq!(refused.reason, DeclineReason::Funds);
+    assert!(
+        refused.detail.contains("your balance on the ledger is"),
+        "{}",
+        refused.detail
+    );
+    assert_eq!(
+        free(&mut bidder, NOW),
+        vec![1, 2],
+        "the third GPU is not held"
+    );
+    // A repeat gets the same decline.
+    assert_eq!(
+        bidder.on_order(&order(3, 1, Some("A100")), NOW),
+        Decision::Decline(refused)
+    );
+    // Another requester is not bound by this one's balance.
+    let other = Keypair::from_seed(&[3; 32]);
+    bidder.set_balance(other.public(), Ok(a100_escrow(1)), NOW);
+    let mut theirs = order(4, 1, Some("A100"));
+    theirs.requester = other.public();
+    bid(bidder.on_order(&theirs, NOW));
+
+    // A leased hold still counts until its run starts (its escrow may not
+    // be locked yet); a started one is paid from escrow, not the balance.
+    let proposal = propose(terms_for(&first, NOW));
+    bidder.on_lease_proposal(&proposal, NOW).unwrap();
+    assert_eq!(bidder.committed(&requester, NOW), a100_escrow(2));
+    bidder.expire(NOW, &|_| true);
+    assert_eq!(bidder.committed(&requester, NOW), a100_escrow(1));
+    // The holds expire: the balance covers new bids again.
+    let after = first.hold_until;
+    bidder.expire(after, &|_| true);
+    assert_eq!(bidder.committed(&requester, after), Amount::ZERO);
+    bidder.set_balance(requester, Ok(a100_escrow(1)), after);
+    bid(bidder.on_order(&order(5, 1, Some("A100")), after));
+}
+
+#[test]
+fn a_key_with_nothing_on_the_ledger_holds_nothing() {
+    let mut bidder = unfunded();
+    for seed in 10..40u8 {
+        let key = Keypair::from_seed(&[seed; 32]).public();
+        bidder.set_balance(key, Ok(Amount::ZERO), NOW);
+        let mut o = order(seed, 1, None);
+        o.requester = key;
+        assert_eq!(
+            decline(bidder.on_order(&o, NOW)).reason,
+            DeclineReason::Funds
+        );
+    }
+    assert_eq!(bidder.reservations().count(), 0);
+    assert_eq!(free(&mut bidder, NOW), vec![3, 2]);
+}
+
+#[test]
+fn an_unreadable_balance_declines_unless_one_was_read_before() {
+    let mut bidder = unfunded();
+    let requester = requester_key().public();
+    bidder.set_balance(requester, Err("connection refused".into()), NOW);
+    let refused = decline(bidder.on_order(&order(1, 1, None), NOW));
+    assert_eq!(refused.reason, DeclineReason::Funds);
+    assert!(
+        refused.detail.contains("connection refused"),
+        "{}",
+        refused.detail
+    );
+    // A failure is tried again soon.
+    assert_eq!(
+        bidder.on_order(&order(2, 1, None), NOW.plus_ms(BALANCE_ERROR_TTL_MS)),
+        Decision::NeedsBalance(requester)
+    );
+    // After a good reading, a failed one keeps it.
+    let at = NOW.plus_ms(BALANCE_ERROR_TTL_MS);
+    bidder.set_balance(requester, Ok(a100_escrow(3)), at);
+    bidder.set_balance(requester, Err("timed out".into()), at);
+    bid(bidder.on_order(&order(3, 1, Some("A100")), at));
+}
+
+#[test]
+fn the_balances_remembered_are_bounded() {
+    let mut bidder = unfunded();
+    for i in 0..(MAX_KNOWN_BALANCES as u64 + 5) {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&i.to_le_bytes());
+        let key = Keypair::from_seed(&seed).public();
+        bidder.set_balance(key, Ok(Amount(1)), NOW.plus_ms(i));
+    }
+    assert_eq!(bidder.balances.len(), MAX_KNOWN_BALANCES);
+    // The oldest went first.
+    let first = Keypair::from_seed(&[0; 32]).public();
+    assert!(!bidder.balances.contains_key(&first));
+}
+
+#[test]
+fn an_instant_lease_is_paid_for_from_the_balance_like_a_bid() {
+    let mut bidder = unfunded();
+    let requester = requester_key().public();
+    let offer = bidder.offers(NOW)[0].clone();
+    let price = offer.price_per_gpu_hour;
+    let terms = |order: u8, gpus: u32| LeaseTerms {
+        limits: agora_protocol::SandboxLimits::default(),
+        order_id: OrderId([order; 32]),
+        requester,
+        provider: provider_key().public(),
+        slot: offer.slot,
+        gpu_model: offer.gpu_model.clone(),
+        gpu_count: gpus,
+        price_per_gpu_hour: price,
+        max_duration_secs: 600,
+        receipt_interval_secs: 10,
+        starts_at: NOW,
+        escrow: LeaseTerms::required_escrow(price, gpus, 600).unwrap(),
+        simulated: true,
+    };
+    let first = propose(terms(7, 2));
+    assert!(bidder.proposal_needs_balance(&first, NOW));
+    let err = bidder.on_lease_proposal(&first, NOW).unwrap_err();
+    assert!(err.reason.contains("not read your balance"), "{err}");
+    // Enough for two GPUs for the lease, not three.
+    bidder.set_balance(requester, Ok(a100_escrow(2)), NOW);
+    assert!(!bidder.proposal_needs_balance(&first, NOW));
+    assert!(matches!(
+        bidder.on_lease_proposal(&first, NOW),
+        Ok(Accepted::New(_))
+    ));
+    let err = bidder
+        .on_lease_proposal(&propose(terms(8, 1)), NOW)
+        .unwrap_err();
+    assert!(err.reason.contains("your balance on the ledger is"), "{err}");
+    assert_eq!(free(&mut bidder, NOW), vec![1, 2]);
+    // A lease on a bid's hold needs no reading: the bid was paid for.
+    let mut held = unfunded();
+    held.set_balance(requester, Ok(a100_escrow(1)), NOW);
+    let at = NOW.plus_ms(BALANCE_TTL_MS - 1);
+    let b = bid(held.on_order(&order(1, 1, Some("A100")), at));
+    let proposal = propose(terms_for(&b, at));
+    // The reading is stale by now; the hold is not.
+    let later = NOW.plus_ms(BALANCE_TTL_MS + 1);
+    assert!(later < b.hold_until);
+    assert!(!held.proposal_needs_balance(&proposal, later));
+    assert!(held.on_lease_proposal(&proposal, later).is_ok());
 }
