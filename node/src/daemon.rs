@@ -22,7 +22,7 @@ use crate::disk::DiskGuard;
 use crate::market::{self, MarketHandle, MarketOptions};
 use crate::metrics::Metrics;
 use crate::metrics::ledger::MeteredLedger;
-use crate::network::{self, NetworkConfig};
+use crate::network::{self, NetworkConfig, NetworkHandle};
 use crate::provider::bidder::Bidder;
 use crate::provider::exec::{Executor, ExecutorOptions};
 use crate::provider::inventory;
@@ -106,6 +106,8 @@ pub struct RunningNode {
     pub ready: ReadyInfo,
     /// The market.
     pub market: MarketHandle,
+    /// The swarm.
+    pub network: NetworkHandle,
     cancel: CancellationToken,
     api: tokio::task::JoinHandle<()>,
     market_task: tokio::task::JoinHandle<()>,
@@ -334,6 +336,7 @@ pub async fn start_with_ledger(
     Ok(RunningNode {
         ready,
         market,
+        network,
         cancel,
         api,
         market_task,

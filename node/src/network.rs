@@ -47,9 +47,10 @@ pub struct NetworkConfig {
 
 impl NetworkConfig {
     /// Orders a peer may deliver a second, by default.
-    pub const ORDERS_PER_PEER_PER_SEC: u32 = 50;
-    /// The burst of orders a peer may deliver, by default.
-    pub const ORDER_BURST_PER_PEER: u32 = 200;
+    pub const ORDERS_PER_PEER_PER_SEC: u32 = 200;
+    /// The burst of orders a peer may deliver, by default: a requester
+    /// that submits a thousand jobs at once is not flooding.
+    pub const ORDER_BURST_PER_PEER: u32 = 2000;
 
     /// Listening on `listen`, joining through `bootstrap`, mDNS off, the
     /// default order budget.

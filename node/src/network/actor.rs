@@ -337,8 +337,9 @@ impl Actor {
                 message,
             } => {
                 // The budget first: a flood costs no signature checks.
+                let relayed = message.source != Some(propagation_source);
                 if message.topic == self.orders_topic
-                    && !self.budget.take(propagation_source, now().0)
+                    && !self.budget.take(propagation_source, relayed, now().0)
                 {
                     self.metrics.rate_limited();
                     let score = self.budget.score(&propagation_source);

@@ -48,7 +48,7 @@ fn peer_score() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) 
         // Every testnet node shares 127.0.0.1; co-location is not misconduct here.
         ip_colocation_factor_weight: 0.0,
         // The application score is minus a peer's orders past its budget
-        // (network::budget), decaying: about 80 past it at once, or 8 a
+        // (network::budget), decaying: about 100 past it at once, or 10 a
         // second sustained, reach the graylist.
         app_specific_weight: 1.0,
         ..Default::default()
@@ -56,10 +56,19 @@ fn peer_score() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) 
     for topic in [OFFERS_TOPIC, ORDERS_TOPIC] {
         let topic_params = gossipsub::TopicScoreParams {
             topic_weight: 1.0,
+            // Small rewards for being in the mesh and delivering first, at
+            // most +11 a topic (the defaults give +3600 for an hour in the
+            // mesh, which would outweigh every penalty below).
+            time_in_mesh_weight: 0.01,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            time_in_mesh_cap: 600.0,
+            first_message_deliveries_weight: 0.05,
+            first_message_deliveries_cap: 100.0,
             // A quiet market is not misconduct: no penalty for few deliveries.
             mesh_message_deliveries_weight: 0.0,
             mesh_failure_penalty_weight: 0.0,
-            // P4 is squared: 3 invalid messages give -90, below the graylist.
+            // P4 is squared: 4 invalid messages give -160, below the
+            // graylist (-80) whatever the rewards above.
             invalid_message_deliveries_weight: -10.0,
             invalid_message_deliveries_decay: 0.9,
             ..Default::default()

@@ -1,11 +1,14 @@
-//! How many orders each peer may pass on: a token bucket per peer that
+//! How many orders each peer may pass on: token buckets per peer that
 //! delivered them (the gossip's propagation source, not the order's
-//! signer: keys are free, connections are not). An order past the budget
-//! is ignored — neither delivered to the node nor forwarded — and counts
-//! against the peer: its gossipsub application score is minus its excess,
-//! which decays by a tenth a second. A peer that keeps flooding falls past
-//! the graylist threshold and gossipsub drops everything it sends until it
-//! stops for long enough.
+//! signer: keys are free, connections are not). A peer has one bucket for
+//! the orders it signed itself and one [`RELAY_FACTOR`] times larger for
+//! those it relays from others, so an honest relay's traffic does not eat
+//! into its own orders' budget and a burst of others' orders passed on is
+//! not a flood. An order past the budget is ignored — neither delivered to
+//! the node nor forwarded — and counts against the peer: its gossipsub
+//! application score is minus its excess, which decays by a tenth a
+//! second. A peer that keeps flooding falls past the graylist threshold and
+//! gossipsub drops everything it sends until it stops for long enough.
 //!
 //! Pure: time comes in as milliseconds.
 
@@ -13,7 +16,7 @@ use std::collections::HashMap;
 
 use libp2p::PeerId;
 
-/// Peers tracked at most; past that the longest-idle one is forgotten.
+/// Buckets tracked at most; past that the longest-idle one is forgotten.
 pub const MAX_TRACKED_PEERS: usize = 4096;
 
 /// What share of its excess a peer keeps after each second.
@@ -22,12 +25,16 @@ const EXCESS_KEPT_PER_SEC: f64 = 0.9;
 /// Excess below this is forgiven outright.
 const FORGIVEN: f64 = 0.5;
 
+/// How much larger the budget for relayed orders is than for a peer's own.
+pub const RELAY_FACTOR: u32 = 10;
+
 /// The order budget of every peer.
 #[derive(Debug, Clone)]
 pub struct OrderBudget {
     per_sec: f64,
     burst: f64,
-    peers: HashMap<PeerId, Bucket>,
+    /// By peer, and whether the orders are relayed.
+    peers: HashMap<(PeerId, bool), Bucket>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,14 +56,16 @@ impl OrderBudget {
         }
     }
 
-    /// Whether one more order from `peer` at `now_ms` is within its
-    /// budget; if not, it counts as excess.
-    pub fn take(&mut self, peer: PeerId, now_ms: u64) -> bool {
-        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_TRACKED_PEERS {
+    /// Whether one more order delivered by `peer` at `now_ms` is within
+    /// its budget (`relayed`: signed by someone else); if not, it counts as
+    /// excess.
+    pub fn take(&mut self, peer: PeerId, relayed: bool, now_ms: u64) -> bool {
+        let key = (peer, relayed);
+        if !self.peers.contains_key(&key) && self.peers.len() >= MAX_TRACKED_PEERS {
             self.forget_idlest();
         }
-        let (per_sec, burst) = (self.per_sec, self.burst);
-        let bucket = self.peers.entry(peer).or_insert(Bucket {
+        let (per_sec, burst) = self.limits(relayed);
+        let bucket = self.peers.entry(key).or_insert(Bucket {
             tokens: burst,
             at_ms: now_ms,
             excess: 0.0,
@@ -73,34 +82,52 @@ impl OrderBudget {
         }
     }
 
+    fn limits(&self, relayed: bool) -> (f64, f64) {
+        let factor = if relayed {
+            f64::from(RELAY_FACTOR)
+        } else {
+            1.0
+        };
+        (self.per_sec * factor, self.burst * factor)
+    }
+
     /// `peer`'s application score now: minus its excess.
     pub fn score(&self, peer: &PeerId) -> f64 {
-        self.peers.get(peer).map_or(0.0, |b| -b.excess)
+        [false, true]
+            .iter()
+            .filter_map(|relayed| self.peers.get(&(*peer, *relayed)))
+            .map(|b| -b.excess)
+            .sum()
     }
 
     /// One second passed: every excess decays. Returns the peers whose
-    /// score changed, with the new score (set them in gossipsub); peers
-    /// whose bucket is full again and whose excess is forgiven are
-    /// forgotten.
+    /// score changed, with the new score (set them in gossipsub); buckets
+    /// that are full again and whose excess is forgiven are forgotten.
     pub fn decay(&mut self, now_ms: u64) -> Vec<(PeerId, f64)> {
         let mut changed = Vec::new();
-        let (per_sec, burst) = (self.per_sec, self.burst);
-        self.peers.retain(|peer, bucket| {
+        let limits = [self.limits(false), self.limits(true)];
+        self.peers.retain(|(peer, relayed), bucket| {
             if bucket.excess > 0.0 {
                 bucket.excess *= EXCESS_KEPT_PER_SEC;
                 if bucket.excess < FORGIVEN {
                     bucket.excess = 0.0;
                 }
-                changed.push((*peer, -bucket.excess));
+                changed.push(*peer);
             }
+            let (per_sec, burst) = limits[usize::from(*relayed)];
             let elapsed = now_ms.saturating_sub(bucket.at_ms) as f64 / 1000.0;
             let full = bucket.tokens + elapsed * per_sec >= burst;
             !(full && bucket.excess == 0.0)
         });
+        changed.sort();
+        changed.dedup();
         changed
+            .into_iter()
+            .map(|peer| (peer, self.score(&peer)))
+            .collect()
     }
 
-    /// Peers tracked now.
+    /// Buckets tracked now.
     pub fn tracked(&self) -> usize {
         self.peers.len()
     }
@@ -110,7 +137,7 @@ impl OrderBudget {
             .peers
             .iter()
             .min_by_key(|(_, b)| b.at_ms)
-            .map(|(peer, _)| *peer)
+            .map(|(key, _)| *key)
         {
             self.peers.remove(&idlest);
         }
@@ -125,16 +152,20 @@ mod tests {
     fn a_burst_passes_then_the_rate_and_the_excess_is_counted() {
         let mut budget = OrderBudget::new(2, 5);
         let peer = PeerId::random();
-        let passed = (0..8).filter(|_| budget.take(peer, 1_000)).count();
+        let passed = (0..8).filter(|_| budget.take(peer, false, 1_000)).count();
         assert_eq!(passed, 5, "the burst");
         assert_eq!(budget.score(&peer), -3.0);
         // Half a second later one more token has come.
-        assert!(budget.take(peer, 1_500));
-        assert!(!budget.take(peer, 1_500));
+        assert!(budget.take(peer, false, 1_500));
+        assert!(!budget.take(peer, false, 1_500));
         // Another peer has its own budget.
         let other = PeerId::random();
-        assert!(budget.take(other, 1_500));
+        assert!(budget.take(other, false, 1_500));
         assert_eq!(budget.score(&other), 0.0);
+        // What a peer relays has a budget of its own, ten times larger.
+        let relayed = (0..60).filter(|_| budget.take(peer, true, 1_500)).count();
+        assert_eq!(relayed, 50);
+        assert_eq!(budget.score(&peer), -(4.0 + 10.0));
     }
 
     #[test]
@@ -142,7 +173,7 @@ mod tests {
         let mut budget = OrderBudget::new(1, 1);
         let flooder = PeerId::random();
         for _ in 0..101 {
-            budget.take(flooder, 0);
+            budget.take(flooder, false, 0);
         }
         assert_eq!(budget.score(&flooder), -100.0);
         let changed = budget.decay(1_000);
@@ -162,7 +193,7 @@ mod tests {
     fn the_peers_tracked_are_bounded() {
         let mut budget = OrderBudget::new(1, 1);
         for i in 0..(MAX_TRACKED_PEERS as u64 + 10) {
-            budget.take(PeerId::random(), i);
+            budget.take(PeerId::random(), i % 2 == 0, i);
         }
         assert_eq!(budget.tracked(), MAX_TRACKED_PEERS);
     }

@@ -8,6 +8,7 @@ mod full_disk;
 mod hostile_api;
 mod hostile_gossip;
 mod metrics;
+mod order_floods;
 mod overload;
 mod support;
 mod telemetry;

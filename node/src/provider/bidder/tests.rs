@@ -733,7 +733,10 @@ fn an_instant_lease_is_paid_for_from_the_balance_like_a_bid() {
     let err = bidder
         .on_lease_proposal(&propose(terms(8, 1)), NOW)
         .unwrap_err();
-    assert!(err.reason.contains("your balance on the ledger is"), "{err}");
+    assert!(
+        err.reason.contains("your balance on the ledger is"),
+        "{err}"
+    );
     assert_eq!(free(&mut bidder, NOW), vec![1, 2]);
     // A lease on a bid's hold needs no reading: the bid was paid for.
     let mut held = unfunded();
