@@ -812,6 +812,12 @@ count = 2
         };
         let err = lapsing.validate().unwrap_err().to_string();
         assert!(err.contains("node.offer_refresh_secs"), "{err}");
+        let unbudgeted = NodeSection {
+            orders_per_peer_per_sec: 0,
+            ..NodeSection::default()
+        };
+        let err = unbudgeted.validate().unwrap_err().to_string();
+        assert!(err.contains("node.orders_per_peer_per_sec"), "{err}");
         let err = Config::parse("[node]\nofer_ttl_secs = 1\n", "node.toml")
             .unwrap_err()
             .to_string();
