@@ -459,6 +459,11 @@ pub struct NodeSection {
     /// …and in a burst. Past the budget an order is ignored and the peer
     /// that delivered it scored down, until gossipsub ignores it.
     pub order_burst_per_peer: u32,
+    /// Established connections at most; incoming ones past it are refused.
+    pub max_connections: u32,
+    /// Peers the node connects to on its own as it learns of them; past
+    /// that it connects only to peers it talks to.
+    pub target_peers: u32,
 }
 
 impl Default for NodeSection {
@@ -474,6 +479,8 @@ impl Default for NodeSection {
             max_finished_jobs: 10_000,
             orders_per_peer_per_sec: crate::network::NetworkConfig::ORDERS_PER_PEER_PER_SEC,
             order_burst_per_peer: crate::network::NetworkConfig::ORDER_BURST_PER_PEER,
+            max_connections: crate::network::NetworkConfig::MAX_CONNECTIONS,
+            target_peers: crate::network::NetworkConfig::TARGET_PEERS,
         }
     }
 }
@@ -546,6 +553,24 @@ impl NodeSection {
             return Err(invalid(
                 "order_burst_per_peer",
                 format!("{} is outside 1..=1000000", self.order_burst_per_peer),
+            ));
+        }
+        if !(8..=100_000).contains(&self.max_connections) {
+            return Err(invalid(
+                "max_connections",
+                format!(
+                    "{} is outside 8..=100000 (the gossip mesh alone needs up to 12)",
+                    self.max_connections
+                ),
+            ));
+        }
+        if self.target_peers == 0 || self.target_peers > self.max_connections {
+            return Err(invalid(
+                "target_peers",
+                format!(
+                    "{} must be at least 1 and at most max_connections ({})",
+                    self.target_peers, self.max_connections
+                ),
             ));
         }
         let max = agora_protocol::lease::MAX_RECEIPT_INTERVAL_SECS;

@@ -231,6 +231,8 @@ pub async fn start_with_ledger(
             mdns: options.mdns,
             orders_per_peer_per_sec: options.config.node.orders_per_peer_per_sec,
             order_burst_per_peer: options.config.node.order_burst_per_peer,
+            max_connections: options.config.node.max_connections,
+            target_peers: options.config.node.target_peers,
             ..NetworkConfig::new(options.listen.clone(), options.bootstrap.clone())
         },
         metrics.gossip.clone(),

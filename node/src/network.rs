@@ -14,6 +14,7 @@ mod behaviour;
 pub mod budget;
 pub mod codec;
 mod handle;
+mod lookup;
 pub mod reject;
 pub mod wire;
 
@@ -43,6 +44,13 @@ pub struct NetworkConfig {
     /// …and in a burst. Past the budget an order is ignored and the peer
     /// scored down ([`budget`]).
     pub order_burst_per_peer: u32,
+    /// Established connections at most (incoming ones are refused past
+    /// it; two per peer at most).
+    pub max_connections: u32,
+    /// The node dials peers it learns of until it has this many
+    /// connections; past that it connects only to peers it has to talk
+    /// to (the gossip mesh needs 6 to 12).
+    pub target_peers: u32,
 }
 
 impl NetworkConfig {
@@ -52,8 +60,13 @@ impl NetworkConfig {
     /// that submits a thousand jobs at once is not flooding.
     pub const ORDER_BURST_PER_PEER: u32 = 2000;
 
+    /// Established connections at most, by default.
+    pub const MAX_CONNECTIONS: u32 = 64;
+    /// Connections the node dials on its own, by default.
+    pub const TARGET_PEERS: u32 = 12;
+
     /// Listening on `listen`, joining through `bootstrap`, mDNS off, the
-    /// default order budget.
+    /// default order budget and connection bounds.
     pub fn new(listen: Vec<Multiaddr>, bootstrap: Vec<Multiaddr>) -> Self {
         Self {
             listen,
@@ -61,6 +74,8 @@ impl NetworkConfig {
             mdns: false,
             orders_per_peer_per_sec: Self::ORDERS_PER_PEER_PER_SEC,
             order_burst_per_peer: Self::ORDER_BURST_PER_PEER,
+            max_connections: Self::MAX_CONNECTIONS,
+            target_peers: Self::TARGET_PEERS,
         }
     }
 }

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::behaviour::{Behaviour, BehaviourEvent, OFFERS_TOPIC, ORDERS_TOPIC};
 use super::budget::OrderBudget;
 use super::handle::{Command, NetworkHandle};
+use super::lookup::{Lookups, Reply, Waiting};
 use super::reject::{RejectReason, Rejection};
 use super::{CHANNEL_CAPACITY, NetworkConfig, NetworkError, NetworkEvent, NetworkInfo};
 use super::{Request, Response};
@@ -38,7 +39,11 @@ type Pending = BoxFuture<
     ),
 >;
 
-fn build_swarm(key: &identity::Keypair, mdns: bool) -> Result<Swarm<Behaviour>, NetworkError> {
+fn build_swarm(
+    key: &identity::Keypair,
+    mdns: bool,
+    max_connections: u32,
+) -> Result<Swarm<Behaviour>, NetworkError> {
     let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone())
         .with_tokio()
         .with_tcp(
@@ -51,7 +56,7 @@ fn build_swarm(key: &identity::Keypair, mdns: bool) -> Result<Swarm<Behaviour>, 
     let builder = builder.with_quic();
     let swarm = builder
         .with_behaviour(|key| {
-            Behaviour::new(key, mdns)
+            Behaviour::new(key, mdns, max_connections)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| NetworkError::Config(e.to_string()))?
@@ -79,7 +84,7 @@ pub async fn spawn_metered(
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
     let identity = identity::Keypair::ed25519_from_bytes(key.secret_seed())
         .map_err(|e| NetworkError::Config(format!("key: {e}")))?;
-    let mut swarm = build_swarm(&identity, config.mdns)?;
+    let mut swarm = build_swarm(&identity, config.mdns, config.max_connections)?;
     let local = *swarm.local_peer_id();
 
     let mut listeners = HashMap::new();
@@ -160,6 +165,8 @@ pub async fn spawn_metered(
         metrics,
         bootstrapped: false,
         budget: OrderBudget::new(config.orders_per_peer_per_sec, config.order_burst_per_peer),
+        lookups: Lookups::default(),
+        target_peers: config.target_peers as usize,
     };
     tokio::spawn(actor.run());
     Ok((NetworkHandle::new(command_tx), event_rx))
@@ -172,7 +179,7 @@ struct Actor {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     cancel: CancellationToken,
-    pending_outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetworkError>>>,
+    pending_outbound: HashMap<OutboundRequestId, Outbound>,
     pending_inbound: FuturesUnordered<Pending>,
     offers_topic: TopicHash,
     orders_topic: TopicHash,
@@ -182,6 +189,18 @@ struct Actor {
     bootstrapped: bool,
     /// What each peer may still deliver of orders.
     budget: OrderBudget,
+    /// Peers being looked up before a request to them goes out again.
+    lookups: Lookups,
+    /// Peers dialed on learning of them, until this many are connected.
+    target_peers: usize,
+}
+
+/// A request on its way, and (when it went to a peer this node was not
+/// connected to) a copy to send once more after a lookup if the dial
+/// fails.
+struct Outbound {
+    reply: Reply,
+    retry: Option<Request>,
 }
 
 /// A gossip message that passed validation.
@@ -244,12 +263,8 @@ impl Actor {
                 request,
                 reply,
             } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_request(&peer, request);
-                self.pending_outbound.insert(id, reply);
+                let retry = (!self.swarm.is_connected(&peer)).then(|| request.clone());
+                self.send_request(peer, request, reply, retry);
             }
             Command::Dial { addr } => {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
@@ -307,14 +322,22 @@ impl Actor {
                     let _ = self.swarm.dial(addr);
                 }
             }
-            // Small markets: be connected to every peer we learn of, so
-            // direct requests need no extra dial.
+            // Connected to peers as they are learned of, up to the target;
+            // past it, only to those the node talks to (a request to a
+            // peer not connected dials it, after a lookup if need be).
             SwarmEvent::Behaviour(BehaviourEvent::Kademlia(kad::Event::RoutingUpdated {
                 peer,
                 ..
-            })) if !self.swarm.is_connected(&peer) => {
+            })) if !self.swarm.is_connected(&peer)
+                && self.swarm.connected_peers().count() < self.target_peers =>
+            {
                 let _ = self.swarm.dial(peer);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Kademlia(
+                kad::Event::OutboundQueryProgressed {
+                    id, result, step, ..
+                },
+            )) => self.lookup_progressed(id, result, step.last),
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 debug!(peer = %peer_id, "connected");
                 if !self.bootstrapped {
@@ -503,8 +526,8 @@ impl Actor {
                         request_id,
                         response,
                     } => {
-                        if let Some(reply) = self.pending_outbound.remove(&request_id) {
-                            let _ = reply.send(Ok(response));
+                        if let Some(outbound) = self.pending_outbound.remove(&request_id) {
+                            let _ = outbound.reply.send(Ok(response));
                         }
                     }
                 }
@@ -515,17 +538,105 @@ impl Actor {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.pending_outbound.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
+                let Some(outbound) = self.pending_outbound.remove(&request_id) else {
+                    return;
+                };
+                match (outbound.retry, &error) {
+                    // Not reachable at an address known here: look the peer
+                    // up, then try once more.
+                    (Some(request), request_response::OutboundFailure::DialFailure) => {
+                        self.look_up(peer, request, outbound.reply);
+                    }
+                    _ => {
+                        let _ = outbound.reply.send(Err(NetworkError::Request {
+                            peer,
+                            reason: error.to_string(),
+                        }));
+                    }
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 warn!(%peer, %error, "inbound request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+impl Actor {
+    /// Sends `request` to `peer`; `retry` is the copy to send once more
+    /// after a lookup should the dial fail.
+    fn send_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        reply: Reply,
+        retry: Option<Request>,
+    ) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request(&peer, request);
+        self.pending_outbound.insert(id, Outbound { reply, retry });
+    }
+
+    /// Parks `request` until `peer` is looked up in the DHT, starting the
+    /// lookup unless one is under way; too many waiting fails it at once.
+    fn look_up(&mut self, peer: PeerId, request: Request, reply: Reply) {
+        match self.lookups.park(peer, Waiting { request, reply }) {
+            Ok(true) => {
+                debug!(%peer, "no address that answers; looking the peer up");
+                let id = self.swarm.behaviour_mut().kademlia.get_closest_peers(peer);
+                self.lookups.started(id, peer);
+            }
+            Ok(false) => {}
+            Err(waiting) => {
+                let _ = waiting.reply.send(Err(NetworkError::Request {
+                    peer,
+                    reason: format!(
+                        "cannot dial it, and {} requests already wait for lookups",
+                        self.lookups.waiting()
+                    ),
+                }));
+            }
+        }
+    }
+
+    /// A DHT query moved on: if it is a lookup of ours and found its peer
+    /// (or ended), the requests waiting on it go out once more, to the
+    /// addresses it found.
+    fn lookup_progressed(&mut self, id: kad::QueryId, result: kad::QueryResult, last: bool) {
+        let Some(target) = self.lookups.peer_of(&id) else {
+            return;
+        };
+        let found: Vec<Multiaddr> = match &result {
+            kad::QueryResult::GetClosestPeers(Ok(ok)) => ok
+                .peers
+                .iter()
+                .filter(|p| p.peer_id == target)
+                .flat_map(|p| p.addrs.iter().take(16).cloned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        if found.is_empty() && !last {
+            return;
+        }
+        if let Some(mut query) = self.swarm.behaviour_mut().kademlia.query_mut(&id) {
+            query.finish();
+        }
+        for addr in &found {
+            self.swarm
+                .behaviour_mut()
+                .kademlia
+                .add_address(&target, addr.clone());
+        }
+        let Some((peer, waiting)) = self.lookups.finished(&id) else {
+            return;
+        };
+        debug!(%peer, addresses = found.len(), requests = waiting.len(), "lookup done; sending again");
+        for w in waiting {
+            self.send_request(peer, w.request, w.reply, None);
         }
     }
 }

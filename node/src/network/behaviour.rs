@@ -1,13 +1,16 @@
 //! The composed libp2p behaviour: gossipsub for offers and orders, Kademlia
 //! for discovery, identify and ping for liveness, the direct
-//! request-response protocol, and mDNS only when a LAN user asks for it.
+//! request-response protocol, mDNS only when a LAN user asks for it, and
+//! caps on connections.
 
 use std::time::Duration;
 
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
-use libp2p::{PeerId, StreamProtocol, identify, identity, mdns, ping, request_response};
+use libp2p::{
+    PeerId, StreamProtocol, connection_limits, identify, identity, mdns, ping, request_response,
+};
 
 use super::NetworkError;
 use super::codec::{DirectCodec, PROTOCOL};
@@ -37,6 +40,8 @@ pub(crate) struct Behaviour {
     pub(crate) direct: request_response::Behaviour<DirectCodec>,
     /// LAN discovery; off unless asked for.
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Caps on connections, so they do not grow with the network.
+    pub(crate) limits: connection_limits::Behaviour,
 }
 
 /// The scoring that penalises senders of invalid messages and floods of
@@ -82,7 +87,11 @@ fn peer_score() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) 
 
 impl Behaviour {
     /// Builds the behaviour for `key`.
-    pub(crate) fn new(key: &identity::Keypair, mdns_enabled: bool) -> Result<Self, NetworkError> {
+    pub(crate) fn new(
+        key: &identity::Keypair,
+        mdns_enabled: bool,
+        max_connections: u32,
+    ) -> Result<Self, NetworkError> {
         let peer_id = PeerId::from(key.public());
         let config = gossipsub::ConfigBuilder::default()
             .validation_mode(ValidationMode::Strict)
@@ -140,6 +149,13 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             direct,
             mdns: mdns.into(),
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(max_connections))
+                    .with_max_established_incoming(Some(max_connections))
+                    .with_max_pending_incoming(Some(max_connections.div_ceil(2)))
+                    .with_max_established_per_peer(Some(2)),
+            ),
         })
     }
 }

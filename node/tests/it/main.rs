@@ -7,6 +7,7 @@ mod doctor;
 mod full_disk;
 mod hostile_api;
 mod hostile_gossip;
+mod lookup;
 mod metrics;
 mod order_floods;
 mod overload;
