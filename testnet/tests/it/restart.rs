@@ -62,24 +62,36 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
     wait_for_offers(&net, requester).await;
 
     // provider-0 has 2 H100s at 2.5 AGR/GPU-h. A lease that holds one
-    // without a run: two one-GPU leases at once on a balance that covers
-    // one and a half escrows (each 2.5 AGR × 600 s); the first lock takes
-    // an escrow, the second finds too little. The unfunded lease keeps its
-    // GPU until provider.lease_start_timeout_secs (120 s): across the
-    // restart.
+    // without a run: a provider bids only for what the requester's balance
+    // covers on top of what it holds there, but sees no other provider's
+    // leases. So: 0.5 AGR on the ledger; a one-GPU H100 job (escrow 2.5 AGR
+    // × 600 s ≈ 0.417) with a 3 s bid window, and beside it a one-GPU A100
+    // job (provider-1, 1.2 AGR/GPU-h: escrow 0.2) with a 300 ms one. Each
+    // provider sees 0.5 AGR and bids; the A100 lease locks first; the H100
+    // lease, signed on provider-0's bid while the A100 job runs, then finds
+    // 0.3 AGR and is never funded. It keeps its GPU until provider.lease_start_timeout_secs
+    // (120 s): across the restart.
     let escrow = agora_protocol::cost(Amount(2_500_000), 600).unwrap();
     requester_client
-        .deposit(Amount(escrow.0 * 3 / 2))
+        .deposit(Amount(escrow.0 * 6 / 5))
         .await
         .unwrap();
     let mut h100 = spec("before restart");
     h100.resources.gpu_model = Some("H100".into());
     h100.constraints.region = Some("EU".into());
     h100.market.max_price_per_gpu_hour = "2.5".into();
-    let first = submit(&net, requester, h100.clone(), None).await;
-    let second = submit(&net, requester, h100.clone(), None).await;
+    let mut slow = h100.clone();
+    slow.market.bid_window_ms = 3000;
+    let mut a100 = spec("elsewhere first");
+    a100.resources.gpu_model = Some("A100".into());
+    a100.market.max_price_per_gpu_hour = "2.5".into();
+    a100.market.bid_window_ms = 300;
+    // Still running (its escrow locked) when the H100 lease locks.
+    a100.command = vec!["sleep".into(), "8".into()];
+    let unfunded = submit(&net, requester, slow, None).await;
+    let first = submit(&net, requester, a100, None).await;
     let mut ended = Vec::new();
-    for id in [&first.id, &second.id] {
+    for id in [&first.id, &unfunded.id] {
         ended.push(
             crate::support::wait_job(&net, requester, id, "a terminal state", |j| {
                 j.state.is_terminal()
@@ -101,7 +113,7 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
         .provider_status()
         .await
         .unwrap();
-    assert_eq!(before.leases.len(), 2, "{before:#?}");
+    assert_eq!(before.leases.len(), 1, "{before:#?}");
     assert_eq!(leases_held(&before).len(), 1, "{before:#?}");
 
     let killed_at = agora_protocol::Timestamp(
@@ -120,7 +132,7 @@ async fn a_provider_restarted_mid_market_keeps_its_leases_and_reservations() {
         .provider_status()
         .await
         .unwrap();
-    // The same leases (their status moves on: the funded one closes).
+    // The same lease, still held.
     let ids = |s: &ProviderStatus| s.leases.iter().map(|l| l.id.clone()).collect::<Vec<_>>();
     assert_eq!(
         ids(&after),
