@@ -74,6 +74,8 @@ pub(crate) struct BenchOptions {
     pub(crate) bid_window_ms: u32,
     pub(crate) keep: bool,
     pub(crate) ledger: agora_testnet::LedgerBackend,
+    pub(crate) target_peers: Option<u32>,
+    pub(crate) max_connections: Option<u32>,
 }
 
 /// `--json FILE`: exactly these keys (ms, MB = 10^6 bytes, ratios).
@@ -161,6 +163,8 @@ pub(crate) async fn run(options: BenchOptions) -> anyhow::Result<()> {
         (options.offer_refresh_secs * 3).max(options.offer_refresh_secs + 10);
     // A losing bid holds its GPU for the bid window plus this.
     config.node.bid_hold_grace_ms = 1_000;
+    config.node.target_peers = options.target_peers;
+    config.node.max_connections = options.max_connections;
     config.detach = options.keep;
     eprintln!(
         "bench: starting {}, {providers} providers and {requesters} requesters in {} …",

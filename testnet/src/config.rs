@@ -30,6 +30,10 @@ pub struct NodeSettings {
     /// Providers run jobs on this Ray cluster instead of as processes,
     /// offering the GPUs it reports as their profile's model.
     pub ray: Option<RayProvider>,
+    /// `node.target_peers` of every node (the node's default if `None`).
+    pub target_peers: Option<u32>,
+    /// `node.max_connections` of every node (the node's default if `None`).
+    pub max_connections: Option<u32>,
 }
 
 /// A Ray cluster behind the testnet's providers.
@@ -66,6 +70,8 @@ impl Default for NodeSettings {
             allow_unsandboxed: false,
             max_disk_mib: 256,
             ray: None,
+            target_peers: None,
+            max_connections: None,
         }
     }
 }
@@ -73,9 +79,16 @@ impl Default for NodeSettings {
 impl NodeSettings {
     /// The `[node]` and `[runtime]` sections.
     pub fn config_toml(&self) -> String {
+        let mut peers = String::new();
+        if let Some(n) = self.target_peers {
+            peers.push_str(&format!("target_peers = {n}\n"));
+        }
+        if let Some(n) = self.max_connections {
+            peers.push_str(&format!("max_connections = {n}\n"));
+        }
         format!(
             "[node]\noffer_ttl_secs = {}\noffer_refresh_secs = {}\nbid_hold_grace_ms = {}\n\
-             receipt_interval_secs = {}\n\n[runtime]\ncountersign_grace_secs = {}\n\
+             receipt_interval_secs = {}\n{peers}\n[runtime]\ncountersign_grace_secs = {}\n\
              allow_unsandboxed = {}\nmax_disk_mib = {}\nmax_output_bytes = {}\n",
             self.offer_ttl_secs,
             self.offer_refresh_secs,

@@ -89,6 +89,14 @@ struct BenchArgs {
     /// The chain: the mock chain, or the escrow contract on a local anvil.
     #[arg(long, value_enum, default_value_t = LedgerArg::Mock)]
     ledger: LedgerArg,
+    /// `node.target_peers` of every node: peers each dials on its own
+    /// (the node's default, 12, if not given).
+    #[arg(long)]
+    target_peers: Option<u32>,
+    /// `node.max_connections` of every node (the node's default, 64, if
+    /// not given).
+    #[arg(long)]
+    max_connections: Option<u32>,
 }
 
 #[derive(Args)]
@@ -210,6 +218,8 @@ async fn main() -> anyhow::Result<()> {
                 bid_window_ms: args.bid_window_ms,
                 keep: args.keep,
                 ledger: args.ledger.into(),
+                target_peers: args.target_peers,
+                max_connections: args.max_connections,
             })
             .await
         }
