@@ -12,6 +12,7 @@
 mod actor;
 mod behaviour;
 pub mod codec;
+mod direct;
 mod handle;
 pub mod reject;
 pub mod wire;
