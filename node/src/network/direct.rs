@@ -7,12 +7,16 @@
 //! dependencies.
 
 use agora_proto::{Message, v1 as pb};
+use agora_protocol::message::truncate_on_char;
 use agora_protocol::{
     Bid, CoSigned, Decline, JobControl, JobPayload, LeaseClose, LeaseTerms, Signed, SignedEnvelope,
     UsageReceipt, WireMessage,
 };
 
 use super::wire::{Fetch, JobUpdate};
+
+/// Longest refusal reason kept from a peer, bytes.
+pub(crate) const MAX_REASON: usize = 1024;
 
 /// A verified request.
 #[derive(Debug, Clone)]
@@ -119,7 +123,7 @@ impl Response {
             }
             Some(Body::Refused(r)) => {
                 let mut reason = r.reason;
-                reason.truncate(1024);
+                truncate_on_char(&mut reason, MAX_REASON);
                 if r.retry {
                     Response::Retry(reason)
                 } else {
@@ -187,5 +191,23 @@ mod tests {
         assert!(Request::decode(&[0xff, 0x01, 0x02]).is_err());
         assert!(Request::decode(&[]).unwrap_err().contains("empty"));
         assert!(Response::decode(&[]).unwrap_err().contains("empty"));
+    }
+
+    /// A refusal's reason longer than the bound with a multi-byte
+    /// character across it panicked in `String::truncate` (fuzz corpus:
+    /// `fuzz/corpus/direct_response/crash-reason-split-char`).
+    #[test]
+    fn a_long_refusal_reason_is_cut_on_a_character_boundary() {
+        let reason = format!("{}€ and more", "x".repeat(MAX_REASON - 2));
+        let frame = Response::Refused(reason).encode();
+        match Response::decode(&frame).unwrap() {
+            Response::Refused(kept) => assert_eq!(kept, "x".repeat(MAX_REASON - 2)),
+            other => panic!("{other:?}"),
+        }
+        let frame = Response::Retry("ü".repeat(600)).encode();
+        match Response::decode(&frame).unwrap() {
+            Response::Retry(kept) => assert_eq!(kept, "ü".repeat(512)),
+            other => panic!("{other:?}"),
+        }
     }
 }
