@@ -13,6 +13,7 @@ mod actor;
 mod behaviour;
 pub mod budget;
 pub mod codec;
+mod direct;
 mod handle;
 mod lookup;
 pub mod reject;

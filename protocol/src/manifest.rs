@@ -7,11 +7,15 @@ use agora_proto::Message;
 use agora_proto::v1 as pb;
 
 use crate::lease::LeaseId;
+use crate::message::truncate_on_char;
 
 /// Most files in a manifest.
 pub const MAX_MANIFEST_FILES: usize = 10_000;
 /// Largest encoded manifest.
 pub const MAX_MANIFEST: usize = 2 * 1024 * 1024;
+/// Longest note kept from a peer's manifest, bytes; a longer one is cut
+/// on a character boundary.
+pub const MAX_NOTE: usize = 4096;
 
 /// One output file in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +104,7 @@ impl Manifest {
             });
         }
         let mut note = p.note;
-        note.truncate(4096);
+        truncate_on_char(&mut note, MAX_NOTE);
         Ok(Self {
             lease_id: lease_id("manifest.lease_id", &p.lease_id)?,
             files,
@@ -135,6 +139,25 @@ mod tests {
         for good in ["a", "out/model.bin", "a.b/c-d_e"] {
             assert!(plain_path(good).is_ok(), "{good:?}");
         }
+    }
+
+    /// A note longer than the bound with a multi-byte character across it
+    /// panicked in `String::truncate` (its input is in the fuzz corpus,
+    /// `fuzz/corpus/manifest/crash-note-split-char`).
+    #[test]
+    fn a_long_note_is_cut_on_a_character_boundary() {
+        let m = Manifest {
+            lease_id: LeaseId([1; 32]),
+            files: vec![],
+            note: format!("{}é and more", "x".repeat(MAX_NOTE - 1)),
+        };
+        let decoded = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(decoded.note, "x".repeat(MAX_NOTE - 1));
+        let short = Manifest {
+            note: "é".repeat(10),
+            ..m
+        };
+        assert_eq!(Manifest::decode(&short.encode()).unwrap().note, short.note);
     }
 
     #[test]

@@ -159,6 +159,19 @@ impl<T: WireMessage> Signed<T> {
 
 // ---- field checks shared by the message types ----
 
+/// Cuts `text` to at most `max` bytes, on a character boundary
+/// (`String::truncate` panics inside a character). For free text a peer
+/// sends, such as a note or a refusal's reason.
+pub fn truncate_on_char(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
 pub(crate) fn key(field: &'static str, bytes: &[u8]) -> Result<PublicKey, ValidationError> {
     PublicKey::from_bytes(bytes)
         .map_err(|e: IdentityError| ValidationError::new(field, e.to_string()))

@@ -87,7 +87,11 @@ impl JobUpdate {
             if e.seq == 0 || expect.is_some_and(|x| x != e.seq) {
                 return Err(format!("update: entry sequence {} out of order", e.seq));
             }
-            expect = Some(e.seq + 1);
+            expect = Some(
+                e.seq
+                    .checked_add(1)
+                    .ok_or_else(|| format!("update: entry sequence {} is the last one", e.seq))?,
+            );
             let kind = match pb::LogKind::try_from(e.kind) {
                 Ok(pb::LogKind::Event) => LogKind::Event,
                 Ok(pb::LogKind::Stdout) => LogKind::Stdout,
@@ -211,5 +215,27 @@ mod tests {
         let mut output_with_event = entry(1);
         output_with_event.run = Some(RunEvent::Started.to_proto());
         assert!(JobUpdate::from_proto(update(vec![output_with_event])).is_err());
+    }
+
+    /// A sequence of `u64::MAX` overflowed computing the next one (a panic
+    /// with overflow checks, a wrap to 0 without; fuzz corpus:
+    /// `fuzz/corpus/direct_request/crash-seq-overflow`).
+    #[test]
+    fn the_last_sequence_number_is_refused_not_overflowed() {
+        let entry = pb::LogEntry {
+            seq: u64::MAX,
+            at_ms: 1,
+            kind: pb::LogKind::Stdout as i32,
+            event: String::new(),
+            data: vec![],
+            run: None,
+        };
+        let err = JobUpdate::from_proto(pb::JobUpdate {
+            lease_id: vec![7; 32],
+            entries: vec![entry],
+            manifest: vec![],
+        })
+        .unwrap_err();
+        assert!(err.contains("last one"), "{err}");
     }
 }
