@@ -15,6 +15,7 @@
 //! provider, [`Manifest`] the `testnet.json` format.
 
 mod binaries;
+pub mod check;
 mod config;
 mod error;
 mod evm;
