@@ -519,11 +519,19 @@ async fn retry<T, E: fmt::Display, F: Future<Output = Result<T, E>>>(
 
 /// Processes whose command line names `dir` or whose working directory is
 /// under it (agorad, the chain, jobs and their sandboxes), except this
-/// process; read from `/proc` (empty where there is none).
+/// process and its ancestors (the shell or `timeout` that started it);
+/// read from `/proc` (empty where there is none).
 pub fn leftover_processes(dir: &Path) -> Vec<LeftProcess> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let marker = dir.to_string_lossy().into_owned();
-    let me = std::process::id();
+    let mut mine = BTreeSet::new();
+    let mut pid = std::process::id();
+    while pid > 1 && mine.insert(pid) {
+        match parent_of(pid) {
+            Some(parent) => pid = parent,
+            None => break,
+        }
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -536,7 +544,7 @@ pub fn leftover_processes(dir: &Path) -> Vec<LeftProcess> {
         else {
             continue;
         };
-        if pid == me || !crate::process::pid_alive(pid) {
+        if mine.contains(&pid) || !crate::process::pid_alive(pid) {
             continue;
         }
         let proc_dir = PathBuf::from("/proc").join(pid.to_string());
@@ -557,6 +565,14 @@ pub fn leftover_processes(dir: &Path) -> Vec<LeftProcess> {
     }
     out.sort_by_key(|p| p.pid);
     out
+}
+
+/// The parent of `pid`, from `/proc/PID/stat` (after the command's
+/// closing parenthesis: state, then the parent's pid).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! provider, [`Manifest`] the `testnet.json` format.
 
 mod binaries;
+pub mod chaos;
 pub mod check;
 mod config;
 mod error;
