@@ -62,7 +62,7 @@ impl Secs {
     }
 
     fn pick(self, rng: &mut Rng) -> Duration {
-        let unit = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         Duration::from_secs_f64(self.min + (self.max - self.min) * unit)
     }
 }
@@ -208,7 +208,7 @@ impl Rng {
     }
 
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -217,7 +217,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -270,7 +270,7 @@ pub fn plan(config: &ChaosConfig, providers: &[String], requesters: &[String]) -
     while t < config.duration && !requesters.is_empty() {
         n += 1;
         let secs = config.job_secs.pick(&mut jobs).as_secs().max(1);
-        let exit = if config.failing_every > 0 && n % config.failing_every == 0 {
+        let exit = if config.failing_every > 0 && n.is_multiple_of(config.failing_every) {
             3
         } else {
             0
@@ -308,6 +308,8 @@ pub struct ChaosReport {
     pub refused: u64,
     /// Jobs found on the requesters at the end, per state.
     pub jobs: BTreeMap<String, u64>,
+    /// Why the failed jobs failed (the reason up to its first `:`), counted.
+    pub failures: BTreeMap<String, u64>,
     /// What the checker looked at.
     pub checked: Checked,
     /// Broken invariants (empty: the run survived).
@@ -357,6 +359,9 @@ impl ChaosReport {
             self.checked.escrows,
             self.checked.accounts,
         );
+        for (why, n) in &self.failures {
+            out.push_str(&format!("  failed {n}x: {why}\n"));
+        }
         for rule in Rule::ALL {
             let broken = self.violations.iter().filter(|v| v.rule == rule).count();
             let verdict = if broken == 0 {
@@ -420,6 +425,7 @@ pub async fn run(
         submitted: 0,
         refused: 0,
         jobs: BTreeMap::new(),
+        failures: BTreeMap::new(),
         checked: Checked::default(),
         violations: Vec::new(),
         chaos_secs: 0.0,
@@ -436,14 +442,20 @@ pub async fn run(
         match &step.action {
             Action::Kill { name } => {
                 let pid = pid_of(&mut net, name);
-                if name == CHAIN {
+                let how = if name == CHAIN {
                     net.kill_chain().await?;
+                    if net.evm_chain().is_some() {
+                        "stop (SIGTERM: anvil keeps its blocks)"
+                    } else {
+                        "kill -9"
+                    }
                 } else {
                     net.kill(name).await?;
-                }
+                    "kill -9"
+                };
                 down.insert(name.clone());
                 *report.kills.entry(victim_of(name)).or_default() += 1;
-                say(&format!("{stamp} kill -9 {name} (pid {pid})"));
+                say(&format!("{stamp} {how} {name} (pid {pid})"));
             }
             Action::Restart { name } => {
                 let tries = bring_back(&mut net, name, say).await?;
@@ -534,6 +546,11 @@ pub async fn run(
 fn finish(report: &mut ChaosReport, books: &Snapshot) {
     for job in books.nodes.iter().flat_map(|n| &n.jobs) {
         *report.jobs.entry(state_name(job.state)).or_default() += 1;
+        if job.state == JobState::Failed {
+            let reason = job.reason.as_deref().unwrap_or("(none)");
+            let head = reason.split(':').next().unwrap_or(reason).trim();
+            *report.failures.entry(head.to_string()).or_default() += 1;
+        }
     }
     report.checked = books.checked();
     report.violations = books.violations();

@@ -186,7 +186,7 @@ struct ChaosArgs {
     chaos: bool,
     /// Seed of every random choice (default: from the clock; printed, so a
     /// run can be repeated).
-    #[arg(long, requires = "chaos", help_heading = "Chaos")]
+    #[arg(long, env = "AGORA_CHAOS_SEED", help_heading = "Chaos")]
     chaos_seed: Option<u64>,
     /// Seconds of faults and job submissions.
     #[arg(long, default_value_t = 180, help_heading = "Chaos")]
@@ -317,6 +317,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    // The checks read every job and account: an earlier run's would count.
+    if args.chaos.chaos && args.dir.dir.join(agora_testnet::MANIFEST_FILE).exists() {
+        anyhow::bail!(
+            "{} holds an earlier testnet; a chaos run needs a fresh --dir",
+            args.dir.dir.display()
+        );
+    }
     let mut config = TestnetConfig::new(&args.dir.dir, args.providers, args.requesters);
     config.bin_dir = args.bin_dir;
     config.rust_log = args.log;
