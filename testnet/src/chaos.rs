@@ -339,7 +339,8 @@ impl ChaosReport {
             "chaos seed {}: {:.0}s of faults, {:.0}s of drain, {:.0}s in all\n\
              kills (SIGKILL): {} ({} restarts, {} retried)\n\
              jobs: {} submitted, {} refused; at the end: {}\n\
-             checked: {} jobs, {} leases ({} escrows on the chain), {} accounts\n",
+             checked: {} jobs, {} leases ({} escrows on the chain), {} accounts; \
+             {} closed below the requester's last countersigned receipt ({} unclaimed)\n",
             self.seed,
             self.chaos_secs,
             self.drain_secs,
@@ -358,6 +359,8 @@ impl ChaosReport {
             self.checked.leases,
             self.checked.escrows,
             self.checked.accounts,
+            self.checked.unclaimed,
+            self.checked.unclaimed_amount,
         );
         for (why, n) in &self.failures {
             out.push_str(&format!("  failed {n}x: {why}\n"));
@@ -474,7 +477,7 @@ pub async fn run(
                 let submit = chaos_job(job, *secs, *exit, config.max_job_secs);
                 let answer = match net.client(name) {
                     Ok(client) => client
-                        .with_timeout(Duration::from_secs(10))
+                        .with_timeout(Duration::from_secs(30))
                         .submit_job(&submit)
                         .await
                         .map_err(|e| e.to_string()),

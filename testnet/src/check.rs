@@ -13,6 +13,9 @@
 //! - settled ≤ countersigned: no lease pays the provider more than the
 //!   latest receipt its requester countersigned (as the requester's job
 //!   view and the provider's run both record it);
+//! - settled = countersigned: a closed lease paid exactly the latest
+//!   countersigned receipt its provider holds (and, by the rule above,
+//!   refunded the rest);
 //! - every job terminal with a stated reason, and every escrow of a
 //!   finished job closed;
 //! - no process left behind ([`leftover_processes`], after `down`).
@@ -40,6 +43,9 @@ pub enum Rule {
     SettledOnce,
     /// No lease pays more than its latest countersigned receipt.
     SettledWithinCountersigned,
+    /// A closed lease paid exactly the latest countersigned receipt its
+    /// provider holds, and refunded the rest.
+    SettledAsCountersigned,
     /// Every job ended, saying why; every escrow of an ended job is closed.
     JobsTerminal,
     /// No process of the testnet outlives `down`.
@@ -48,10 +54,11 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in report order.
-    pub const ALL: [Rule; 5] = [
+    pub const ALL: [Rule; 6] = [
         Rule::MoneyConserved,
         Rule::SettledOnce,
         Rule::SettledWithinCountersigned,
+        Rule::SettledAsCountersigned,
         Rule::JobsTerminal,
         Rule::NoProcessLeft,
     ];
@@ -62,6 +69,7 @@ impl Rule {
             Rule::MoneyConserved => "money conserved",
             Rule::SettledOnce => "no lease settled twice",
             Rule::SettledWithinCountersigned => "settled <= countersigned",
+            Rule::SettledAsCountersigned => "closed = provider's last countersigned",
             Rule::JobsTerminal => "every job terminal with a reason",
             Rule::NoProcessLeft => "no process left behind",
         }
@@ -135,12 +143,39 @@ pub struct Checked {
     pub escrows: usize,
     /// Accounts whose balance was checked against their history.
     pub accounts: usize,
+    /// Closed leases that paid less than their requester's latest
+    /// countersigned receipt: the provider died before it stored the
+    /// countersignature, so could not claim it (a loss to the provider,
+    /// never a payment without a signature).
+    pub unclaimed: usize,
+    /// What those leases left unclaimed, in all.
+    pub unclaimed_amount: Amount,
 }
 
 impl Snapshot {
     /// What the rules look at, in counts.
     pub fn checked(&self) -> Checked {
+        let mut unclaimed = 0;
+        let mut unclaimed_amount = Amount::ZERO;
+        for job in self.nodes.iter().flat_map(|n| &n.jobs) {
+            let (Some(lease), Some(r)) = (&job.lease, &job.receipt) else {
+                continue;
+            };
+            if let Some(e) = self.escrow_of(&lease.id)
+                && e.closed()
+                && e.settled < r.amount
+            {
+                unclaimed += 1;
+                unclaimed_amount = Amount(
+                    unclaimed_amount
+                        .0
+                        .saturating_add(r.amount.saturating_sub(e.settled).0),
+                );
+            }
+        }
         Checked {
+            unclaimed,
+            unclaimed_amount,
             jobs: self.nodes.iter().map(|n| n.jobs.len()).sum(),
             leases: self.escrows.len(),
             escrows: self.escrows.values().filter(|e| e.is_some()).count(),
@@ -303,6 +338,7 @@ impl Snapshot {
     }
 
     fn settled_within_countersigned(&self, out: &mut Vec<Violation>) {
+        let mut unpaid = Vec::new();
         let mut push = |detail: String| {
             out.push(Violation {
                 rule: Rule::SettledWithinCountersigned,
@@ -343,8 +379,22 @@ impl Snapshot {
                         run.lease_id, e.settled, node.name
                     ));
                 }
+                if e.closed() && e.settled < countersigned {
+                    unpaid.push(Violation {
+                        rule: Rule::SettledAsCountersigned,
+                        detail: format!(
+                            "lease {} closed having settled {} though {} holds a receipt \
+                             countersigned for {countersigned} (sequence {})",
+                            run.lease_id,
+                            e.settled,
+                            node.name,
+                            run.receipt.as_ref().map_or(0, |r| r.sequence)
+                        ),
+                    });
+                }
             }
         }
+        out.append(&mut unpaid);
     }
 
     fn jobs_terminal(&self, out: &mut Vec<Violation>) {

@@ -141,7 +141,7 @@ fn honest() -> Snapshot {
         orders_seen: 2,
         bids_sent: 2,
         declines_sent: 0,
-        runs: vec![run(7, 3_000, 3_000), run(8, 500, 600)],
+        runs: vec![run(7, 3_000, 3_000), run(8, 500, 500)],
         earned: Amount(paid),
         runtime_unavailable: None,
     };
@@ -192,6 +192,12 @@ fn honest_books_keep_every_rule() {
     let s = honest();
     assert!(s.violations().is_empty(), "{:#?}", s.violations());
     let checked = s.checked();
+    // The requester countersigned 600 on lease 8; the provider, holding
+    // only 500, was paid 500: a loss to it, not a breach.
+    assert_eq!(
+        (checked.unclaimed, checked.unclaimed_amount),
+        (1, Amount(100))
+    );
     assert_eq!(
         (
             checked.jobs,
@@ -223,6 +229,21 @@ fn a_lease_settled_above_its_countersigned_receipt_is_reported_with_its_amounts(
             && text.contains(&Amount(600).to_string()),
         "{text}"
     );
+}
+
+#[test]
+fn a_closed_lease_that_paid_less_than_its_providers_receipt_is_reported() {
+    // The provider holds a receipt for 600 on lease 8; it closed at 500.
+    let mut s = honest();
+    if let Some(p) = &mut s.nodes[1].provider {
+        p.runs[1].receipt = Some(receipt(600, 4));
+    }
+    let v = s.violations();
+    assert_eq!(rules(&s), vec![Rule::SettledAsCountersigned], "{v:#?}");
+    assert!(v[0].detail.contains(&lease_id(8).to_string()), "{v:#?}");
+    // Open, it may still settle: nothing to report yet.
+    s.escrows.insert(lease_id(8), Some(escrow(8, 500, false)));
+    assert!(!rules(&s).contains(&Rule::SettledAsCountersigned));
 }
 
 #[test]
