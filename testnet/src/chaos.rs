@@ -314,6 +314,10 @@ pub struct ChaosReport {
     pub checked: Checked,
     /// Broken invariants (empty: the run survived).
     pub violations: Vec<Violation>,
+    /// Processes found running for a process that was down (a job that
+    /// outlived its provider's SIGKILL); also in `violations`.
+    #[serde(skip)]
+    outlived: Vec<Violation>,
     /// Seconds of faults.
     pub chaos_secs: f64,
     /// Seconds from the end of the faults until the books were read.
@@ -431,6 +435,7 @@ pub async fn run(
         failures: BTreeMap::new(),
         checked: Checked::default(),
         violations: Vec::new(),
+        outlived: Vec::new(),
         chaos_secs: 0.0,
         drain_secs: 0.0,
         total_secs: 0.0,
@@ -461,6 +466,22 @@ pub async fn run(
                 say(&format!("{stamp} {how} {name} (pid {pid})"));
             }
             Action::Restart { name } => {
+                // Nothing of the killed process may outlive it: no job,
+                // no sandbox, working on in its directory.
+                let dir = data_dir(&net, name);
+                for p in leftover_processes(&dir) {
+                    say(&format!(
+                        "{stamp} {name} is down, yet pid {} runs: {}",
+                        p.pid, p.cmdline
+                    ));
+                    report.outlived.push(Violation {
+                        rule: Rule::NoProcessLeft,
+                        detail: format!(
+                            "pid {} outlived the SIGKILL of {name}: {}",
+                            p.pid, p.cmdline
+                        ),
+                    });
+                }
                 let tries = bring_back(&mut net, name, say).await?;
                 report.restarts += 1;
                 report.restart_retries += u64::from(tries > 1);
@@ -553,6 +574,7 @@ fn finish(report: &mut ChaosReport, books: &Snapshot) {
     }
     report.checked = books.checked();
     report.violations = books.violations();
+    report.violations.append(&mut report.outlived);
 }
 
 fn state_name(state: JobState) -> String {
@@ -598,6 +620,16 @@ async fn bring_back(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The data directory of the node (or [`CHAIN`]) called `name`.
+fn data_dir(net: &Testnet, name: &str) -> std::path::PathBuf {
+    if name == CHAIN {
+        net.dir().join(CHAIN)
+    } else {
+        net.node(name)
+            .map_or_else(|_| net.dir().join(name), |n| n.data_dir.clone())
     }
 }
 

@@ -574,6 +574,9 @@ async fn retry<T, E: fmt::Display, F: Future<Output = Result<T, E>>>(
 pub fn leftover_processes(dir: &Path) -> Vec<LeftProcess> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let marker = dir.to_string_lossy().into_owned();
+    let inside = format!("{marker}/");
+    // Per argument, so that `net/provider-1` does not match `net/provider-10`.
+    let names_dir = |arg: &str| arg == marker || arg.ends_with(&marker) || arg.contains(&inside);
     let mut mine = BTreeSet::new();
     let mut pid = std::process::id();
     while pid > 1 && mine.insert(pid) {
@@ -598,19 +601,21 @@ pub fn leftover_processes(dir: &Path) -> Vec<LeftProcess> {
             continue;
         }
         let proc_dir = PathBuf::from("/proc").join(pid.to_string());
-        let cmdline = std::fs::read(proc_dir.join("cmdline"))
+        let args: Vec<String> = std::fs::read(proc_dir.join("cmdline"))
             .map(|raw| {
                 raw.split(|b| *b == 0)
                     .filter(|a| !a.is_empty())
                     .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                    .collect()
             })
             .unwrap_or_default();
         let cwd_inside =
             std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir));
-        if cmdline.contains(&marker) || cwd_inside {
-            out.push(LeftProcess { pid, cmdline });
+        if args.iter().any(|a| names_dir(a)) || cwd_inside {
+            out.push(LeftProcess {
+                pid,
+                cmdline: args.join(" "),
+            });
         }
     }
     out.sort_by_key(|p| p.pid);

@@ -353,3 +353,29 @@ fn leftover_processes_finds_a_process_working_under_the_directory() {
     assert!(found.iter().any(|p| p.pid == child.id()), "{found:#?}");
     assert!(super::leftover_processes(dir.path()).is_empty());
 }
+
+#[test]
+fn leftover_processes_of_node_1_are_not_those_of_node_10() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, ten) = (
+        dir.path().join("provider-1"),
+        dir.path().join("provider-10"),
+    );
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::create_dir_all(&ten).unwrap();
+    // Named by an argument, as agorad's --data names its directory.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sleep 30; : \"$0\"")
+        .arg(ten.join("work"))
+        .spawn()
+        .unwrap();
+    let (of_one, of_ten) = (
+        super::leftover_processes(&one),
+        super::leftover_processes(&ten),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(of_one.iter().all(|p| p.pid != child.id()), "{of_one:#?}");
+    assert!(of_ten.iter().any(|p| p.pid == child.id()), "{of_ten:#?}");
+}
