@@ -442,12 +442,19 @@ pub async fn run(
     };
     let chaos_start = Instant::now();
     let mut down: BTreeSet<String> = BTreeSet::new();
+    let evm = net.evm_chain().is_some();
+    let mut waiting: Vec<String> = Vec::new();
     for step in &steps {
         let due = chaos_start + step.at;
         tokio::time::sleep_until(due.into()).await;
         let late = chaos_start.elapsed().saturating_sub(step.at);
         let stamp = format!("[{:>7.2}s]", chaos_start.elapsed().as_secs_f64());
         match &step.action {
+            Action::Kill { name } if down.contains(name) => {
+                say(&format!(
+                    "{stamp} {name} is still down (waiting for the chain)"
+                ));
+            }
             Action::Kill { name } => {
                 let pid = pid_of(&mut net, name);
                 let how = if name == CHAIN {
@@ -464,6 +471,15 @@ pub async fn run(
                 down.insert(name.clone());
                 *report.kills.entry(victim_of(name)).or_default() += 1;
                 say(&format!("{stamp} {how} {name} (pid {pid})"));
+            }
+            Action::Restart { name } if !down.contains(name) => {
+                say(&format!("{stamp} {name} is already up again"));
+            }
+            Action::Restart { name } if evm && name != CHAIN && down.contains(CHAIN) => {
+                // agorad on anvil does not start while its RPC is down (it
+                // exits after rpc_retry_secs): it comes back with the chain.
+                say(&format!("{stamp} {name} waits for the chain to restart"));
+                waiting.push(name.clone());
             }
             Action::Restart { name } => {
                 // Nothing of the killed process may outlive it: no job,
@@ -488,6 +504,17 @@ pub async fn run(
                 down.remove(name);
                 let pid = pid_of(&mut net, name);
                 say(&format!("{stamp} restarted {name} (pid {pid})"));
+                if name == CHAIN {
+                    for node in std::mem::take(&mut waiting) {
+                        bring_back(&mut net, &node, say).await?;
+                        report.restarts += 1;
+                        down.remove(&node);
+                        let pid = pid_of(&mut net, &node);
+                        say(&format!(
+                            "{stamp} restarted {node} after the chain (pid {pid})"
+                        ));
+                    }
+                }
             }
             Action::Submit {
                 name,
@@ -529,7 +556,10 @@ pub async fn run(
     tokio::time::sleep_until((chaos_start + config.duration).into()).await;
     report.chaos_secs = chaos_start.elapsed().as_secs_f64();
     // Everything back, then time for the jobs to end and leases to close.
-    for name in down.clone() {
+    // The chain first: nodes on anvil need it to start.
+    let mut back: Vec<String> = down.iter().filter(|n| *n == CHAIN).cloned().collect();
+    back.extend(down.iter().filter(|n| *n != CHAIN).cloned());
+    for name in back {
         bring_back(&mut net, &name, say).await?;
         report.restarts += 1;
         say(&format!("after the faults: restarted {name}"));
