@@ -364,6 +364,9 @@ impl ChaosReport {
             self.checked.unclaimed,
             self.checked.unclaimed_amount,
         );
+        for lease in &self.checked.unclaimed_leases {
+            out.push_str(&format!("  unclaimed: {lease}\n"));
+        }
         for (why, n) in &self.failures {
             out.push_str(&format!("  failed {n}x: {why}\n"));
         }

@@ -133,7 +133,7 @@ pub struct LeftProcess {
 }
 
 /// How many of what the rules looked at.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checked {
     /// Jobs on every requester.
     pub jobs: usize,
@@ -150,6 +150,8 @@ pub struct Checked {
     pub unclaimed: usize,
     /// What those leases left unclaimed, in all.
     pub unclaimed_amount: Amount,
+    /// Each of them: the lease, both receipts, what settled, how it closed.
+    pub unclaimed_leases: Vec<String>,
 }
 
 impl Snapshot {
@@ -157,6 +159,7 @@ impl Snapshot {
     pub fn checked(&self) -> Checked {
         let mut unclaimed = 0;
         let mut unclaimed_amount = Amount::ZERO;
+        let mut unclaimed_leases = Vec::new();
         for job in self.nodes.iter().flat_map(|n| &n.jobs) {
             let (Some(lease), Some(r)) = (&job.lease, &job.receipt) else {
                 continue;
@@ -165,6 +168,27 @@ impl Snapshot {
                 && e.closed()
                 && e.settled < r.amount
             {
+                let held = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.provider.as_ref())
+                    .flat_map(|p| &p.runs)
+                    .find(|run| run.lease_id == lease.id)
+                    .map_or("no run".to_string(), |run| match &run.receipt {
+                        Some(h) => format!("sequence {} for {}", h.sequence, h.amount),
+                        None => "no receipt".to_string(),
+                    });
+                let closed = job
+                    .events
+                    .iter()
+                    .rev()
+                    .find(|ev| ev.event.starts_with("close"))
+                    .map_or(String::new(), |ev| format!("; {} {}", ev.event, ev.detail));
+                unclaimed_leases.push(format!(
+                    "lease {} (job {}): the requester countersigned sequence {} for {}, its \
+                     provider holds {held}, {} settled{closed}",
+                    lease.id, job.id, r.sequence, r.amount, e.settled
+                ));
                 unclaimed += 1;
                 unclaimed_amount = Amount(
                     unclaimed_amount
@@ -176,6 +200,7 @@ impl Snapshot {
         Checked {
             unclaimed,
             unclaimed_amount,
+            unclaimed_leases,
             jobs: self.nodes.iter().map(|n| n.jobs.len()).sum(),
             leases: self.escrows.len(),
             escrows: self.escrows.values().filter(|e| e.is_some()).count(),
