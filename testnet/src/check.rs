@@ -342,9 +342,41 @@ impl Snapshot {
                 .map(|e| e.settled.0)
                 .sum();
             if status.earned.0 != on_chain {
+                // Where the two differ: each lease the chain paid that the
+                // provider's runs disagree on, or that it has no run for.
+                let apart: Vec<String> = self
+                    .escrows
+                    .values()
+                    .flatten()
+                    .filter(|e| e.provider == node.account)
+                    .filter_map(|e| {
+                        let run = status
+                            .runs
+                            .iter()
+                            .find(|r| r.lease_id == e.lease_id.to_string());
+                        match run {
+                            Some(r) if r.settled == e.settled => None,
+                            Some(r) => Some(format!(
+                                "lease {}: chain {}, run {}",
+                                e.lease_id, e.settled, r.settled
+                            )),
+                            None if e.settled > Amount::ZERO => {
+                                Some(format!("lease {}: chain {}, no run", e.lease_id, e.settled))
+                            }
+                            None => None,
+                        }
+                    })
+                    .collect();
                 push(format!(
-                    "{} says it earned {}, the chain paid it {} over its leases",
-                    node.name, status.earned, on_chain
+                    "{} says it earned {}, the chain paid it {} over its leases ({})",
+                    node.name,
+                    status.earned,
+                    Amount(on_chain),
+                    if apart.is_empty() {
+                        "every run agrees with the chain".to_string()
+                    } else {
+                        apart.join("; ")
+                    }
                 ));
             }
             for run in &status.runs {

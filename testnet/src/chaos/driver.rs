@@ -181,7 +181,9 @@ impl Driver<'_> {
             // agorad on anvil does not start while its RPC is down (it
             // exits after rpc_retry_secs): it comes back with the chain.
             self.say(&format!("{name} waits for the chain to restart"));
-            self.waiting.push(name.to_string());
+            if !self.waiting.iter().any(|w| w == name) {
+                self.waiting.push(name.to_string());
+            }
             return Ok(());
         }
         self.check_nothing_outlived(name);
