@@ -170,6 +170,12 @@ struct UpArgs {
     /// (installed by `npm ci --prefix contracts-evm`).
     #[arg(long, value_enum, default_value_t = LedgerArg::Mock, help_heading = "Market")]
     ledger: LedgerArg,
+    /// How long after a lease's end the ledger lets anyone close it,
+    /// milliseconds: the provider's time to settle its last receipt (a
+    /// chain outage longer than this costs a provider its unsettled
+    /// receipts). Short on a testnet, so leases close in seconds.
+    #[arg(long, default_value_t = 3_000, help_heading = "Market")]
+    close_grace_ms: u64,
     #[command(flatten)]
     chaos: ChaosArgs,
 }
@@ -331,6 +337,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     // A chaos run owns its processes (they die with it); `up` leaves them.
     config.detach = !args.chaos.chaos;
     config.ledger = args.ledger.into();
+    config.close_grace_ms = args.close_grace_ms;
     // Without a sandbox the providers would each stop at start: say so
     // once, before anything starts.
     match agora_node::runtime::process::working_bwrap(None) {
