@@ -15,7 +15,8 @@
 //!   view and the provider's run both record it);
 //! - settled = countersigned: a closed lease paid exactly the latest
 //!   countersigned receipt its provider holds (and, by the rule above,
-//!   refunded the rest);
+//!   refunded the rest) — for the runs a provider lists, those since its
+//!   last start and those still settling;
 //! - every job terminal with a stated reason, and every escrow of a
 //!   finished job closed;
 //! - no process left behind ([`leftover_processes`], after `down`).
