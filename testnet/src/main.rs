@@ -173,9 +173,10 @@ struct UpArgs {
     /// How long after a lease's end the ledger lets anyone close it,
     /// milliseconds: the provider's time to settle its last receipt (a
     /// chain outage longer than this costs a provider its unsettled
-    /// receipts). Short on a testnet, so leases close in seconds.
-    #[arg(long, default_value_t = 3_000, help_heading = "Market")]
-    close_grace_ms: u64,
+    /// receipts). Default 3000, so leases close in seconds; 30000 with
+    /// --chaos, longer than the outages it causes.
+    #[arg(long, help_heading = "Market")]
+    close_grace_ms: Option<u64>,
     #[command(flatten)]
     chaos: ChaosArgs,
 }
@@ -232,6 +233,11 @@ struct ChaosArgs {
     #[arg(long, value_name = "FILE", requires = "chaos", help_heading = "Chaos")]
     chaos_report: Option<PathBuf>,
 }
+
+/// The close grace of a chaos run: a chain killed a few times in a row
+/// stays away for seconds, and the settled = countersigned rule holds
+/// only when the provider can settle after the chain is back.
+const CHAOS_CLOSE_GRACE_MS: u64 = 30_000;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum VictimArg {
@@ -337,7 +343,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     // A chaos run owns its processes (they die with it); `up` leaves them.
     config.detach = !args.chaos.chaos;
     config.ledger = args.ledger.into();
-    config.close_grace_ms = args.close_grace_ms;
+    config.close_grace_ms = args.close_grace_ms.unwrap_or(if args.chaos.chaos {
+        CHAOS_CLOSE_GRACE_MS
+    } else {
+        config.close_grace_ms
+    });
     // Without a sandbox the providers would each stop at start: say so
     // once, before anything starts.
     match agora_node::runtime::process::working_bwrap(None) {
