@@ -66,6 +66,7 @@ pub async fn run(
         down: BTreeSet::new(),
         waiting: Vec::new(),
         outlived: Vec::new(),
+        submissions: tokio::task::JoinSet::new(),
         report: ChaosReport {
             seed: config.seed,
             kills: BTreeMap::new(),
@@ -104,6 +105,9 @@ pub async fn run(
         }
     }
     tokio::time::sleep_until((driver.started + config.duration).into()).await;
+    while let Some(done) = driver.submissions.join_next().await {
+        driver.submitted(done);
+    }
     driver.report.chaos_secs = driver.started.elapsed().as_secs_f64();
     driver.bring_all_back().await?;
     let mut books = driver.drain().await?;
@@ -140,7 +144,19 @@ struct Driver<'a> {
     waiting: Vec<String>,
     /// Processes that outlived the SIGKILL of theirs.
     outlived: Vec<Violation>,
+    /// Submissions on their way.
+    submissions: tokio::task::JoinSet<Submitted>,
     report: ChaosReport,
+}
+
+/// How a submission was answered.
+struct Submitted {
+    name: String,
+    job: String,
+    secs: u64,
+    exit: i32,
+    /// The job's id, or why not.
+    answer: Result<String, String>,
 }
 
 impl Driver<'_> {
@@ -197,28 +213,68 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// Submits in the background, so that a node slow to answer (on anvil
+    /// it waits `rpc_retry_secs` for a down chain) never holds up the
+    /// faults; the answer is reported when it comes.
     async fn handle_submit(&mut self, name: &str, job: &str, secs: u64, exit: i32) {
+        self.report_submissions();
         let submit = chaos_job(job, secs, exit, self.config.max_job_secs);
-        let answer = match self.net.client(name) {
-            // Long enough for a node on anvil to give up on a down chain.
-            Ok(client) => client
-                .with_timeout(Duration::from_secs(30))
-                .submit_job(&submit)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match answer {
-            Ok(view) => {
+        let client = self.net.client(name);
+        let (name, job) = (name.to_string(), job.to_string());
+        self.submissions.spawn(async move {
+            let answer = match client {
+                // Long enough for a node on anvil to give up on a down chain.
+                Ok(client) => client
+                    .with_timeout(Duration::from_secs(30))
+                    .submit_job(&submit)
+                    .await
+                    .map(|view| view.id)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            Submitted {
+                name,
+                job,
+                secs,
+                exit,
+                answer,
+            }
+        });
+    }
+
+    /// Reports the submissions answered so far.
+    fn report_submissions(&mut self) {
+        while let Some(done) = self.submissions.try_join_next() {
+            self.submitted(done);
+        }
+    }
+
+    fn submitted(&mut self, done: Result<Submitted, tokio::task::JoinError>) {
+        match done {
+            Ok(Submitted {
+                name,
+                job,
+                secs,
+                exit,
+                answer: Ok(id),
+            }) => {
                 self.report.submitted += 1;
                 self.say(&format!(
-                    "submitted {job} to {name} as {} ({secs}s, exit {exit})",
-                    view.id
+                    "submitted {job} to {name} as {id} ({secs}s, exit {exit})"
                 ));
             }
-            Err(why) => {
+            Ok(Submitted {
+                name,
+                job,
+                answer: Err(why),
+                ..
+            }) => {
                 self.report.refused += 1;
                 self.say(&format!("{name} refused {job}: {why}"));
+            }
+            Err(e) => {
+                self.report.refused += 1;
+                self.say(&format!("a submission did not finish: {e}"));
             }
         }
     }
