@@ -12,9 +12,13 @@
 //! Every port is 0, so two testnets never collide; nothing binds outside
 //! 127.0.0.1 and mDNS stays off. [`Testnet`] is the handle (start, stop,
 //! kill, restart, clients, down), [`hardware`] the simulated GPUs of each
-//! provider, [`Manifest`] the `testnet.json` format.
+//! provider, [`Manifest`] the `testnet.json` format, [`chaos`] a run that
+//! kills and restarts processes at random while jobs run, and [`check`]
+//! the invariants it (or anyone) checks on the chain and in every node.
 
 mod binaries;
+pub mod chaos;
+pub mod check;
 mod config;
 mod error;
 mod evm;

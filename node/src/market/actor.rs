@@ -353,6 +353,18 @@ impl Router {
                     }
                     Effect::Start(id, task) => {
                         let kind = task.kind();
+                        // What the task commits to (a lock's escrow) must
+                        // be on disk before it starts: a node killed
+                        // meanwhile resumes from the record.
+                        if task.needs_stored_record() {
+                            self.write_dirty();
+                            if let Err(e) = self.store.flush() {
+                                let why = format!("requester store: {e}");
+                                warn!(job = %id, %why, "cannot store the job before its task");
+                                self.requester.on_task(id, kind.lost(why), now());
+                                continue;
+                            }
+                        }
                         let cx = self.cx.clone();
                         let work = async move { Done::Job(tasks::run(cx, id, task).await) };
                         if self.pool.submit(Label::Job(id, kind), work).is_err() {

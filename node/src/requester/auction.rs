@@ -289,7 +289,7 @@ impl Requester {
         self.jobs
             .iter()
             .filter(|(_, j)| j.state == JobState::Leasing && j.bids.is_empty())
-            .filter(|(_, j)| j.leasing_since.is_none())
+            .filter(|(_, j)| j.leasing_since.is_none() && j.lease().is_none())
             .map(|(id, j)| (*id, j.offer.clone()))
             .collect()
     }
@@ -365,23 +365,15 @@ impl Requester {
         job.leasing_since = None;
         match outcome.result {
             Ok(lease) => {
+                // Stored before the lock goes out: a node killed while it
+                // is on its way knows the lease on restart and locks again.
                 let lease_id = lease.id();
-                let escrow = lease.terms().escrow;
                 job.lease = Some(Wire(lease));
-                job.escrow_locked = true;
+                job.escrow_locked = false;
                 self.by_lease.insert(lease_id, id);
                 self.event(id, now, JobEventKind::LeaseSigned, lease_id.to_string());
-                self.event(id, now, JobEventKind::EscrowLocked, escrow.to_string());
-                self.set_state(id, JobState::Leased);
-                info!(job = %id, lease = %lease_id, provider = %outcome.provider.short(), "leased");
                 self.persist(id);
-                self.start_run(id, now);
-            }
-            Err(LeaseFailure::Escrow(lease, reason)) => {
-                let lease_id = lease.id();
-                job.lease = Some(Wire(*lease));
-                self.event(id, now, JobEventKind::LeaseSigned, lease_id.to_string());
-                self.fail(id, now, format!("escrow could not be locked: {reason}"));
+                self.lock(id);
             }
             Err(LeaseFailure::Provider(reason)) => {
                 let detail = format!("{}: {reason}", outcome.provider.short());
@@ -389,6 +381,40 @@ impl Requester {
                 self.persist(id);
                 self.next_lease_attempt(id, now);
             }
+        }
+    }
+
+    /// Locks the escrow of the job's countersigned (and stored) lease.
+    pub(super) fn lock(&mut self, id: OrderId) {
+        let Some(lease) = self.jobs.get(&id).and_then(|j| j.lease()).cloned() else {
+            return;
+        };
+        self.start(id, Task::Lock(Box::new(lease)));
+    }
+
+    /// The lock of the job's lease ended: the run starts, or the job fails.
+    pub(super) fn locked(&mut self, id: OrderId, result: Result<(), String>, now: Timestamp) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.state != JobState::Leasing {
+            return;
+        }
+        let Some(lease) = job.lease() else {
+            return;
+        };
+        let (lease_id, escrow, provider) =
+            (lease.id(), lease.terms().escrow, lease.terms().provider);
+        match result {
+            Ok(()) => {
+                job.escrow_locked = true;
+                self.event(id, now, JobEventKind::EscrowLocked, escrow.to_string());
+                self.set_state(id, JobState::Leased);
+                info!(job = %id, lease = %lease_id, provider = %provider.short(), "leased");
+                self.persist(id);
+                self.start_run(id, now);
+            }
+            Err(reason) => self.fail(id, now, format!("escrow could not be locked: {reason}")),
         }
     }
 

@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use agora_client::api::{JobState, LogKind};
 use agora_protocol::ledger::EscrowState;
 use agora_protocol::{
-    Keypair, LeaseId, LeaseTerms, Manifest, OrderId, RunEvent, Signed, Timestamp,
+    Keypair, Lease, LeaseId, LeaseTerms, Manifest, OrderId, RunEvent, Signed, Timestamp,
 };
 use libp2p::PeerId;
 
@@ -50,8 +50,12 @@ pub enum Effect {
 /// Background work for a job.
 #[derive(Debug)]
 pub enum Task {
-    /// Ask the provider to countersign, then lock the escrow.
+    /// Ask the provider to countersign.
     Lease(Box<Signed<LeaseTerms>>),
+    /// Lock the escrow of a countersigned lease, stored before this starts
+    /// (so a node killed while the lock is on its way still knows the
+    /// lease, and locks it again: a lock is idempotent).
+    Lock(Box<Lease>),
     /// Send until acknowledged, refused for good, or `until`.
     Deliver {
         /// What it is.
@@ -75,10 +79,17 @@ pub enum Task {
 }
 
 impl Task {
+    /// The job's record must be durable before this task starts: it
+    /// commits money on the ledger that only the record leads back to.
+    pub fn needs_stored_record(&self) -> bool {
+        matches!(self, Task::Lock(_))
+    }
+
     /// Its kind.
     pub fn kind(&self) -> TaskKind {
         match self {
             Task::Lease(_) => TaskKind::Lease,
+            Task::Lock(_) => TaskKind::Lock,
             Task::Deliver { what, .. } => TaskKind::Deliver(*what),
             Task::ReadEscrow(_) => TaskKind::ReadEscrow,
             Task::Fetch { .. } => TaskKind::Fetch,
@@ -100,6 +111,8 @@ pub enum Delivery {
 pub enum TaskKind {
     /// [`Task::Lease`].
     Lease,
+    /// [`Task::Lock`].
+    Lock,
     /// [`Task::Deliver`].
     Deliver(Delivery),
     /// [`Task::ReadEscrow`].
@@ -114,6 +127,7 @@ impl TaskKind {
     pub fn lost(self, reason: String) -> TaskResult {
         match self {
             TaskKind::Lease => TaskResult::LeaseLost(reason),
+            TaskKind::Lock => TaskResult::Locked(Err(reason)),
             TaskKind::Deliver(what) => TaskResult::Delivered(what, Err(reason)),
             TaskKind::ReadEscrow => TaskResult::Escrow(Err(reason)),
             TaskKind::Fetch => TaskResult::Fetched(Err(reason)),
@@ -128,6 +142,8 @@ pub enum TaskResult {
     Lease(Box<LeaseOutcome>),
     /// A lease attempt could not run.
     LeaseLost(String),
+    /// The escrow of the job's lease is locked, or why not.
+    Locked(Result<(), String>),
     /// A delivery was acknowledged, or given up with the reason.
     Delivered(Delivery, Result<(), String>),
     /// The escrow as read (and closed, when it was closable).
@@ -244,6 +260,7 @@ impl Requester {
             effects: Vec::new(),
         };
         let mut resume = Vec::new();
+        let mut relock = Vec::new();
         let mut running = Vec::new();
         for mut record in records {
             // No lease attempt outlives the node: the one in flight is
@@ -257,6 +274,9 @@ impl Requester {
                 JobState::Bidding => {
                     core.auctions.insert((record.closes_at, id));
                 }
+                // Countersigned, its lock perhaps on the chain already:
+                // lock it again (idempotent) rather than lease anew.
+                JobState::Leasing if record.lease().is_some() => relock.push(id),
                 // Instant-path jobs resume through `instant_to_resume`.
                 JobState::Leasing if !record.bids.is_empty() => resume.push(id),
                 JobState::Leased | JobState::Running => running.push(id),
@@ -269,6 +289,9 @@ impl Requester {
         }
         for id in resume {
             core.next_lease_attempt(id, now);
+        }
+        for id in relock {
+            core.lock(id);
         }
         for id in running {
             core.start_run(id, now);
@@ -318,6 +341,7 @@ impl Requester {
     pub fn on_task(&mut self, id: OrderId, result: TaskResult, now: Timestamp) {
         match result {
             TaskResult::Lease(outcome) => self.lease_outcome(*outcome, now),
+            TaskResult::Locked(result) => self.locked(id, result, now),
             TaskResult::LeaseLost(reason) => {
                 if self
                     .jobs

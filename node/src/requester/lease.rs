@@ -1,6 +1,7 @@
-//! The lease attempt: ask the chosen provider to countersign the terms,
-//! check what comes back, and lock the escrow on the ledger. It runs as a
-//! task of the router's pool; its [`LeaseOutcome`] goes back to the core.
+//! The lease attempt: ask the chosen provider to countersign the terms and
+//! check what comes back; then, once the core has stored the countersigned
+//! lease, lock the escrow on the ledger. Each runs as a task of the
+//! router's pool; its outcome goes back to the core.
 
 use std::time::Duration;
 
@@ -16,8 +17,6 @@ const BUSY_RETRIES: u32 = 5;
 pub enum LeaseFailure {
     /// The provider refused or could not be reached: try the next bid.
     Provider(String),
-    /// The lease is signed but escrow could not be locked.
-    Escrow(Box<Lease>, String),
 }
 
 /// What a lease attempt came to.
@@ -31,13 +30,9 @@ pub struct LeaseOutcome {
     pub result: Result<Lease, LeaseFailure>,
 }
 
-/// Asks the provider to countersign, checks what comes back, and locks
-/// escrow. Transient ledger failures are retried for a while.
-pub async fn attempt_lease(
-    network: &NetworkHandle,
-    ledger: &dyn Ledger,
-    proposal: Signed<LeaseTerms>,
-) -> LeaseOutcome {
+/// Asks the provider to countersign and checks what comes back. The
+/// escrow is locked by [`lock_escrow`], once the core has stored the lease.
+pub async fn attempt_lease(network: &NetworkHandle, proposal: Signed<LeaseTerms>) -> LeaseOutcome {
     let terms: LeaseTerms = proposal.message().clone();
     let outcome = |result| LeaseOutcome {
         order: terms.order_id,
@@ -84,33 +79,31 @@ pub async fn attempt_lease(
         }
         Err(e) => return outcome(Err(LeaseFailure::Provider(e.to_string()))),
     };
-    let lease = match Lease::verify(cosigned) {
-        Ok(lease) if lease.terms() == &terms => lease,
-        Ok(_) => {
-            return outcome(Err(LeaseFailure::Provider(
-                "countersigned different terms".into(),
-            )));
-        }
-        Err(e) => {
-            return outcome(Err(LeaseFailure::Provider(format!(
-                "countersignature invalid: {e}"
-            ))));
-        }
-    };
+    match Lease::verify(cosigned) {
+        Ok(lease) if lease.terms() == &terms => outcome(Ok(lease)),
+        Ok(_) => outcome(Err(LeaseFailure::Provider(
+            "countersigned different terms".into(),
+        ))),
+        Err(e) => outcome(Err(LeaseFailure::Provider(format!(
+            "countersignature invalid: {e}"
+        )))),
+    }
+}
+
+/// Locks the escrow of a countersigned lease (again, harmlessly, when an
+/// earlier lock landed). Transient ledger failures are retried for a while.
+pub async fn lock_escrow(ledger: &dyn Ledger, lease: &Lease) -> Result<(), String> {
     let mut delay = Duration::from_millis(200);
     for _ in 0..8 {
         match ledger.lock_escrow(lease.cosigned()).await {
-            Ok(_) => return outcome(Ok(lease)),
+            Ok(_) => return Ok(()),
             Err(e) if e.is_transient() => {
                 tracing::warn!(lease = %lease.id(), error = %e, "escrow lock failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return outcome(Err(LeaseFailure::Escrow(Box::new(lease), e.to_string()))),
+            Err(e) => return Err(e.to_string()),
         }
     }
-    outcome(Err(LeaseFailure::Escrow(
-        Box::new(lease),
-        "the ledger stayed unreachable".into(),
-    )))
+    Err("the ledger stayed unreachable".into())
 }

@@ -12,7 +12,7 @@ use agora_protocol::{LeaseId, LedgerError, Manifest, OrderId, Timestamp};
 use libp2p::PeerId;
 
 use super::core::{Task, TaskResult};
-use super::lease::attempt_lease;
+use super::lease::{attempt_lease, lock_escrow};
 use crate::network::wire::{Fetch, MAX_FETCH_CHUNK};
 use crate::network::{NetworkHandle, Request, Response};
 
@@ -30,9 +30,10 @@ pub struct TaskContext {
 /// Runs one task of job `id` to its result.
 pub async fn run(cx: TaskContext, id: OrderId, task: Task) -> TaskResult {
     match task {
-        Task::Lease(proposal) => TaskResult::Lease(Box::new(
-            attempt_lease(&cx.network, &*cx.ledger, *proposal).await,
-        )),
+        Task::Lease(proposal) => {
+            TaskResult::Lease(Box::new(attempt_lease(&cx.network, *proposal).await))
+        }
+        Task::Lock(lease) => TaskResult::Locked(lock_escrow(&*cx.ledger, &lease).await),
         Task::Deliver {
             what,
             peer,

@@ -11,7 +11,7 @@ use agora_protocol::{
     Timestamp, UsageReceipt,
 };
 
-use super::core::{Delivery, Effect, Requester, Settings, Task, TaskResult};
+use super::core::{Delivery, Effect, Requester, Settings, Task, TaskKind, TaskResult};
 use super::job::JobRecord;
 use super::lease::{LeaseFailure, LeaseOutcome};
 use super::order::order_from_spec;
@@ -109,8 +109,9 @@ fn auctioned(core: &mut Requester, nonce: u8) -> OrderId {
     id
 }
 
-/// The provider countersigns the proposal; the escrow is locked.
-fn funded(
+/// The provider countersigns the proposal (the core stores the lease and
+/// asks for its lock).
+fn countersigned(
     core: &mut Requester,
     proposal: &Signed<LeaseTerms>,
     p: &Keypair,
@@ -127,6 +128,18 @@ fn funded(
         TaskResult::Lease(Box::new(outcome)),
         now,
     );
+    lease
+}
+
+/// The provider countersigns the proposal; the escrow is locked.
+fn funded(
+    core: &mut Requester,
+    proposal: &Signed<LeaseTerms>,
+    p: &Keypair,
+    now: Timestamp,
+) -> Lease {
+    let lease = countersigned(core, proposal, p, now);
+    core.on_task(proposal.message().order_id, TaskResult::Locked(Ok(())), now);
     lease
 }
 
@@ -819,5 +832,89 @@ fn a_job_stored_in_the_first_format_is_migrated_and_an_unknown_one_refused() {
     assert!(
         err.contains("format 99") && err.contains("move the data dir"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_countersigned_lease_is_stored_before_its_lock_and_a_restart_locks_it_again() {
+    // Found by the chaos testnet on anvil: a requester killed while its
+    // lock was on the way forgot the lease (stored only once locked), failed
+    // the job, and left the escrow locked with nobody to close it.
+    let mut core = core();
+    let id = auctioned(&mut core, 1);
+    let p = provider(1);
+    core.on_bid(p.public().peer_id(), bid(id, &p, 2_000_000), T0);
+    core.tick(T0.plus_secs(1));
+    let proposal = lease_tasks(&core.take_effects()).remove(0);
+    let lease = countersigned(&mut core, &proposal, &p, T0.plus_secs(1));
+    let effects = core.take_effects();
+    // The record with the lease is written first, then the lock starts.
+    let stored = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Persist(o) if *o == id));
+    let lock = effects.iter().position(
+        |e| matches!(e, Effect::Start(o, Task::Lock(l)) if *o == id && l.id() == lease.id()),
+    );
+    assert!(
+        matches!((stored, lock), (Some(s), Some(l)) if s < l),
+        "{effects:#?}"
+    );
+    let record = core.job(&id).unwrap().clone();
+    assert_eq!(record.state, JobState::Leasing);
+    assert_eq!(record.lease().map(|l| l.id()), Some(lease.id()));
+    assert!(!record.escrow_locked);
+    // Killed now: the restarted node locks the same lease again (a lock is
+    // idempotent) instead of proposing a new one or failing the job.
+    let record = JobRecord::from_json(&record.to_json().unwrap(), |_| None).unwrap();
+    let mut restarted = Requester::restore(
+        requester_key(),
+        Settings {
+            receipt_interval_secs: INTERVAL,
+        },
+        vec![record],
+        T0.plus_secs(2),
+    );
+    let effects = restarted.take_effects();
+    assert!(
+        has_task(
+            &effects,
+            |t| matches!(t, Task::Lock(l) if l.id() == lease.id())
+        ),
+        "{effects:#?}"
+    );
+    assert!(lease_tasks(&effects).is_empty(), "{effects:#?}");
+    assert!(restarted.instant_to_resume().is_empty());
+    // The lock lands: the job is leased and its payload goes out.
+    restarted.on_task(id, TaskResult::Locked(Ok(())), T0.plus_secs(2));
+    assert_eq!(restarted.job(&id).unwrap().state, JobState::Leased);
+    assert!(restarted.job(&id).unwrap().escrow_locked);
+    assert!(has_task(&restarted.take_effects(), |t| matches!(
+        t,
+        Task::Deliver {
+            what: Delivery::Payload,
+            ..
+        }
+    )));
+    // A lock that fails for good fails the job, which keeps its lease.
+    let mut other = self::core();
+    let id = auctioned(&mut other, 2);
+    other.on_bid(p.public().peer_id(), bid(id, &p, 2_000_000), T0);
+    other.tick(T0.plus_secs(1));
+    let proposal = lease_tasks(&other.take_effects()).remove(0);
+    countersigned(&mut other, &proposal, &p, T0.plus_secs(1));
+    other.on_task(
+        id,
+        TaskKind::Lock.lost("this node is overloaded".into()),
+        T0.plus_secs(1),
+    );
+    let job = other.job(&id).unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.lease().is_some());
+    assert!(
+        job.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("overloaded"),
+        "{job:#?}"
     );
 }

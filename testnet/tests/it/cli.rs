@@ -1,5 +1,6 @@
-//! `agora-testnet up` / `down` through the real binary: two testnets at
-//! once do not collide, and `down` leaves no process behind.
+//! `agora-testnet up` / `down` / `check` through the real binary: two
+//! testnets at once do not collide, `down` leaves no process behind, and
+//! `check` says so (and names a process that outlives it).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,15 @@ async fn up_and_down_leave_nothing_behind_and_two_testnets_do_not_collide() {
     );
     assert_eq!(Manifest::load(&dir_a).unwrap(), a.manifest);
 
+    // `check` reads A's books: nothing ran, nothing is wrong.
+    let out = agora_testnet(&["check"], &dir_a, &bin_dir);
+    assert!(out.status.success(), "check failed: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("every invariant holds"),
+        "{}",
+        text(&out)
+    );
+
     // `down` on A stops all of A and nothing of B.
     let out = a.down();
     assert!(out.status.success(), "down failed: {}", text(&out));
@@ -142,6 +152,27 @@ async fn up_and_down_leave_nothing_behind_and_two_testnets_do_not_collide() {
     // Once more is harmless.
     let out = a.down();
     assert!(out.status.success(), "{}", text(&out));
+    // On a stopped testnet `check` looks for leftovers: none, until a
+    // process works in its directory.
+    let out = agora_testnet(&["check"], &dir_a, &bin_dir);
+    assert!(out.status.success(), "check failed: {}", text(&out));
+    let mut stray = Command::new("sleep")
+        .arg("30")
+        .current_dir(&dir_a)
+        .spawn()
+        .unwrap();
+    let out = agora_testnet(&["check"], &dir_a, &bin_dir);
+    stray.kill().unwrap();
+    stray.wait().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "no process left behind: pid {} still runs",
+            stray.id()
+        )),
+        "{}",
+        text(&out)
+    );
 
     let out = b.down();
     assert!(out.status.success(), "down failed: {}", text(&out));

@@ -10,6 +10,7 @@
 )]
 
 mod auth;
+mod chaos;
 mod cli;
 mod crash_loop;
 mod dashboard;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use agora_protocol::{LeaseId, LedgerError, RunEvent};
+use agora_protocol::{Amount, LeaseId, LedgerError, RunEvent};
 use tracing::{info, warn};
 
 use super::Executor;
@@ -72,7 +72,7 @@ impl Executor {
                             }
                             (Ok(None), _) => {
                                 // Never locked: nothing to settle or close.
-                                self.mark_closed(id).await;
+                                self.mark_closed(id, Some(Amount::ZERO)).await;
                                 return;
                             }
                             _ => false,
@@ -80,7 +80,7 @@ impl Executor {
                     if closable {
                         match o.ledger.close(&id).await {
                             Ok(c) => {
-                                self.mark_closed(id).await;
+                                self.mark_closed(id, Some(c.settled)).await;
                                 self.log_event(
                                     id,
                                     RunEvent::Closed,
@@ -93,7 +93,7 @@ impl Executor {
                                 return;
                             }
                             Err(LedgerError::LeaseClosed(_)) => {
-                                self.mark_closed(id).await;
+                                self.mark_closed(id, None).await;
                                 return;
                             }
                             Err(e) => Err(e),
@@ -110,7 +110,7 @@ impl Executor {
                                     sequence,
                                 };
                                 self.update(id, update).await;
-                                self.mark_closed(id).await;
+                                self.mark_closed(id, Some(c.settled)).await;
                                 let _ = o.store.flush();
                                 self.log_event(
                                     id,
@@ -127,7 +127,7 @@ impl Executor {
                                 return;
                             }
                             Ok(EarlyClose::AlreadyClosed) => {
-                                self.mark_closed(id).await;
+                                self.mark_closed(id, None).await;
                                 return;
                             }
                             Ok(EarlyClose::NotNow) => {
@@ -150,7 +150,7 @@ impl Executor {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(LedgerError::LeaseClosed(_)) => {
-                    self.mark_closed(id).await;
+                    self.mark_closed(id, None).await;
                     self.log_event(
                         id,
                         RunEvent::Closed,
@@ -175,7 +175,31 @@ impl Executor {
     }
 
     /// The lease is closed on the ledger; stored, not flushed.
-    async fn mark_closed(&self, id: LeaseId) {
+    /// The lease is closed on the ledger. What it paid in all — `settled`
+    /// as the close answered it, else read from the ledger — goes into the
+    /// record first when it is more than the record holds: a close that
+    /// landed while this node was killed, or that the requester submitted,
+    /// paid this provider, and its earnings must say so.
+    async fn mark_closed(&self, id: LeaseId, settled: Option<Amount>) {
+        let settled = match settled {
+            Some(settled) => Some(settled),
+            None => match self.inner.options.ledger.escrow(&id).await {
+                Ok(state) => state.map(|s| s.settled),
+                Err(e) => {
+                    warn!(lease = %id, error = %e, "closed, but its settled total could not be read");
+                    None
+                }
+            },
+        };
+        if let (Some(settled), Some(record)) = (settled, self.record(id).await)
+            && settled > record.settled
+        {
+            let update = Update::Settled {
+                settled,
+                sequence: record.settled_seq,
+            };
+            self.update(id, update).await;
+        }
         self.update(id, Update::Closed).await;
     }
 }
