@@ -52,6 +52,22 @@ fn challenge(c: &mut Criterion) {
             b.iter(|| verify(black_box(req), &commit, &open, &answer, 0).unwrap())
         });
     }
+    // The check alone at a size past one tile of columns (proved once).
+    let req = request(2048, 1, DEFAULT_K);
+    let prover = CpuProver::prove(&req).unwrap();
+    let commit = prover.commit(0);
+    let open = ChallengeOpen {
+        seed: commit.seed,
+        root: commit.root,
+        nonce: [3; 32],
+    };
+    let answer = prover.answer(&open).unwrap();
+    group.throughput(Throughput::Elements(2 * u64::from(DEFAULT_K) * 2048 * 2048));
+    group.bench_with_input(
+        BenchmarkId::new("verify", "n2048_m1_k459"),
+        &req,
+        |b, req| b.iter(|| verify(black_box(req), &commit, &open, &answer, 0).unwrap()),
+    );
     group.finish();
 }
 

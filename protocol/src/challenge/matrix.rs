@@ -98,18 +98,29 @@ pub fn row_times(a: &[i8], b: &[i8]) -> Vec<i32> {
     acc
 }
 
-/// Rows `rows` of C of pair `pair`, in that order, streaming B once (one
-/// row of it in memory at a time): the verifier's and the prover's openings.
+/// Columns of B generated at a time by [`rows_of_c`]: 16 output blocks,
+/// and with k = 459 rows the accumulators of a tile are 1.8 MiB.
+const TILE: usize = 1024;
+
+/// Rows `rows` of C of pair `pair`, in that order: the verifier's and the
+/// prover's openings. B is generated once, a tile of columns at a time
+/// (each row's slice found by seeking the stream), so only `TILE` bytes of
+/// it and the tile's accumulators are in use at once, whatever `n`.
 pub fn rows_of_c(seed: &Seed, n: u32, pair: u32, rows: &[u32]) -> Vec<Vec<i32>> {
     let a: Vec<Vec<i8>> = rows.iter().map(|&r| a_row(seed, n, pair, r)).collect();
     let n = n as usize;
     let mut acc = vec![vec![0i32; n]; rows.len()];
     let mut reader = stream(seed, Which::B, pair);
-    let mut b_row = vec![0i8; n];
-    for r in 0..n {
-        fill(&mut reader, &mut b_row);
-        for (out, a) in acc.iter_mut().zip(&a) {
-            axpy(out, a[r], &b_row);
+    let mut b_tile = vec![0i8; TILE.min(n)];
+    for start in (0..n).step_by(TILE) {
+        let end = (start + TILE).min(n);
+        let tile = &mut b_tile[..end - start];
+        for r in 0..n {
+            reader.set_position((r * n + start) as u64);
+            fill(&mut reader, tile);
+            for (out, a) in acc.iter_mut().zip(&a) {
+                axpy(&mut out[start..end], a[r], tile);
+            }
         }
     }
     acc
@@ -180,6 +191,18 @@ mod tests {
                     .sum();
                 assert_eq!(i64::from(full[c]), exact);
             }
+        }
+    }
+
+    #[test]
+    fn tiled_rows_agree_across_tile_edges() {
+        // 1040 columns: a full tile and a partial one.
+        let s = seed(4);
+        let n = 1040u32;
+        let b = b_matrix(&s, n, 0);
+        let rows = [0u32, 1039];
+        for (row, tiled) in rows.iter().zip(rows_of_c(&s, n, 0, &rows)) {
+            assert_eq!(tiled, row_times(&a_row(&s, n, 0, *row), &b));
         }
     }
 

@@ -116,7 +116,8 @@ pub fn check_commit(
 
 /// The whole check of a challenge, cheapest first: [`check_commit`], then
 /// the answer's shape and paths, then each opened row recomputed (each B
-/// that an opened row touches is generated once, streamed).
+/// that an opened row touches is generated once, a tile of columns at a
+/// time).
 pub fn verify(
     request: &ChallengeRequest,
     commit: &ChallengeCommit,
