@@ -156,6 +156,15 @@ impl ChallengeParams {
             .saturating_add(self.allowance_ms)
     }
 
+    /// How many times slower than claimed a device may be and still meet
+    /// the bound: `bound / (gemm_ops / claimed)`. The allowance dominates
+    /// small challenges (58× at the defaults' single pair at 10¹⁵ op/s);
+    /// the time check bites when `m` fills the VRAM (2.8× with 44 pairs).
+    pub fn slowdown_tolerated(&self) -> f64 {
+        let work_ms = self.gemm_ops() as f64 * 1000.0 / self.claimed_ops_per_sec.max(1) as f64;
+        self.time_bound_ms() as f64 / work_ms.max(f64::MIN_POSITIVE)
+    }
+
     /// The matrix pairs whose inputs and outputs (`6 n²` bytes: A and B in
     /// INT8, C in INT32) fill 90 % of `vram_bytes`; at least one.
     pub fn pairs_for_vram(vram_bytes: u64, n: u32) -> u32 {
@@ -311,6 +320,14 @@ mod tests {
             ..q
         };
         assert!(slow.time_bound_ms() > 1 << 60);
+        // A fake 58× slower than claimed meets the bound of one pair; with
+        // the pairs of 80 GB, one 2.8× slower does.
+        assert_eq!(p.slowdown_tolerated().floor(), 58.0);
+        let filled = ChallengeParams {
+            m: ChallengeParams::pairs_for_vram(80_000_000_000, 16_384),
+            ..p
+        };
+        assert_eq!((filled.slowdown_tolerated() * 10.0).floor(), 27.0);
     }
 
     #[test]
