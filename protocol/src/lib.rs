@@ -2,8 +2,9 @@
 //!
 //! Identities and signed envelopes, the validated wire messages (offers,
 //! orders, bids, leases, receipts, jobs), the offer book and its query
-//! language, matching and scoring, receipt rules, and the [`ledger::Ledger`]
-//! trait with the invariants every backend must keep.
+//! language, matching and scoring, receipt rules, the GPU challenge's rules
+//! and its CPU prover ([`challenge`]), and the [`ledger::Ledger`] trait with
+//! the invariants every backend must keep.
 //!
 //! Nothing here touches the network or reads a clock: time is an argument,
 //! so every rule is unit- and property-testable. The one exception is the
@@ -11,6 +12,7 @@
 
 pub mod amount;
 pub mod book;
+pub mod challenge;
 pub mod close;
 pub mod envelope;
 pub mod identity;
@@ -30,6 +32,7 @@ pub mod time;
 
 pub use amount::{Amount, cost};
 pub use book::{InsertOutcome, OfferBook};
+pub use challenge::{ChallengeError, ChallengeParams, CpuProver};
 pub use close::{CloseClaim, CloseReason, LeaseClose};
 pub use envelope::{CoSigned, EnvelopeError, Kind, SignedEnvelope};
 pub use identity::{AccountId, IdentityError, Keypair, PublicKey, Signature};
