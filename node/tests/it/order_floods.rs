@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use agora_client::api::{
-    Constraints, JobSpec, JobState, MarketTerms, ProviderStatus, Resources, Role, SubmitJob,
-};
+use agora_client::api::{JobState, ProviderStatus, Role, SubmitJob};
 use agora_client::http::NodeClient;
 use agora_node::api::load_or_create_token;
 use agora_node::network::Response;
@@ -16,7 +14,7 @@ use agora_node::network::{self, NetworkConfig, NetworkEvent, NetworkHandle, ORDE
 use agora_protocol::{Amount, Energy, Keypair, LeaseTerms, Order, Signed};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{PROVIDER_CONFIG, eventually, ledger, node};
+use crate::support::{PROVIDER_CONFIG, eventually, ledger, node, shell_job};
 
 /// Each peer may deliver 5 of its own orders a second, 20 at once (and ten
 /// times that of others' that it relays).
@@ -29,38 +27,9 @@ fn provider_config() -> String {
         .replace("[node]\n", BUDGET)
 }
 
-/// `gpus` GPUs for ten minutes, on the auction.
+/// `gpus` GPUs for at most 600 s, printing a line.
 fn job(name: &str, gpus: u32) -> SubmitJob {
-    SubmitJob {
-        spec: JobSpec {
-            name: Some(name.into()),
-            runtime: "process".into(),
-            command: vec!["sh".into(), "-c".into(), "echo ran".into()],
-            env: Default::default(),
-            inputs: vec![],
-            resources: Resources {
-                gpus,
-                gpu_model: None,
-                min_vram_gib: 0,
-                min_tflops: 0.0,
-                min_compute_capability: 0.0,
-                memory_mib: 0,
-                disk_mib: 0,
-                tmp_mib: 0,
-                processes: 0,
-            },
-            constraints: Constraints {
-                allow_simulated: true,
-                ..Default::default()
-            },
-            market: MarketTerms {
-                max_price_per_gpu_hour: "3".into(),
-                max_duration_secs: 600,
-                bid_window_ms: 1500,
-            },
-        },
-        offer: None,
-    }
+    shell_job(name, "echo ran", gpus, 600, 1500)
 }
 
 /// A valid signed order of `key`'s for `gpus` GPUs, bid window `window_ms`.
@@ -179,8 +148,22 @@ async fn honest_job_runs(h: &NodeClient, name: &str, gpus: u32) {
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_orders_from_fresh_keys_holds_no_gpus_and_the_flooder_is_scored_down() {
+/// A provider ([`provider_config`]) and an honest, funded requester that
+/// sees its offer. Every node keeps the same order budget, as a network's
+/// nodes do: the honest requester relays no more of a flood than the
+/// provider lets through from it.
+struct Market {
+    _dir: tempfile::TempDir,
+    ledger: std::sync::Arc<dyn agora_protocol::Ledger>,
+    provider: agora_node::daemon::RunningNode,
+    provider_dir: std::path::PathBuf,
+    p: NodeClient,
+    boot: libp2p::Multiaddr,
+    honest: agora_node::daemon::RunningNode,
+    h: NodeClient,
+}
+
+async fn market() -> Market {
     let dir = tempfile::tempdir().unwrap();
     let ledger = ledger(&dir.path().join("chain"));
     let provider_dir = dir.path().join("provider");
@@ -192,13 +175,9 @@ async fn a_flood_of_orders_from_fresh_keys_holds_no_gpus_and_the_flooder_is_scor
         vec![],
     )
     .await;
-    let api = provider.ready.api_url.clone();
-    let p = client(&provider_dir, &api);
+    let p = client(&provider_dir, &provider.ready.api_url);
     let boot: libp2p::Multiaddr = provider.ready.listen_addrs[0].parse().unwrap();
     let honest_dir = dir.path().join("honest");
-    // Every node keeps the same order budget (as a network's nodes do:
-    // the defaults): the honest requester relays no more of a flood than
-    // the provider lets through from it.
     let honest = node(
         &honest_dir,
         Role::Requester,
@@ -218,6 +197,31 @@ async fn a_flood_of_orders_from_fresh_keys_holds_no_gpus_and_the_flooder_is_scor
         },
     )
     .await;
+    Market {
+        _dir: dir,
+        ledger,
+        provider,
+        provider_dir,
+        p,
+        boot,
+        honest,
+        h,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_orders_from_fresh_keys_holds_no_gpus_and_the_flooder_is_scored_down() {
+    let Market {
+        _dir,
+        provider,
+        provider_dir,
+        p,
+        boot,
+        honest,
+        h,
+        ..
+    } = market().await;
+    let api = provider.ready.api_url.clone();
 
     // 1. Thirty fresh keys, each its own peer, each ordering every GPU the
     // provider has, three times. None has anything on the ledger.
@@ -322,39 +326,16 @@ async fn a_flood_of_orders_from_fresh_keys_holds_no_gpus_and_the_flooder_is_scor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requester_streaming_orders_it_never_leases_holds_no_more_than_its_balance() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = ledger(&dir.path().join("chain"));
-    let provider_dir = dir.path().join("provider");
-    let provider = node(
-        &provider_dir,
-        Role::Provider,
-        &provider_config(),
-        &ledger,
-        vec![],
-    )
-    .await;
-    let p = client(&provider_dir, &provider.ready.api_url);
-    let boot: libp2p::Multiaddr = provider.ready.listen_addrs[0].parse().unwrap();
-    let honest_dir = dir.path().join("honest");
-    let honest = node(
-        &honest_dir,
-        Role::Requester,
-        "",
-        &ledger,
-        vec![boot.clone()],
-    )
-    .await;
-    let h = client(&honest_dir, &honest.ready.api_url);
-    h.deposit(Amount(100_000_000)).await.unwrap();
-    eventually(
-        60,
-        "the provider's offer at the honest requester",
-        || async {
-            let page = h.search_offers("", None).await.ok()?;
-            (!page.offers.is_empty()).then_some(())
-        },
-    )
-    .await;
+    let Market {
+        _dir,
+        ledger,
+        provider,
+        provider_dir,
+        p,
+        boot,
+        honest,
+        h,
+    } = market().await;
 
     // The streamer has on the ledger what one GPU for its orders' ten
     // minutes costs at the provider's price, and orders one GPU four

@@ -85,3 +85,46 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A job of `gpus` GPUs running `sh -c script`, for at most
+/// `max_duration_secs`, with a bid window of `bid_window_ms`, at up to
+/// 3 AGR/GPU-hour on simulated GPUs.
+pub(crate) fn shell_job(
+    name: &str,
+    script: &str,
+    gpus: u32,
+    max_duration_secs: u64,
+    bid_window_ms: u32,
+) -> agora_client::api::SubmitJob {
+    use agora_client::api::{Constraints, JobSpec, MarketTerms, Resources};
+    agora_client::api::SubmitJob {
+        spec: JobSpec {
+            name: Some(name.into()),
+            runtime: "process".into(),
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            env: Default::default(),
+            inputs: vec![],
+            resources: Resources {
+                gpus,
+                gpu_model: None,
+                min_vram_gib: 0,
+                min_tflops: 0.0,
+                min_compute_capability: 0.0,
+                memory_mib: 0,
+                disk_mib: 0,
+                tmp_mib: 0,
+                processes: 0,
+            },
+            constraints: Constraints {
+                allow_simulated: true,
+                ..Default::default()
+            },
+            market: MarketTerms {
+                max_price_per_gpu_hour: "3".into(),
+                max_duration_secs,
+                bid_window_ms,
+            },
+        },
+        offer: None,
+    }
+}

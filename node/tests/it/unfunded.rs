@@ -5,45 +5,16 @@
 //! the provider's GPUs for at most the provider's lease start timeout; then
 //! they are free again and an honest order beside it is leased on them.
 
-use agora_client::api::{Constraints, JobSpec, JobState, MarketTerms, Resources, Role, SubmitJob};
+use agora_client::api::{JobState, Role, SubmitJob};
 use agora_client::http::NodeClient;
 use agora_node::api::load_or_create_token;
 use agora_protocol::Amount;
 
-use crate::support::{PROVIDER_CONFIG, eventually, ledger, node};
+use crate::support::{PROVIDER_CONFIG, eventually, ledger, node, shell_job};
 
-/// `gpus` GPUs, for an hour at most.
+/// `gpus` GPUs for at most 3600 s, printing a line.
 fn job(name: &str, gpus: u32) -> SubmitJob {
-    SubmitJob {
-        spec: JobSpec {
-            name: Some(name.into()),
-            runtime: "process".into(),
-            command: vec!["sh".into(), "-c".into(), "echo ran".into()],
-            env: Default::default(),
-            inputs: vec![],
-            resources: Resources {
-                gpus,
-                gpu_model: None,
-                min_vram_gib: 0,
-                min_tflops: 0.0,
-                min_compute_capability: 0.0,
-                memory_mib: 0,
-                disk_mib: 0,
-                tmp_mib: 0,
-                processes: 0,
-            },
-            constraints: Constraints {
-                allow_simulated: true,
-                ..Default::default()
-            },
-            market: MarketTerms {
-                max_price_per_gpu_hour: "3".into(),
-                max_duration_secs: 3600,
-                bid_window_ms: 800,
-            },
-        },
-        offer: None,
-    }
+    shell_job(name, "echo ran", gpus, 3600, 800)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
