@@ -51,6 +51,9 @@ use crate::provider::inventory::Inventory;
 use crate::provider::offers::{self, OfferTerms, Slot, Unoffered};
 use crate::provider::pricing::{PriceSource, PricingPolicy};
 
+pub use self::funds::{BALANCE_ERROR_TTL_MS, BALANCE_TTL_MS, MAX_KNOWN_BALANCES};
+use self::funds::{Known, Shortfall};
+
 /// How far a lease's start may be from the provider's clock.
 pub const START_TOLERANCE_MS: u64 = 60_000;
 
@@ -59,16 +62,6 @@ pub const MAX_REMEMBERED_ORDERS: usize = 4096;
 
 /// Longest decline detail the wire carries.
 const MAX_DETAIL: usize = 512;
-
-/// How long a requester's balance read from the ledger is trusted.
-pub const BALANCE_TTL_MS: u64 = 15_000;
-
-/// How long a failed balance read stands before it is tried again.
-pub const BALANCE_ERROR_TTL_MS: u64 = 2_000;
-
-/// Requesters whose balances are remembered at once (the oldest reading
-/// goes first).
-pub const MAX_KNOWN_BALANCES: usize = 4096;
 
 /// What a reservation is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,34 +186,6 @@ pub struct Assessment {
     pub fp32_mtflops: u64,
     /// Fits, with its score; or the reason it does not.
     pub outcome: Result<Score, Misfit>,
-}
-
-/// Why a requester cannot be seen to pay for one more reservation.
-enum Shortfall {
-    /// Its balance is not known (or no longer trusted).
-    Unknown,
-    /// It cannot, and why.
-    Short(String),
-}
-
-/// A requester's balance as last read from the ledger.
-#[derive(Debug, Clone)]
-struct Known {
-    /// The balance, or why it could not be read.
-    balance: Result<Amount, String>,
-    /// When it was read.
-    at: Timestamp,
-}
-
-impl Known {
-    fn fresh(&self, now: Timestamp) -> bool {
-        let ttl = if self.balance.is_ok() {
-            BALANCE_TTL_MS
-        } else {
-            BALANCE_ERROR_TTL_MS
-        };
-        now.ms_since(self.at) < ttl
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -480,90 +445,6 @@ impl Bidder {
         decision
     }
 
-    /// Whether `order`'s requester can pay for `bid` on top of what it
-    /// holds here: the bid's escrow, or why not.
-    fn afford(&self, order: &Order, bid: &Bid, now: Timestamp) -> Result<Amount, Shortfall> {
-        let cost = LeaseTerms::required_escrow(
-            bid.price_per_gpu_hour,
-            bid.gpu_count,
-            order.max_duration_secs,
-        )
-        .ok_or_else(|| Shortfall::Short("price × GPUs × duration overflows".into()))?;
-        self.cover(&order.requester, cost, now).map(|()| cost)
-    }
-
-    /// Whether `requester`'s balance covers `cost` more on top of what it
-    /// holds here.
-    fn cover(&self, requester: &PublicKey, cost: Amount, now: Timestamp) -> Result<(), Shortfall> {
-        let balance = match self.balances.get(requester) {
-            Some(known) if known.fresh(now) => &known.balance,
-            _ => return Err(Shortfall::Unknown),
-        };
-        let balance = match balance {
-            Ok(balance) => *balance,
-            Err(e) => {
-                return Err(Shortfall::Short(format!(
-                    "this provider cannot read your balance on the ledger ({e}); try again"
-                )));
-            }
-        };
-        let committed = self.committed(requester, now);
-        match committed.checked_add(cost) {
-            Some(total) if total <= balance => Ok(()),
-            _ => Err(Shortfall::Short(format!(
-                "your balance on the ledger is {balance} AGR; this escrow is {cost} AGR and \
-                 your bids and unstarted leases here already take {committed} AGR"
-            ))),
-        }
-    }
-
-    /// The escrow `requester`'s live holds and not-yet-started leases here
-    /// stand for: what its balance must still cover.
-    pub fn committed(&self, requester: &PublicKey, now: Timestamp) -> Amount {
-        self.reservations
-            .values()
-            .filter(|r| {
-                r.requester == *requester
-                    && r.live(now)
-                    && (r.kind == ReservationKind::Hold || r.start_by.is_some())
-            })
-            .fold(Amount::ZERO, |sum, r| {
-                sum.checked_add(r.escrow).unwrap_or(Amount(u64::MAX))
-            })
-    }
-
-    /// Takes in `requester`'s balance as read from the ledger at `now`
-    /// (or why it could not be read: the last balance read then stands, if
-    /// there is one).
-    pub fn set_balance(
-        &mut self,
-        requester: PublicKey,
-        balance: Result<Amount, String>,
-        now: Timestamp,
-    ) {
-        let balance = match (balance, self.balances.get(&requester)) {
-            (Ok(balance), _) => Ok(balance),
-            (
-                Err(_),
-                Some(Known {
-                    balance: Ok(last), ..
-                }),
-            ) => Ok(*last),
-            (Err(e), _) => Err(e),
-        };
-        if !self.balances.contains_key(&requester)
-            && self.balances.len() >= MAX_KNOWN_BALANCES
-            && let Some(oldest) = self
-                .balances
-                .iter()
-                .min_by_key(|(_, k)| k.at)
-                .map(|(key, _)| *key)
-        {
-            self.balances.remove(&oldest);
-        }
-        self.balances.insert(requester, Known { balance, at: now });
-    }
-
     fn remember(&mut self, order_id: OrderId, decision: Decision, until: Timestamp) {
         if self.answered.len() >= MAX_REMEMBERED_ORDERS
             && let Some(oldest) = self
@@ -728,7 +609,7 @@ impl Bidder {
         }
         // A live hold on this slot promised its bid price; otherwise the
         // offer's current price applies.
-        let held = existing.filter(|r| r.live(now) && r.slot == slot.slot);
+        let held = self.held_for(terms, now);
         let unheld = held.is_none();
         let (price, basis) = match held {
             Some(r) => (r.price_per_gpu_hour, "the price bid"),
@@ -815,23 +696,15 @@ impl Bidder {
         Ok(Accepted::New(lease_id))
     }
 
-    /// Whether `proposal` must wait for its requester's balance to be read
-    /// from the ledger before it is decided: it would lease GPUs no live
-    /// bid of its requester holds, and that balance is not known (or no
-    /// longer trusted).
-    pub fn proposal_needs_balance(&self, proposal: &Signed<LeaseTerms>, now: Timestamp) -> bool {
-        let terms = proposal.message();
-        let held = self.reservations.get(&terms.order_id).is_some_and(|r| {
+    /// The live hold of `terms`' order for its requester on its slot: a
+    /// bid made to it, which fixed the price and was paid for then.
+    fn held_for(&self, terms: &LeaseTerms, now: Timestamp) -> Option<&Reservation> {
+        self.reservations.get(&terms.order_id).filter(|r| {
             r.kind == ReservationKind::Hold
                 && r.requester == terms.requester
                 && r.slot == terms.slot
                 && r.live(now)
-        });
-        !held
-            && !self
-                .balances
-                .get(&terms.requester)
-                .is_some_and(|known| known.fresh(now))
+        })
     }
 
     /// Releases the GPUs of `order` early (a lease ended or was cancelled);
@@ -958,5 +831,6 @@ fn clip(mut detail: String) -> String {
     detail
 }
 
+mod funds;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -270,10 +270,14 @@ impl Router {
         terms: Signed<agora_protocol::LeaseTerms>,
         now: Timestamp,
     ) -> Response {
-        let Some(provider) = self.provider.as_mut() else {
+        let Some(needs_balance) = self
+            .provider
+            .as_ref()
+            .map(|p| terms.signer().peer_id() == peer && p.proposal_needs_balance(&terms, now))
+        else {
             return Response::Refused("this node is not a provider".into());
         };
-        if terms.signer().peer_id() == peer && provider.proposal_needs_balance(&terms, now) {
+        if needs_balance {
             let requester = terms.message().requester;
             if self.balance_reads.contains_key(&requester) || self.start_balance_read(requester) {
                 return Response::Retry("reading your balance on the ledger; ask again".into());
